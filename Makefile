@@ -1,0 +1,58 @@
+# Septum: all set-up is done by these targets on a fresh machine.
+#   make demo   create .venv if needed, install, run the reference device story end to end
+#   make test   install what the tests need (Debian packages too when root) and run the whole suite
+
+# The runtime drops each partition to its own uid, so the interpreter must be readable by other users:
+# prefer Debian's system Python over a root-only pyenv build.
+PYTHON ?= $(shell for p in /usr/bin/python3.12 /usr/bin/python3.11 /usr/bin/python3; do \
+            [ -x $$p ] && $$p -c 'import sys, venv, ensurepip; assert sys.version_info >= (3, 11)' 2>/dev/null \
+            && echo $$p && break; done)
+ifeq ($(strip $(PYTHON)),)
+PYTHON := python3
+endif
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.septum-installed
+SYSSTAMP := $(VENV)/.septum-system-deps
+# Debian packages used by the tests (browser tests need chromium); installed only when root.
+DEBIAN_PACKAGES := chromium chromium-driver
+
+.PHONY: demo test lint docs bench venv system-deps clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade pip
+	@$(BIN)/python -m pip install -q -e '.[test,compliance,hospital]'
+	@touch $(STAMP)
+
+system-deps: $(SYSSTAMP)
+
+$(SYSSTAMP): | $(STAMP)
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	    || echo "WARNING: could not install$$missing; tests that need them will skip with a reason"; fi; \
+	else echo "not root: skipping Debian packages ($(DEBIAN_PACKAGES)); tests that need them skip with a reason"; fi
+	@touch $(SYSSTAMP)
+
+demo: $(STAMP)
+	@$(BIN)/python -m septum.demo
+
+test: $(STAMP) $(SYSSTAMP)
+	@$(BIN)/ruff check septum tests benchmarks examples
+	@$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	@$(BIN)/ruff check septum tests benchmarks examples
+
+docs: $(STAMP)
+	@$(BIN)/python -m septum.docs_gen
+
+bench: $(STAMP)
+	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

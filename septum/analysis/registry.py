@@ -1,0 +1,70 @@
+"""The rule registry: one place that knows every rule's id, title, severity, rationale and fix.
+
+Rules live in ``septum/analysis/rules/<family>.py`` and register themselves with ``@rule``. The CLI's
+``septum rules`` / ``septum explain`` and the generated ``docs/rules.md`` all read this registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .finding import Finding, Severity
+
+if TYPE_CHECKING:
+    from .context import Context
+
+Check = Callable[["Context"], Iterable[Finding]]
+
+FAMILIES: dict[str, str] = {
+    "ISO": "Isolation: information flow into safety-critical partitions",
+    "MED": "Mediation and non-bypassability",
+    "PRIV": "Least privilege and unintended functionality",
+    "TIME": "Temporal partitioning",
+    "CRYPTO": "Cryptography on external interfaces",
+    "CRED": "Credentials",
+    "VULN": "Known vulnerabilities in components",
+    "CTRL": "Security control decisions",
+    "WAIVER": "Waivers",
+}
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    title: str
+    severity: Severity
+    rationale: str
+    fix: str
+    check: Check
+
+    @property
+    def family(self) -> str:
+        return self.id.rstrip("0123456789")
+
+
+RULES: dict[str, Rule] = {}
+
+
+def rule(id: str, title: str, severity: Severity, *, rationale: str, fix: str) -> Callable[[Check], Check]:
+    def deco(fn: Check) -> Check:
+        if id in RULES:
+            raise RuntimeError(f"rule {id} registered twice")
+        if id.rstrip("0123456789") not in FAMILIES:
+            raise RuntimeError(f"rule {id} has no known family")
+        RULES[id] = Rule(id, title, severity, " ".join(rationale.split()), " ".join(fix.split()), fn)
+        return fn
+
+    return deco
+
+
+def all_rules() -> list[Rule]:
+    from . import rules  # noqa: F401  (importing the package registers every rule)
+
+    return sorted(RULES.values(), key=lambda r: (list(FAMILIES).index(r.family), r.id))
+
+
+def get_rule(rule_id: str) -> Rule | None:
+    all_rules()
+    return RULES.get(rule_id.upper())

@@ -1,0 +1,389 @@
+"""Load a model file: YAML with positions -> typed, immutable ``Model``, or a ``ModelError``.
+
+Conversion is done one element at a time, so a type error inside ``partitions.ui`` is reported against
+that partition (msgspec alone would only say ``$.partitions[...]``). All problems found are reported
+together, each with ``file:line:col``; nothing is silently accepted.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import yaml
+
+from . import schema as s
+from .errors import Location, ModelError, ModelIssue
+from .source import PathItem, SourceMap
+from .xref import check_references
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Collector:
+    def __init__(self, source: SourceMap) -> None:
+        self.source = source
+        self.issues: list[ModelIssue] = []
+
+    def add(self, path: tuple[PathItem, ...], message: str, *, key: bool = False) -> None:
+        self.issues.append(ModelIssue(self.source.locate(path, key=key), message))
+
+    def at(self, location: Location, message: str) -> None:
+        self.issues.append(ModelIssue(location, message))
+
+
+def _describe(path: tuple[PathItem, ...]) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "the model"
+
+
+# --------------------------------------------------------------------------- YAML -> Python
+
+
+def _construct(loader: Any, node: yaml.Node, path: tuple[PathItem, ...], col: _Collector) -> Any:
+    if isinstance(node, yaml.MappingNode):
+        out: dict[str, Any] = {}
+        for knode, vnode in node.value:
+            if knode.tag == "tag:yaml.org,2002:merge":
+                col.issues.append(
+                    ModelIssue(col.source._loc(knode), "YAML merge keys ('<<') are not supported")
+                )
+                continue
+            if not isinstance(knode, yaml.ScalarNode):
+                col.issues.append(ModelIssue(col.source._loc(knode), "a key must be a plain name"))
+                continue
+            k = knode.value
+            if k in out:
+                col.issues.append(
+                    ModelIssue(col.source._loc(knode), f"duplicate key '{k}' in {_describe(path)}")
+                )
+                continue
+            out[k] = _construct(loader, vnode, (*path, k), col)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_construct(loader, v, (*path, i), col) for i, v in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)
+
+
+def _parse_yaml(text: str, file: str) -> tuple[Any, SourceMap, _Collector]:
+    loader = _Loader(text)
+    try:
+        try:
+            root = loader.get_single_node()
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+            problem = exc.problem or str(exc)
+            ctx = f" ({exc.context})" if exc.context else ""
+            raise ModelError(
+                [ModelIssue(Location(file, line, column), f"YAML syntax: {problem}{ctx}")]
+            ) from None
+        except yaml.YAMLError as exc:
+            raise ModelError([ModelIssue(Location(file, 1, 1), f"YAML syntax: {exc}")]) from None
+        source = SourceMap(file, root)
+        col = _Collector(source)
+        if root is None:
+            raise ModelError([ModelIssue(Location(file, 1, 1), "the model file is empty")])
+        try:
+            data = _construct(loader, root, (), col)
+        except yaml.constructor.ConstructorError as exc:
+            mark = exc.problem_mark
+            loc = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file, 1, 1)
+            raise ModelError([ModelIssue(loc, f"YAML value: {exc.problem}")]) from None
+        return data, source, col
+    finally:
+        loader.dispose()
+
+
+# --------------------------------------------------------------------------- typed conversion
+
+_MSGSPEC_PATH = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+_PATH_TOKEN = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
+
+
+def _split_msgspec_error(err: str) -> tuple[str, tuple[PathItem, ...]]:
+    m = _MSGSPEC_PATH.match(err)
+    assert m is not None
+    msg, raw = m.group("msg"), m.group("path") or ""
+    path: list[PathItem] = []
+    for name, idx in _PATH_TOKEN.findall(raw):
+        if name:
+            path.append(name)
+        elif idx == "...":
+            break  # msgspec does not name dict keys; the caller converts dicts key by key
+        else:
+            path.append(int(idx))
+    return msg, tuple(path)
+
+
+def _field_names(tp: Any) -> list[str]:
+    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+        return list(tp.__struct_encode_fields__)
+    return []
+
+
+def _resolve_struct(tp: Any, rel: tuple[PathItem, ...]) -> Any:
+    """Walk struct field types along ``rel`` to find which struct an unknown key belongs to."""
+    cur = tp
+    for item in rel:
+        if isinstance(item, int):
+            continue
+        if not (isinstance(cur, type) and issubclass(cur, msgspec.Struct)):
+            return None
+        info = msgspec.inspect.type_info(cur)
+        nxt = None
+        for f in info.fields:  # type: ignore[attr-defined]
+            if f.encode_name == item:
+                nxt = f.type
+        if nxt is None:
+            return None
+        # unwrap Optional/containers to the struct inside
+        cur = _inner_struct(nxt)
+    return cur
+
+
+def _inner_struct(t: Any) -> Any:
+    mi = msgspec.inspect
+    if isinstance(t, mi.StructType):
+        return t.cls
+    if isinstance(t, mi.UnionType):
+        for sub in t.types:
+            r = _inner_struct(sub)
+            if r is not None:
+                return r
+    if isinstance(t, (mi.ListType, mi.VarTupleType, mi.SetType, mi.FrozenSetType)):
+        return _inner_struct(t.item_type)
+    return None
+
+
+def _convert(
+    value: Any, tp: Any, path: tuple[PathItem, ...], what: str, col: _Collector
+) -> Any:
+    try:
+        return msgspec.convert(value, tp, strict=True)
+    except msgspec.ValidationError as exc:
+        msg, rel = _split_msgspec_error(str(exc))
+        full = (*path, *rel)
+        unknown = re.match(r"Object contains unknown field `(.+)`", msg)
+        missing = re.match(r"Object missing required field `(.+)`", msg)
+        where = f"{what}" + (f", {_describe(rel)}" if rel else "")
+        if unknown:
+            bad = unknown.group(1)
+            allowed = _field_names(_resolve_struct(tp, rel))
+            hint = difflib.get_close_matches(bad, allowed, n=1)
+            sugg = f" (did you mean '{hint[0]}'?)" if hint else ""
+            keys = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
+            col.add((*full, bad), f"{where}: unknown key '{bad}'{sugg}{keys}", key=True)
+        elif missing:
+            col.add(full, f"{where}: missing required key '{missing.group(1)}'")
+        else:
+            col.add(full, f"{where}: {_plain(msg)}")
+        return None
+
+
+def _plain(msg: str) -> str:
+    msg = msg.replace("`", "'")
+    m = re.match(r"Invalid enum value (.+)", msg)
+    if m:
+        return f"invalid value {m.group(1)}"
+    return msg[0].lower() + msg[1:] if msg else msg
+
+
+_SECTIONS: dict[str, Any] = {
+    "septum": int,
+    "device": s.Device,
+    "interfaces": s.Interface,
+    "partitions": s.Partition,
+    "messages": dict[str, s.MessageField],
+    "channels": s.Channel,
+    "roles": s.Role,
+    "actions": s.Action,
+    "shared": s.Shared,
+    "controls": s.Controls,
+    "components": tuple[s.Component, ...],
+    "waivers": s.Waiver,
+}
+_SINGULAR = {
+    "interfaces": "interface",
+    "partitions": "partition",
+    "messages": "message",
+    "roles": "role",
+    "actions": "action",
+    "shared": "shared state",
+    "components": "components of",
+}
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+
+
+def _convert_named(
+    data: Any, section: str, tp: Any, col: _Collector, each: Callable[[str, Any], Any] | None = None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if data is None:
+        return out
+    if not isinstance(data, dict):
+        col.add((section,), f"'{section}' must be a mapping of names to definitions")
+        return out
+    for name, value in data.items():
+        if not _NAME_RE.match(name) or len(name) > 64:
+            col.add((section, name), f"'{name}' is not a valid name (letters, digits, _ and -)", key=True)
+            continue
+        if each is not None:
+            conv = each(name, value)
+        else:
+            conv = _convert(value, tp, (section, name), f"{_SINGULAR[section]} '{name}'", col)
+        if conv is not None:
+            out[name] = conv
+    return out
+
+
+def _convert_list(data: Any, section: str, tp: Any, col: _Collector, what: str) -> list[Any]:
+    if data is None:
+        return []
+    if not isinstance(data, list):
+        col.add((section,), f"'{section}' must be a list")
+        return []
+    out = []
+    for i, value in enumerate(data):
+        label = what
+        if isinstance(value, dict) and isinstance(value.get("name"), str):
+            label = f"{what} '{value['name']}'"
+        else:
+            label = f"{what} #{i + 1}"
+        conv = _convert(value, tp, (section, i), label, col)
+        if conv is not None:
+            out.append(conv)
+    return out
+
+
+def _messages(data: Any, col: _Collector) -> dict[str, Any]:
+    def one(name: str, fields: Any) -> Any:
+        if not isinstance(fields, dict) or not fields:
+            col.add(("messages", name), f"message '{name}' must map field names to field types")
+            return None
+        out = {}
+        for fname, fval in fields.items():
+            if not _NAME_RE.match(fname):
+                col.add(("messages", name, fname), f"message '{name}': bad field name '{fname}'", key=True)
+                continue
+            conv = _convert(fval, s.MessageField, ("messages", name, fname),
+                            f"message '{name}', field '{fname}'", col)
+            if conv is not None:
+                out[fname] = conv
+        return out
+
+    return _convert_named(data, "messages", None, col, each=one)
+
+
+def _components(data: Any, col: _Collector) -> dict[str, Any]:
+    def one(name: str, items: Any) -> Any:
+        if not isinstance(items, list):
+            col.add(("components", name), f"components of '{name}' must be a list")
+            return None
+        out = []
+        for i, item in enumerate(items):
+            conv = _convert(item, s.Component, ("components", name, i),
+                            f"component #{i + 1} of '{name}'", col)
+            if conv is not None:
+                out.append(conv)
+        return tuple(out)
+
+    return _convert_named(data, "components", None, col, each=one)
+
+
+def model_from_data(data: Any, source: SourceMap, col: _Collector | None = None) -> s.Model:
+    col = col or _Collector(source)
+    if not isinstance(data, dict):
+        raise ModelError([ModelIssue(source.locate(()), "the model must be a mapping of sections")])
+    for key in data:
+        if key not in _SECTIONS:
+            hint = difflib.get_close_matches(str(key), list(_SECTIONS), n=1)
+            sugg = f" (did you mean '{hint[0]}'?)" if hint else ""
+            col.add((key,), f"unknown top-level section '{key}'{sugg}", key=True)
+    version = data.get("septum")
+    if version is None:
+        col.add((), "missing 'septum: 1' (the model format version)")
+    elif version != s.FORMAT_VERSION or isinstance(version, bool):
+        col.add(("septum",), f"unsupported model format version {version!r}; this Septum reads version 1")
+    device = None
+    if "device" not in data:
+        col.add((), "missing required section 'device'")
+    else:
+        device = _convert(data["device"], s.Device, ("device",), "device", col)
+
+    interfaces = _convert_named(data.get("interfaces"), "interfaces", s.Interface, col)
+    partitions = _convert_named(data.get("partitions"), "partitions", s.Partition, col)
+    messages = _messages(data.get("messages"), col)
+    channels = _convert_list(data.get("channels"), "channels", s.Channel, col, "channel")
+    roles = _convert_named(data.get("roles"), "roles", s.Role, col)
+    actions = _convert_named(data.get("actions"), "actions", s.Action, col)
+    shared = _convert_named(data.get("shared"), "shared", s.Shared, col)
+    controls = None
+    if data.get("controls") is not None:
+        controls = _convert(data["controls"], s.Controls, ("controls",), "controls", col)
+    components = _components(data.get("components"), col)
+    waivers = _convert_list(data.get("waivers"), "waivers", s.Waiver, col, "waiver")
+
+    raw_channels = data.get("channels") if isinstance(data.get("channels"), list) else []
+    index: dict[str, int] = {}
+    for i, ch in enumerate(raw_channels):
+        if isinstance(ch, dict) and isinstance(ch.get("name"), str):
+            index.setdefault(ch["name"], i)
+    source.set_channel_index(index)
+
+    if col.issues or device is None:
+        raise ModelError(col.issues)
+    model = s.Model(
+        septum=1,
+        device=device,
+        interfaces=interfaces,
+        partitions=partitions,
+        messages=messages,
+        channels=tuple(channels),
+        roles=roles,
+        actions=actions,
+        shared=shared,
+        controls=controls,
+        components=components,
+        waivers=tuple(waivers),
+    )
+    check_references(model, raw_channels, col.add)
+    if col.issues:
+        raise ModelError(col.issues)
+    return model
+
+
+def loads(text: str, file: str = "<model>") -> tuple[s.Model, SourceMap]:
+    """Parse model text. Returns the model and its source map, or raises ``ModelError``."""
+    data, source, col = _parse_yaml(text, file)
+    if col.issues:
+        raise ModelError(col.issues)
+    return model_from_data(data, source, col), source
+
+
+def load(path: str | Path) -> tuple[s.Model, SourceMap]:
+    """Load a model file. Raises ``ModelError`` (never another exception) for any problem with it."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ModelError([ModelIssue(Location(str(p), 1, 1), f"cannot read the model: {exc.strerror}")]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ModelError([ModelIssue(Location(str(p), 1, 1), f"the model is not UTF-8 text ({exc.reason})")]) from None
+    return loads(text, str(p))
+
+
+def load_model(path: str | Path) -> s.Model:
+    return load(path)[0]
+
+
+def iter_issue_lines(err: ModelError) -> Iterable[str]:
+    return (str(i) for i in err.issues)
