@@ -1,0 +1,1 @@
+"""The reference PCA / infusion pump built on Septum: partition code, therapy logic, hardware simulator."""
