@@ -106,6 +106,8 @@ class Partition(_Base):
     allow: Allow = Allow()
     mitigation: tuple[Mitigation, ...] = ()
     monitors: tuple[str, ...] = ()
+    # partitions this guard protects; default: the guard's direct successors of higher criticality
+    protects: tuple[str, ...] = ()
     restart: RestartPolicy | None = None
     heartbeat_ms: Annotated[int, Meta(ge=1)] | None = None
     resources: Resources = Resources()

@@ -61,6 +61,11 @@ def check_references(model: s.Model, raw_channels: list[Any], add: Add) -> None:
                 add((*at, "monitors", j), f"partition '{pname}' monitors " + _unknown("partition", mon, parts))
             elif mon == pname:
                 add((*at, "monitors", j), f"partition '{pname}' cannot monitor itself")
+        for j, prot in enumerate(p.protects):
+            if prot not in parts:
+                add((*at, "protects", j), f"partition '{pname}' protects " + _unknown("partition", prot, parts))
+            elif not p.mitigation:
+                add((*at, "protects", j), f"partition '{pname}' protects '{prot}' but declares no mitigation")
         if p.service:
             if p.service in services:
                 add((*at, "service"),

@@ -1,0 +1,176 @@
+"""MED — mediation and non-bypassability: authentication that cannot be routed around."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from septum.model import schema as s
+from septum.model.schema import CRITICALITY_RANK
+
+from ..context import C, Context, I, P
+from ..finding import ElementRef, Finding, PathStep
+from ..graph import Node
+from ..registry import rule
+from .iso import path_text
+
+
+def A(name: str) -> ElementRef:
+    return ElementRef("action", name)
+
+
+@rule(
+    "MED001", "External input interface without authentication", "error",
+    rationale="""Anything that accepts input from outside the device (a network port, USB, a keypad, a
+    serial line) must establish who is speaking before the device acts on it, unless only a person
+    physically at the device can use it.""",
+    fix="""Set `authentication:` on the interface (e.g. mutual-tls, clinician-pin), or
+    `authentication: physical-presence-only` for a control only a person at the bedside can reach.""",
+)
+def med001(ctx: Context) -> Iterator[Finding]:
+    for name, iface in ctx.model.interfaces.items():
+        if not (iface.external and iface.enabled and iface.kind in s.INPUT_KINDS):
+            continue
+        auth = (iface.authentication or "").strip().lower()
+        if auth in s.NO_AUTH:
+            said = "declares no authentication" if not auth else "has authentication: none"
+            yield ctx.finding("MED001", f"external {iface.kind} interface '{name}' {said}", I(name))
+
+
+def _action_entries(model: s.Model, action: s.Action) -> list[str]:
+    if action.via:
+        return list(action.via)
+    seen: dict[str, None] = {}
+    for role in action.allowed:
+        for v in model.roles[role].via:
+            seen[v] = None
+    return list(seen)
+
+
+@rule(
+    "MED002", "An action's handler can be reached around the auth service", "error",
+    rationale="""Authorisation that can be routed around is not authorisation. If a partition that handles
+    an action can receive input from one of the action's entry points by a path that does not pass the
+    auth service, an attacker on that entry point can trigger the action unauthenticated.""",
+    fix="""Remove the channel that reaches the handler around auth, so every path from the entry point
+    to the handler passes the auth service (or a partition with `mitigation: [authenticating]`).""",
+)
+def med002(ctx: Context) -> Iterator[Finding]:
+    g = ctx.graph
+    cache: dict[tuple[str, ...], dict[Node, tuple[Node, str | None] | None]] = {}
+    for aname, action in ctx.model.actions.items():
+        if action.break_glass:
+            continue
+        handler = g.part(action.handled_by)
+        if handler in ctx.auth_nodes:
+            continue
+        entries = tuple(sorted(e for e in _action_entries(ctx.model, action) if e in ctx.model.interfaces))
+        if entries not in cache:
+            sources = [g.iface(e) for e in entries if g.succ[g.iface(e)]]
+            cache[entries] = g.bfs(sources, blocked=lambda n: n in ctx.auth_nodes)
+        parent = cache[entries]
+        if handler in parent:
+            path = g.path_to(parent, handler)
+            yield ctx.finding(
+                "MED002",
+                f"action '{aname}' is handled by '{action.handled_by}', which '{path[0].node.name}' reaches "
+                f"without passing auth: {path_text(path)}",
+                A(aname), P(action.handled_by), path=path)
+
+
+def _protected(ctx: Context, gname: str, guard: s.Partition) -> list[str]:
+    if guard.protects:
+        return list(guard.protects)
+    rank = CRITICALITY_RANK[guard.criticality]
+    out: dict[str, None] = {}
+    for ch in ctx.model.channels:
+        if ch.src == gname and CRITICALITY_RANK[ctx.model.partitions[ch.dst].criticality] > rank:
+            out[ch.dst] = None
+    return list(out)
+
+
+@rule(
+    "MED003", "A guard is bypassed", "error",
+    rationale="""A guard (filter, monitor, gate, authenticator) protects what is behind it only if nothing
+    reaches the protected partition around it. After CASE's "component not bypassed" claim: if an entry
+    point reaches the protected partition both through the guard and by a path that passes no guard, the
+    guard is decoration.""",
+    fix="""Remove the channel that goes around the guard, or route it through the guard. A guard protects
+    the partitions named in `protects`, or by default its direct successors of higher criticality.""",
+)
+def med003(ctx: Context) -> Iterator[Finding]:
+    g = ctx.graph
+    reach = g.bfs(g.entry_points)
+    around = g.bfs(g.entry_points, blocked=lambda n: n in ctx.guard_nodes)
+    for gname, guard in ctx.model.partitions.items():
+        if not guard.mitigation or g.part(gname) not in reach:
+            continue
+        for tname in _protected(ctx, gname, guard):
+            t = g.part(tname)
+            if t in around and t not in ctx.guard_nodes:
+                path = g.path_to(around, t)
+                yield ctx.finding(
+                    "MED003",
+                    f"guard '{gname}' protects '{tname}', but '{path[0].node.name}' reaches '{tname}' "
+                    f"around it: {path_text(path)}",
+                    P(gname), P(tname), path=path)
+
+
+@rule(
+    "MED004", "Break-glass action is not observable", "error",
+    rationale="""Emergency access without login is necessary in a clinical device, and acceptable only if
+    every use is seen: audited, and alerted on the display or to the hospital.""",
+    fix="""Give the handler of the break-glass action a channel path to the audit service and to a
+    partition that owns a display or network interface.""",
+)
+def med004(ctx: Context) -> Iterator[Finding]:
+    g = ctx.graph
+    model = ctx.model
+    audit = ctx.service_partitions.get("audit")
+    alert_owners = {
+        owner for iname, iface in model.interfaces.items()
+        if iface.kind in ("display", *s.NETWORK_KINDS) and (owner := model.owner_of(iname))
+    }
+    for aname, action in model.actions.items():
+        if not action.break_glass:
+            continue
+        h = action.handled_by
+        parent = g.bfs([g.part(h)])
+        if audit is None:
+            yield ctx.finding("MED004", f"break-glass action '{aname}' cannot be audited: the model has no "
+                              "audit service", A(aname), P(h))
+        elif g.part(audit) not in parent:
+            yield ctx.finding("MED004", f"break-glass action '{aname}': its handler '{h}' has no channel path "
+                              f"to the audit service '{audit}'", A(aname), P(h), P(audit))
+        reached = [o for o in sorted(alert_owners) if g.part(o) in parent]
+        if not reached:
+            yield ctx.finding("MED004", f"break-glass action '{aname}': its handler '{h}' has no path to a "
+                              "partition owning a display or network interface, so its use raises no alert",
+                              A(aname), P(h))
+
+
+@rule(
+    "MED005", "A monitor's reset or override is reachable from what it monitors", "error",
+    rationale="""A monitor that the monitored partition can reset or override does not monitor it: a
+    faulty or compromised controller would silence its own watchdog.""",
+    fix="""Feed the monitor's reset/override channel only from a partition the monitored one cannot reach
+    (e.g. the authenticated clinician path through auth), or remove it.""",
+)
+def med005(ctx: Context) -> Iterator[Finding]:
+    g = ctx.graph
+    model = ctx.model
+    for mname, mon in model.partitions.items():
+        for watched in mon.monitors:
+            # paths through the auth service are mediated: the watched partition cannot forge a clinician
+            parent = g.bfs([g.part(watched)], blocked=lambda n, m=g.part(mname): n == m or n in ctx.auth_nodes)
+            for ch in model.channels:
+                if ch.dst != mname or ch.purpose not in ("reset", "override"):
+                    continue
+                src = g.part(ch.src)
+                if src not in parent or (src in ctx.auth_nodes and ch.src != watched):
+                    continue
+                path = (*g.path_to(parent, src), PathStep(P(mname), ch.name))
+                yield ctx.finding(
+                    "MED005",
+                    f"monitor '{mname}' watches '{watched}', but its {ch.purpose} channel '{ch.name}' is "
+                    f"reachable from '{watched}': {path_text(path)}",
+                    P(mname), P(watched), C(ch.name), path=path)

@@ -1,0 +1,382 @@
+"""Parse a Microkit system description file into ``sdf_model`` objects, with located diagnostics.
+
+Two steps: expat reads the XML into a small element tree that keeps each element's line and column
+(the standard library's pyexpat reports them, so no dependency is needed); then each element is
+checked against the element and attribute vocabulary and its values are decoded. Problems are
+collected rather than raised, so one run names every mistake it can.
+
+What is accepted is the subset of the Microkit 2.x format that Septum generates and checks (see
+docs/generators.md): ``system`` with ``domains``, ``protection_domain``, ``memory_region`` and
+``channel``. Other Microkit features (virtual machines, child PDs, I/O ports, prefilled regions) are
+reported as unsupported instead of being silently accepted unchecked.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from xml.parsers import expat
+
+from .sdf_model import (
+    DEFAULT_BUDGET_US,
+    PAGE_SIZES,
+    Channel,
+    ChannelEnd,
+    Diagnostic,
+    Domain,
+    Domains,
+    Irq,
+    Loc,
+    Map,
+    MemoryRegion,
+    ProtectionDomain,
+    ScheduleEntry,
+    System,
+)
+
+# element -> allowed attributes; required ones listed separately
+ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "system": (),
+    "domains": (),
+    "domain": ("name", "id"),
+    "domain_schedule": ("start_index", "index_shift"),
+    "schedule_entry": ("domain", "duration"),
+    "schedule_end_marker": (),
+    "protection_domain": (
+        "name", "priority", "budget", "period", "passive", "stack_size", "smc", "cpu", "domain", "fpu",
+    ),
+    "program_image": ("path", "path_for_symbols"),
+    "map": ("mr", "vaddr", "perms", "cached", "setvar_vaddr", "setvar_size"),
+    "irq": ("irq", "id", "trigger", "setvar_id"),
+    "setvar": ("symbol", "region_paddr"),
+    "memory_region": ("name", "size", "page_size", "phys_addr"),
+    "channel": (),
+    "end": ("pd", "id", "notify", "pp", "setvar_id"),
+}
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "domain": ("name",),
+    "schedule_entry": ("domain", "duration"),
+    "protection_domain": ("name",),
+    "program_image": ("path",),
+    "map": ("mr", "vaddr"),
+    "irq": ("irq", "id"),
+    "setvar": ("symbol", "region_paddr"),
+    "memory_region": ("name", "size"),
+    "end": ("pd", "id"),
+}
+CHILDREN: dict[str, tuple[str, ...]] = {
+    "system": ("domains", "protection_domain", "memory_region", "channel"),
+    "domains": ("domain", "domain_schedule"),
+    "domain_schedule": ("schedule_entry", "schedule_end_marker"),
+    "protection_domain": ("program_image", "map", "irq", "setvar"),
+    "channel": ("end",),
+}
+# Real Microkit elements this validator does not check; named so the message is precise.
+UNSUPPORTED = frozenset({"virtual_machine", "vcpu", "ioport", "cap_map", "iommu", "pci_device"})
+
+
+@dataclass
+class Element:
+    tag: str
+    attrs: dict[str, str]
+    loc: Loc
+    children: list[Element] = field(default_factory=list)
+
+
+class SdfSyntaxError(Exception):
+    """The file is not well-formed XML; carries the one located diagnostic."""
+
+    def __init__(self, diagnostic: Diagnostic) -> None:
+        self.diagnostic = diagnostic
+        super().__init__(str(diagnostic))
+
+
+def read_tree(text: str | bytes, filename: str) -> Element:
+    """Well-formed XML -> element tree with 1-based line/column per element."""
+    parser = expat.ParserCreate()
+    root: list[Element] = []
+    stack: list[Element] = []
+
+    def start(tag: str, attrs: dict[str, str]) -> None:
+        el = Element(tag, dict(attrs), Loc(filename, parser.CurrentLineNumber, parser.CurrentColumnNumber + 1))
+        (stack[-1].children if stack else root).append(el)
+        stack.append(el)
+
+    def end(_tag: str) -> None:
+        stack.pop()
+
+    def refuse_entities(*_args: object) -> None:
+        # An SDF never needs entity declarations; refusing them closes the "billion laughs" door.
+        raise expat.ExpatError("entity declarations are not allowed in a system description")
+
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.EntityDeclHandler = refuse_entities
+    try:
+        parser.Parse(text, True)
+    except expat.ExpatError as exc:
+        line = getattr(exc, "lineno", None) or parser.ErrorLineNumber
+        col = (getattr(exc, "offset", None) or parser.ErrorColumnNumber) + 1
+        reason = expat.ErrorString(exc.code) if getattr(exc, "code", None) else str(exc)
+        raise SdfSyntaxError(
+            Diagnostic(Loc(filename, line, col), "error", "xml_malformed", f"not well-formed XML: {reason}")
+        ) from None
+    return root[0]
+
+
+def parse_number(text: str) -> int | None:
+    """Microkit numbers: decimal or ``0x`` hexadecimal, ``_`` allowed as a separator; never negative."""
+    s = text.replace("_", "")
+    if _HEX.fullmatch(s):
+        return int(s[2:], 16)
+    if _DEC.fullmatch(s):
+        return int(s, 10)
+    return None
+
+
+_HEX = re.compile(r"0x[0-9a-fA-F]+")
+_DEC = re.compile(r"[0-9]+")
+
+
+class _Reader:
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+        self.diags: list[Diagnostic] = []
+
+    def error(self, loc: Loc, rule: str, message: str) -> None:
+        self.diags.append(Diagnostic(loc, "error", rule, message))
+
+    # -- attribute helpers ------------------------------------------------------------------------
+    def check_element(self, el: Element) -> bool:
+        """Unknown attributes and missing required ones. True if the element is usable."""
+        ok = True
+        allowed = ATTRIBUTES[el.tag]
+        for name in el.attrs:
+            if name not in allowed:
+                self.error(el.loc, "unknown_attribute",
+                           f"unknown attribute '{name}' on <{el.tag}>; allowed: {', '.join(allowed) or 'none'}")
+        for name in REQUIRED.get(el.tag, ()):
+            if name not in el.attrs:
+                self.error(el.loc, "missing_attribute", f"<{el.tag}> is missing required attribute '{name}'")
+                ok = False
+        return ok
+
+    def number(self, el: Element, name: str, default: int | None = None) -> int | None:
+        raw = el.attrs.get(name)
+        if raw is None:
+            return default
+        value = parse_number(raw)
+        if value is None:
+            self.error(el.loc, "bad_number",
+                       f"attribute '{name}' of <{el.tag}> is not a number: '{raw}' "
+                       "(use a decimal or 0x-prefixed hexadecimal integer)")
+            return default
+        return value
+
+    def boolean(self, el: Element, name: str, default: bool) -> bool:
+        raw = el.attrs.get(name)
+        if raw is None:
+            return default
+        if raw not in ("true", "false"):
+            self.error(el.loc, "bad_bool", f"attribute '{name}' of <{el.tag}> must be 'true' or 'false', not '{raw}'")
+            return default
+        return raw == "true"
+
+    def children(self, el: Element) -> list[Element]:
+        allowed = CHILDREN.get(el.tag, ())
+        out = []
+        for child in el.children:
+            if child.tag in allowed:
+                out.append(child)
+            elif child.tag in UNSUPPORTED:
+                self.error(child.loc, "unsupported_element",
+                           f"<{child.tag}> is a Microkit feature that septum validate-sdf does not check")
+            else:
+                where = f"inside <{el.tag}>"
+                hint = f"; allowed: {', '.join(allowed)}" if allowed else "; it takes no child elements"
+                self.error(child.loc, "unknown_element", f"unknown element <{child.tag}> {where}{hint}")
+        return out
+
+    # -- elements ---------------------------------------------------------------------------------
+    def system(self, root: Element) -> System:
+        sys_ = System(self.filename, root.loc)
+        if root.tag != "system":
+            self.error(root.loc, "root_not_system", f"the root element must be <system>, not <{root.tag}>")
+            return sys_
+        self.check_element(root)
+        seen_pd = False
+        for child in self.children(root):
+            if child.tag == "domains":
+                if seen_pd:
+                    self.error(child.loc, "domains_after_pd",
+                               "<domains> must come before any <protection_domain>")
+                if sys_.domains is not None:
+                    self.error(child.loc, "duplicate_domains", "<domains> may appear only once")
+                    continue
+                sys_.domains = self.domains(child)
+            elif child.tag == "protection_domain":
+                seen_pd = True
+                pd = self.protection_domain(child)
+                if pd is not None:
+                    sys_.pds.append(pd)
+            elif child.tag == "memory_region":
+                mr = self.memory_region(child)
+                if mr is not None:
+                    sys_.regions.append(mr)
+            elif child.tag == "channel":
+                ch = self.channel(child)
+                if ch is not None:
+                    sys_.channels.append(ch)
+        return sys_
+
+    def domains(self, el: Element) -> Domains:
+        self.check_element(el)
+        out = Domains([], [], False, el.loc)
+        for child in self.children(el):
+            if child.tag == "domain":
+                if self.check_element(child):
+                    out.domains.append(Domain(child.attrs["name"], self.number(child, "id"), child.loc))
+            elif child.tag == "domain_schedule":
+                if out.has_schedule:
+                    self.error(child.loc, "duplicate_schedule", "<domain_schedule> may appear only once")
+                    continue
+                out.has_schedule = True
+                self.check_element(child)
+                self.number(child, "start_index")
+                self.number(child, "index_shift")
+                for entry in self.children(child):
+                    if entry.tag == "schedule_end_marker":
+                        self.check_element(entry)
+                    elif self.check_element(entry):
+                        parsed = self.schedule_entry(entry)
+                        if parsed is not None:
+                            out.schedule.append(parsed)
+        if not out.has_schedule:
+            self.error(el.loc, "missing_schedule", "<domains> must contain one <domain_schedule>")
+        return out
+
+    def schedule_entry(self, el: Element) -> ScheduleEntry | None:
+        raw = el.attrs["duration"]
+        value, _, unit = raw.partition(" ")
+        number = parse_number(value)
+        if number is None or unit not in ("us", "ticks"):
+            self.error(el.loc, "bad_duration",
+                       f"duration '{raw}' must be a number and a unit, 'us' or 'ticks' (e.g. '1000 us')")
+            return None
+        if number == 0:
+            self.error(el.loc, "bad_duration", f"duration '{raw}' must be non-zero")
+            return None
+        return ScheduleEntry(el.attrs["domain"], number, unit, el.loc)  # type: ignore[arg-type]
+
+    def protection_domain(self, el: Element) -> ProtectionDomain | None:
+        if not self.check_element(el):
+            return None
+        budget = self.number(el, "budget", DEFAULT_BUDGET_US)
+        assert budget is not None
+        period = self.number(el, "period", budget)
+        pd = ProtectionDomain(
+            name=el.attrs["name"],
+            priority=self.number(el, "priority", 0) or 0,
+            budget=budget,
+            period=period if period is not None else budget,
+            passive=self.boolean(el, "passive", False),
+            stack_size=self.number(el, "stack_size", 0x2000) or 0,
+            domain=el.attrs.get("domain"),
+            program_image=None,
+            loc=el.loc,
+        )
+        self.boolean(el, "smc", False)
+        self.boolean(el, "fpu", True)
+        self.number(el, "cpu", 0)
+        for child in self.children(el):
+            ok = self.check_element(child)
+            if child.tag == "program_image":
+                if pd.program_image is not None:
+                    self.error(child.loc, "duplicate_program_image",
+                               f"protection domain '{pd.name}' has more than one <program_image>")
+                elif ok:
+                    pd.program_image = child.attrs["path"]
+            elif child.tag == "map" and ok:
+                m = self.map(child)
+                if m is not None:
+                    pd.maps.append(m)
+            elif child.tag == "irq" and ok:
+                irq = self.irq(child)
+                if irq is not None:
+                    pd.irqs.append(irq)
+        if pd.program_image is None and not any(c.tag == "program_image" for c in el.children):
+            self.error(el.loc, "missing_program_image",
+                       f"protection domain '{pd.name}' needs exactly one <program_image>")
+        return pd
+
+    def map(self, el: Element) -> Map | None:
+        vaddr = self.number(el, "vaddr")
+        raw_perms = el.attrs.get("perms", "rw")
+        perms_ok = bool(raw_perms) and all(c in "rwx" for c in raw_perms)
+        if not perms_ok:
+            self.error(el.loc, "bad_perms",
+                       f"perms '{raw_perms}' must be a combination of 'r', 'w' and 'x'")
+        perms = "".join(c for c in "rwx" if c in raw_perms)
+        if perms_ok and "w" in perms and "r" not in perms:
+            self.error(el.loc, "write_only_map",
+                       f"perms '{raw_perms}' is write-only; the kernel does not allow write-only mappings")
+        cached = self.boolean(el, "cached", True)
+        if vaddr is None or not perms_ok:
+            return None
+        return Map(el.attrs["mr"], vaddr, perms, cached, el.loc, el.attrs.get("setvar_vaddr"))
+
+    def irq(self, el: Element) -> Irq | None:
+        number = self.number(el, "irq")
+        ident = self.number(el, "id")
+        trigger = el.attrs.get("trigger", "level")
+        if trigger not in ("level", "edge"):
+            self.error(el.loc, "bad_trigger", f"trigger must be 'level' or 'edge', not '{trigger}'")
+        if number is None or ident is None:
+            return None
+        return Irq(number, ident, trigger, el.loc)
+
+    def memory_region(self, el: Element) -> MemoryRegion | None:
+        if not self.check_element(el):
+            return None
+        page_size = self.number(el, "page_size", PAGE_SIZES[0])
+        assert page_size is not None
+        return MemoryRegion(
+            name=el.attrs["name"],
+            size=self.number(el, "size"),
+            page_size=page_size,
+            phys_addr=self.number(el, "phys_addr"),
+            loc=el.loc,
+        )
+
+    def channel(self, el: Element) -> Channel | None:
+        self.check_element(el)
+        ends: list[ChannelEnd] = []
+        for child in self.children(el):
+            if not self.check_element(child):
+                return None
+            ident = self.number(child, "id")
+            if ident is None:
+                return None
+            ends.append(ChannelEnd(
+                pd=child.attrs["pd"],
+                id=ident,
+                notify=self.boolean(child, "notify", True),
+                pp=self.boolean(child, "pp", False),
+                loc=child.loc,
+            ))
+        if len(ends) != 2:
+            self.error(el.loc, "channel_end_count",
+                       f"a <channel> must have exactly two <end> elements, found {len(ends)}")
+            return None
+        return Channel(ends, el.loc)
+
+
+def parse(text: str | bytes, filename: str) -> tuple[System | None, list[Diagnostic]]:
+    """Parse SDF text. Returns the system (None if the XML is not well-formed) and the diagnostics."""
+    try:
+        root = read_tree(text, filename)
+    except SdfSyntaxError as exc:
+        return None, [exc.diagnostic]
+    reader = _Reader(filename)
+    system = reader.system(root)
+    return system, reader.diags
