@@ -244,7 +244,10 @@ class _Reader:
                 self.check_element(child)
                 self.number(child, "start_index")
                 self.number(child, "index_shift")
-                for entry in self.children(child):
+                entries = self.children(child)
+                if not any(e.tag == "schedule_entry" for e in entries):
+                    self.error(child.loc, "empty_schedule", "<domain_schedule> has no <schedule_entry>")
+                for entry in entries:
                     if entry.tag == "schedule_end_marker":
                         self.check_element(entry)
                     elif self.check_element(entry):
@@ -336,7 +339,8 @@ class _Reader:
         return Irq(number, ident, trigger, el.loc)
 
     def memory_region(self, el: Element) -> MemoryRegion | None:
-        if not self.check_element(el):
+        # Kept without a size when 'size' is missing, so maps of it do not also report "does not exist".
+        if not self.check_element(el) and "name" not in el.attrs:
             return None
         page_size = self.number(el, "page_size", PAGE_SIZES[0])
         assert page_size is not None

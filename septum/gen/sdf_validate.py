@@ -26,6 +26,18 @@ from .sdf_model import (
 from .sdf_parse import parse
 
 
+def _overlaps(spans: list[tuple[int, int, str, Loc]]) -> list[tuple[int, str, Loc, str]]:
+    """Ranges that start before an earlier-starting range has ended: (start, name, loc, overlapped name)."""
+    out = []
+    furthest: tuple[int, str] | None = None  # the end reached so far, and whose range reaches it
+    for start, end, name, loc in sorted(spans, key=lambda s: (s[0], s[1], s[2])):
+        if furthest is not None and start < furthest[0]:
+            out.append((start, name, loc, furthest[1]))
+        if furthest is None or end > furthest[0]:
+            furthest = (end, name)
+    return out
+
+
 class _Checker:
     def __init__(self, system: System) -> None:
         self.sys = system
@@ -104,11 +116,9 @@ class _Checker:
                                f"phys_addr {mr.phys_addr:#x} of '{mr.name}' is not aligned to its page size "
                                f"{mr.page_size:#x}")
                 fixed.append((mr.phys_addr, mr.phys_addr + mr.size, mr.name, mr.loc))
-        fixed.sort()
-        for (_s1, e1, n1, _l1), (s2, _e2, n2, l2) in zip(fixed, fixed[1:], strict=False):
-            if s2 < e1:
-                self.error(l2, "phys_overlap",
-                           f"physical range of '{n2}' (from {s2:#x}) overlaps memory region '{n1}'")
+        for start, name, loc, other in _overlaps(fixed):
+            self.error(loc, "phys_overlap",
+                       f"physical range of '{name}' (from {start:#x}) overlaps memory region '{other}'")
 
     def maps(self) -> None:
         used: set[str] = set()
@@ -127,11 +137,9 @@ class _Checker:
                                f"the region's page size {mr.page_size:#x}")
                 if mr.size:
                     spans.append((m.vaddr, m.vaddr + mr.size, m.mr, m.loc))
-            spans.sort()
-            for (_s1, e1, n1, _l1), (s2, _e2, n2, l2) in zip(spans, spans[1:], strict=False):
-                if s2 < e1:
-                    self.error(l2, "overlapping_maps",
-                               f"in '{pd.name}' the map of '{n2}' at {s2:#x} overlaps the map of '{n1}'")
+            for start, name, loc, other in _overlaps(spans):
+                self.error(loc, "overlapping_maps",
+                           f"in '{pd.name}' the map of '{name}' at {start:#x} overlaps the map of '{other}'")
         for mr in self.sys.regions:
             if mr.name not in used:
                 self.warning(mr.loc, "unused_mr", f"memory region '{mr.name}' is not mapped by any protection domain")
@@ -183,6 +191,7 @@ class _Checker:
             if a.pp and b.pp:
                 self.error(ch.loc, "pp_both_ends",
                            "pp is set on both ends; protected calls may go one way only")
+                continue
             if not known:
                 continue
             for caller, callee in ((a, b), (b, a)):
@@ -223,8 +232,6 @@ class _Checker:
                     self.error(d.loc, "duplicate_domain_id",
                                f"domain id {d.id} is already used by domain '{ids[d.id]}'")
                 ids.setdefault(d.id, d.name)
-        if doms.has_schedule and not doms.schedule:
-            self.error(doms.loc, "empty_schedule", "<domain_schedule> has no <schedule_entry>")
         for entry in doms.schedule:
             if entry.domain not in names:
                 self.error(entry.loc, "schedule_unknown_domain",
