@@ -1,0 +1,361 @@
+"""Signed update bundles, anti-rollback, and staged installation with an atomic switch.
+
+Bundle file::
+
+    MAGIC | msgpack {manifest: bytes, signature: bytes, files: {name: bytes}}
+
+``manifest`` is itself msgpack (target, kind, version, file SHA-256 hashes and sizes, key id) and the
+Ed25519 signature covers a domain string plus exactly those bytes, so nothing outside the signed bytes
+decides what gets installed. Verification checks, in order: framing, signature by a trusted key, manifest
+fields, target, the exact set of files, and every hash; the first failure is the reason given.
+
+Installation (``SlotInstaller``) stages files into ``slots/<version>``, switches the ``current`` symlink
+with one ``rename`` (atomic on POSIX), runs the health check, and switches back if it fails. The
+anti-rollback floor rises only once a version has passed its health check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+import shutil
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from .keys import key_id
+
+MAGIC = b"SEPTUPD\x01"
+MAX_BUNDLE = 256 * 1024 * 1024
+MAX_FILES = 4096
+_SIGN_DOMAIN = b"septum-update-manifest-v1\x00"
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
+_PATH_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._\-]{0,127}$")
+
+BundleKind = Literal["partition", "data"]
+Version = tuple[int, ...]
+
+
+class BundleError(Exception):
+    """A bundle (or a request to make one) that must be refused; the message is the reason."""
+
+
+class FileEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    sha256: str
+    size: int
+
+
+class Manifest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    format: int
+    target: str
+    kind: BundleKind
+    version: str
+    created: float
+    key_id: str
+    files: dict[str, FileEntry]
+
+
+class _Container(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    manifest: bytes
+    signature: bytes
+    files: dict[str, bytes]
+
+
+@dataclass(frozen=True)
+class VerifiedBundle:
+    manifest: Manifest
+    manifest_version: Version
+    files: dict[str, bytes]
+
+
+def parse_version(text: str) -> Version:
+    """Dotted non-negative integers (1 to 4 parts); compared as tuples, so 1.10 > 1.9."""
+    parts = text.split(".")
+    if not 1 <= len(parts) <= 4 or not all(p.isdigit() and len(p) <= 9 for p in parts):
+        raise BundleError(f"version {text!r} is not 1-4 dot-separated integers (e.g. 1.4.2)")
+    return tuple(int(p) for p in parts)
+
+
+def check_relpath(name: str) -> None:
+    """File names inside a bundle: relative, no '..', no hidden tricks, so staging stays in its slot."""
+    parts = name.split("/")
+    if len(name) > 512 or not all(_PATH_PART.match(p) for p in parts) or any(p in {".", ".."} for p in parts):
+        raise BundleError(f"file name {name!r} is not a plain relative path")
+
+
+def _check_target(target: str) -> None:
+    if not _NAME.match(target):
+        raise BundleError(f"target {target!r} is not a partition or data item name")
+
+
+def make_bundle(
+    private_key: Ed25519PrivateKey, *, target: str, kind: str, version: str, files: dict[str, bytes],
+    created: float | None = None,
+) -> bytes:
+    _check_target(target)
+    parse_version(version)
+    if kind not in ("partition", "data"):
+        raise BundleError(f"kind {kind!r} is not 'partition' or 'data'")
+    if not files:
+        raise BundleError("a bundle needs at least one file")
+    for name in files:
+        check_relpath(name)
+    manifest = Manifest(
+        format=1, target=target, kind=kind, version=version,  # type: ignore[arg-type]
+        created=time.time() if created is None else created,
+        key_id=key_id(private_key.public_key()).hex(),
+        files={n: FileEntry(hashlib.sha256(d).hexdigest(), len(d)) for n, d in sorted(files.items())},
+    )
+    raw = msgspec.msgpack.encode(manifest)
+    sig = private_key.sign(_SIGN_DOMAIN + raw)
+    return MAGIC + msgspec.msgpack.encode(_Container(raw, sig, dict(files)))
+
+
+def make_bundle_from_paths(
+    private_key: Ed25519PrivateKey, *, target: str, kind: str, version: str, paths: Sequence[Path],
+    base: Path | None = None,
+) -> bytes:
+    files: dict[str, bytes] = {}
+    for p in paths:
+        if not p.is_file():
+            raise BundleError(f"{p}: no such file")
+        if base is not None:
+            try:
+                name = p.resolve().relative_to(base.resolve()).as_posix()
+            except ValueError:
+                raise BundleError(f"{p}: not under --base {base}") from None
+        else:
+            name = p.name
+        if name in files:
+            raise BundleError(f"{p}: two files would be named {name!r} in the bundle (use --base)")
+        files[name] = p.read_bytes()
+    return make_bundle(private_key, target=target, kind=kind, version=version, files=files)
+
+
+def verify_bundle(
+    data: bytes, trusted: Iterable[Ed25519PublicKey], *, expect_target: str | None = None
+) -> VerifiedBundle:
+    if len(data) > MAX_BUNDLE:
+        raise BundleError(f"bundle of {len(data)} bytes exceeds the {MAX_BUNDLE}-byte limit")
+    if not data.startswith(MAGIC):
+        raise BundleError("not a Septum update bundle (bad magic)")
+    try:
+        box = msgspec.msgpack.decode(data[len(MAGIC):], type=_Container)
+    except msgspec.DecodeError as exc:
+        raise BundleError(f"malformed bundle: {exc}") from None
+    if not box.signature:
+        raise BundleError("unsigned bundle")
+    keys = list(trusted)
+    for k in keys:
+        try:
+            k.verify(box.signature, _SIGN_DOMAIN + box.manifest)
+            break
+        except InvalidSignature:
+            continue
+    else:
+        try:
+            claimed = msgspec.msgpack.decode(box.manifest, type=Manifest).key_id
+        except msgspec.DecodeError:
+            claimed = "?"
+        if claimed not in {key_id(k).hex() for k in keys}:
+            raise BundleError(f"signed by key {claimed}, which is not a trusted update key")
+        raise BundleError("bad signature: the manifest was altered after signing")
+    try:
+        manifest = msgspec.msgpack.decode(box.manifest, type=Manifest)
+    except msgspec.DecodeError as exc:
+        raise BundleError(f"malformed manifest: {exc}") from None
+    if manifest.format != 1:
+        raise BundleError(f"unsupported manifest format {manifest.format}")
+    _check_target(manifest.target)
+    version = parse_version(manifest.version)
+    if expect_target is not None and manifest.target != expect_target:
+        raise BundleError(f"bundle is for {manifest.target!r}, not {expect_target!r}")
+    if len(manifest.files) > MAX_FILES:
+        raise BundleError(f"too many files ({len(manifest.files)} > {MAX_FILES})")
+    for name in manifest.files:
+        check_relpath(name)
+    missing = sorted(set(manifest.files) - set(box.files))
+    extra = sorted(set(box.files) - set(manifest.files))
+    if missing:
+        raise BundleError(f"file {missing[0]!r} is in the manifest but not in the bundle")
+    if extra:
+        raise BundleError(f"file {extra[0]!r} is in the bundle but not in the signed manifest")
+    for name, entry in manifest.files.items():
+        content = box.files[name]
+        if len(content) != entry.size or hashlib.sha256(content).hexdigest() != entry.sha256:
+            raise BundleError(f"file {name!r} does not match its signed hash")
+    return VerifiedBundle(manifest, version, box.files)
+
+
+# ---------------------------------------------------------------------------------------------- install
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class VersionStore:
+    """Per-target anti-rollback floor: the highest version that passed its health check. Only rises."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def _load(self) -> dict[str, str]:
+        if not self.path.exists():
+            return {}
+        try:
+            return msgspec.json.decode(self.path.read_bytes(), type=dict[str, str])
+        except (OSError, msgspec.DecodeError) as exc:
+            # Failing closed: without the floor we cannot tell an old bundle from a new one.
+            raise BundleError(f"{self.path}: anti-rollback state unreadable ({exc})") from None
+
+    def accepted(self, target: str) -> str | None:
+        return self._load().get(target)
+
+    def floor(self, target: str) -> Version | None:
+        v = self.accepted(target)
+        return parse_version(v) if v else None
+
+    def raise_floor(self, target: str, version: str) -> None:
+        state = self._load()
+        old = state.get(target)
+        if old is not None and parse_version(old) >= parse_version(version):
+            return
+        state[target] = version
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_bytes(msgspec.json.encode(state))
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        _fsync_dir(self.path.parent)
+
+
+InstallStatus = Literal["installed", "rolled-back", "refused"]
+
+
+@dataclass(frozen=True)
+class InstallResult:
+    status: InstallStatus
+    version: str | None  # the version now running
+    reason: str = ""
+
+
+HealthCheck = Callable[[Path], bool]
+
+
+class SlotInstaller:
+    """Installs bundles for one target under ``root/<target>/``: ``slots/<version>/``, ``current`` and
+    ``previous`` symlinks. The caller (the update partition) restarts the target after a switch."""
+
+    def __init__(self, root: Path, target: str, trusted: Sequence[Ed25519PublicKey], store: VersionStore):
+        _check_target(target)
+        self.target = target
+        self.dir = Path(root) / target
+        self.slots = self.dir / "slots"
+        self.current_link = self.dir / "current"
+        self.previous_link = self.dir / "previous"
+        self.trusted = list(trusted)
+        self.store = store
+        self.slots.mkdir(parents=True, exist_ok=True)
+
+    def current_version(self) -> str | None:
+        try:
+            return os.readlink(self.current_link).rsplit("/", 1)[-1]
+        except FileNotFoundError:
+            return None
+
+    def current_path(self) -> Path | None:
+        v = self.current_version()
+        return self.slots / v if v else None
+
+    def _point(self, link: Path, version: str | None) -> None:
+        if version is None:
+            link.unlink(missing_ok=True)
+        else:
+            tmp = link.with_name(f".{link.name}.{secrets.token_hex(4)}")
+            os.symlink(f"slots/{version}", tmp)
+            os.replace(tmp, link)  # the switch: one rename, so readers see the old or the new, never neither
+        _fsync_dir(self.dir)
+
+    def _stage(self, verified: VerifiedBundle) -> Path:
+        version = verified.manifest.version
+        staging = self.slots / f".staging-{version}-{secrets.token_hex(4)}"
+        staging.mkdir()
+        for name, content in verified.files.items():
+            dest = staging / name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with open(dest, "xb") as f:
+                f.write(content)
+                f.flush()
+                os.fsync(f.fileno())
+        final = self.slots / version
+        if final.exists():  # left by an earlier attempt that failed its health check
+            shutil.rmtree(final)
+        os.replace(staging, final)
+        _fsync_dir(self.slots)
+        return final
+
+    def _run_health(self, health_check: HealthCheck, path: Path) -> tuple[bool, str]:
+        try:
+            return (bool(health_check(path)), "health check failed")
+        except Exception as exc:  # any crash of the check is a failed check, never a half-installed device
+            return (False, f"health check raised {type(exc).__name__}: {exc}")
+
+    def install(self, bundle: bytes, health_check: HealthCheck) -> InstallResult:
+        running = self.current_version()
+        try:
+            verified = verify_bundle(bundle, self.trusted, expect_target=self.target)
+            floor = self.store.floor(self.target)
+            for have, what in ((floor, "accepted"), (parse_version(running) if running else None, "running")):
+                if have is not None and verified.manifest_version <= have:
+                    raise BundleError(
+                        f"version {verified.manifest.version} is not newer than the {what} version "
+                        f"{'.'.join(map(str, have))} (anti-rollback)"
+                    )
+            self._stage(verified)
+        except BundleError as exc:
+            return InstallResult("refused", running, str(exc))
+        new = verified.manifest.version
+        self._point(self.current_link, new)
+        ok, reason = self._run_health(health_check, self.slots / new)
+        if not ok:
+            self._point(self.current_link, running)
+            return InstallResult("rolled-back", running, f"{new}: {reason}; returned to {running or 'nothing'}")
+        self.store.raise_floor(self.target, new)
+        self._point(self.previous_link, running)
+        self._prune(keep={new, running})
+        return InstallResult("installed", new)
+
+    def boot_check(self, health_check: HealthCheck) -> InstallResult:
+        """After a power loss in the middle of an install, ``current`` may name a version that never
+        passed its health check: check it now and fall back to ``previous`` if it fails."""
+        running = self.current_version()
+        floor = self.store.floor(self.target)
+        if running is None or (floor is not None and parse_version(running) <= floor):
+            return InstallResult("installed", running)
+        ok, reason = self._run_health(health_check, self.slots / running)
+        if ok:
+            self.store.raise_floor(self.target, running)
+            return InstallResult("installed", running)
+        # The floor is the last version that passed its check, i.e. the one that ran before the switch.
+        accepted = self.store.accepted(self.target)
+        fallback = accepted if accepted and (self.slots / accepted).is_dir() else None
+        self._point(self.current_link, fallback)
+        return InstallResult("rolled-back", fallback, f"{running}: {reason}")
+
+    def _prune(self, keep: set[str | None]) -> None:
+        for slot in self.slots.iterdir():
+            if slot.name not in keep:
+                shutil.rmtree(slot, ignore_errors=True)
