@@ -187,6 +187,14 @@ class Codec:
             raise TypeError(f"expected a {self.message} message, got {type(msg).__name__}")
         return self.encoder.encode(msg)
 
+    def make(self, **fields: Any) -> msgspec.Struct:
+        """Build a message and validate it exactly as the receiver will (raises ValidationError)."""
+        try:
+            obj = self.type(**fields)
+        except TypeError as exc:
+            raise msgspec.ValidationError(f"{self.message}: {exc}") from None
+        return self.decoder.decode(self.encoder.encode(obj))
+
     def decode(self, data: bytes | memoryview) -> msgspec.Struct:
         """Decode strictly; raises msgspec.ValidationError / DecodeError (or ValueError) when malformed."""
         return self.decoder.decode(data)

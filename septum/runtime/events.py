@@ -41,7 +41,7 @@ class EventStream:
         self._seq = 0
         self._subscribers: list[Subscriber] = []
         self._history: list[Event] = []
-        self._file = open(path, "ab", buffering=0) if path is not None else None  # noqa: SIM115
+        self._file = open(path, "ab", buffering=0) if path is not None else None
         self._enc = msgspec.json.Encoder()
         self.subscriber_errors = 0
         self.path = Path(path) if path is not None else None
@@ -85,7 +85,7 @@ class EventStream:
         for fn in subscribers:
             try:
                 fn(ev)
-            except Exception:  # noqa: BLE001 - an observer must not break the supervisor
+            except Exception:
                 self.subscriber_errors += 1
         return ev
 

@@ -1,0 +1,555 @@
+"""The supervisor: starts the device from its model, supervises it, and stops it cleanly.
+
+Usable as a library (tests, the pump rig, services)::
+
+    with Supervisor(model, source, model_dir=path.parent) as sup:   # start() + stop()
+        sup.wait_ready(timeout=5)
+        sup.events.wait_for(lambda e: e.kind == "safe_state", timeout=10)
+
+All process creation and supervision happens on one supervisor thread. That is deliberate: the
+parent-death signal of a partition fires when the *thread* that forked it exits, so the thread that
+spawns must be the one that outlives the partitions. Public methods only post requests to it.
+
+Restart policies: ``always`` (restart with backoff, at most ``max_restarts`` per ``restart_window_s``,
+then give up and report), ``never`` (report, do not restart), ``fail-safe`` (never restart; emit
+``safe_state`` and stop every partition except the audit service: the therapy path stops).
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from septum.model.schema import Model
+
+from . import protocol as proto
+from .channel import TokenBucket, create_pair
+from .clock import Clock
+from .events import EventStream
+from .gate import describe, gate
+from .plan import PartitionPlan, SetupError, message_specs, plan_device
+from .sandbox import identity, limits, probe, spawn
+
+CHILD_ENV = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"}
+EVENTS_PER_S = 500.0  # per-partition forwarded event records (more are dropped and counted)
+
+
+class PartitionFailed(RuntimeError):
+    """The device could not become ready (a partition failed for good, or the device went safe)."""
+
+
+@dataclass
+class _Proc:
+    plan: PartitionPlan
+    uid: int | None
+    gid: int | None
+    control: socket.socket  # supervisor's end
+    child_control: socket.socket  # partition's end (kept for restarts)
+    fds: list[int]
+    data_dir: Path
+    log_path: Path
+    cgroup: limits.PartitionCgroup | None = None
+    popen: subprocess.Popen[bytes] | None = None
+    pidfd: int | None = None
+    state: str = "new"  # starting, ready, exited, failed, stopped
+    started: float = 0.0
+    last_beat: float = 0.0
+    stop_requested: bool = False
+    killed_for: str | None = None
+    oom_seen: int = 0
+    restarts: list[float] = field(default_factory=list)
+    restart_at: float | None = None
+    last_fatal: str = ""
+    events_bucket: TokenBucket | None = None
+    events_dropped: int = 0
+    drops_seen: dict[str, int] = field(default_factory=dict)
+
+
+class Supervisor:
+    def __init__(
+        self,
+        model: Model,
+        source: Any = None,
+        *,
+        model_dir: str | Path,
+        state_dir: str | Path | None = None,
+        time_scale: float = 1.0,
+        allow_debug: bool = False,
+        check: bool = True,
+        ready_timeout: float = 10.0,
+        stop_grace: float = 3.0,
+        max_restarts: int = 5,
+        restart_window_s: float = 60.0,
+    ) -> None:
+        self.model = model
+        self.source = source
+        self.model_dir = Path(model_dir).resolve()
+        self.run_id = uuid.uuid4().hex[:10]
+        if state_dir is None:
+            state_dir = tempfile.mkdtemp(prefix=f"septum-run-{self.run_id}-")
+        self.state_dir = Path(state_dir).resolve()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.state_dir, 0o711)  # noqa: S103 - partitions traverse it to reach their own data dir only
+        self.events = EventStream(self.state_dir / "events.jsonl")
+        self.time_scale = time_scale
+        self.clock = Clock.start(time_scale)
+        self.allow_debug = allow_debug
+        self.check = check
+        self.ready_timeout = ready_timeout
+        self.stop_grace = stop_grace
+        self.max_restarts = max_restarts
+        self.restart_window_s = restart_window_s
+        self.host = probe.probe()
+        self.outcome = "new"  # running, safe_state, halted, stopped
+        self.failures: list[str] = []
+        self._procs: dict[str, _Proc] = {}
+        self._channels: list[socket.socket] = []
+        self._leases = identity.UidLeases()
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self._done = threading.Event()
+        self._failed = threading.Event()
+        self._stop_requested = False
+        self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ public API
+    def start(self) -> None:
+        """Gate, plan and set up the device, then launch it on the supervisor thread.
+
+        Raises RefusedToRun (blocking findings) or SetupError (the model cannot be launched)."""
+        if self.check:
+            overridden = gate(self.model, self.source, allow_debug=self.allow_debug)
+            if overridden:
+                self.events.emit("debug_override", severity="critical", findings=[describe(f) for f in overridden],
+                                 note="debug-profile model with error-level findings run on explicit request")
+        else:
+            self.events.emit("analysis_skipped", severity="warning",
+                             note="started without the analysis gate (library use with check=False)")
+        data_root = self.state_dir / "data"
+        plans = plan_device(self.model, self.model_dir, data_root)
+        missing = self.host.missing()
+        if missing:
+            self.events.emit("host_cannot_enforce", severity="warning", mechanisms=missing)
+        try:
+            self._setup(plans, data_root)
+        except (OSError, identity.IdentityError) as exc:
+            self._teardown()
+            raise SetupError(f"could not set up the device: {exc}") from None
+        self.outcome = "running"
+        self._thread = threading.Thread(target=self._loop, name="septum-supervisor", daemon=True)
+        self._thread.start()
+
+    def wait_ready(self, timeout: float = 10.0) -> bool:
+        """True once every partition has reported ready; False on timeout.
+
+        Raises PartitionFailed if the device failed (or went to its safe state) before that."""
+        deadline = time.monotonic() + timeout
+        while not self._ready.is_set():
+            if self._failed.is_set():
+                raise PartitionFailed("; ".join(self.failures) or "the device failed before it was ready")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._ready.wait(min(left, 0.05))
+        return True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the supervisor has finished (stopped, or every partition ended)."""
+        return self._done.wait(timeout)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop every partition (Stop, then SIGKILL after the grace period) and clean up."""
+        self._stop_requested = True
+        self._wake()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        if self._thread is None:
+            self._teardown()
+            self._done.set()
+
+    def partition_pids(self) -> dict[str, int]:
+        with self._lock:
+            return {n: p.popen.pid for n, p in self._procs.items()
+                    if p.popen is not None and p.popen.returncode is None}
+
+    def partition_state(self, name: str) -> str:
+        with self._lock:
+            return self._procs[name].state
+
+    def data_dir(self, name: str) -> Path:
+        return self.state_dir / "data" / name
+
+    def log_path(self, name: str) -> Path:
+        return self.state_dir / "logs" / f"{name}.log"
+
+    def __enter__(self) -> Supervisor:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ setup
+    def _setup(self, plans: dict[str, PartitionPlan], data_root: Path) -> None:
+        (self.state_dir / "logs").mkdir(exist_ok=True)
+        data_root.mkdir(exist_ok=True)
+        os.chmod(data_root, 0o711)  # noqa: S103 - traverse only, no listing
+        uids: list[int | None] = [None] * len(plans)
+        if self.host.uid_drop:
+            uids = list(self._leases.lease(len(plans)))
+        ends: dict[str, tuple[socket.socket, socket.socket]] = {}
+        for ch in self.model.channels:
+            ends[ch.name] = create_pair()
+            self._channels += ends[ch.name]
+        for (name, plan), uid in zip(plans.items(), uids, strict=True):
+            ddir = data_root / name
+            ddir.mkdir(exist_ok=True)
+            if uid is not None:
+                os.chown(ddir, uid, uid)
+            os.chmod(ddir, 0o700)
+            sup_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            fds = [ends[c.name][1].fileno() for c in plan.inputs] + [ends[c.name][0].fileno()
+                                                                    for c in plan.outputs]
+            cg = None
+            if self.host.cgroup.bases:
+                cg = limits.PartitionCgroup.create(self.host.cgroup, self.run_id, name, plan.resources)
+            self._procs[name] = _Proc(
+                plan=plan, uid=uid, gid=uid, control=sup_end, child_control=child_end, fds=fds,
+                data_dir=ddir, log_path=self.state_dir / "logs" / f"{name}.log", cgroup=cg,
+                events_bucket=TokenBucket(EVENTS_PER_S, Clock.start()),
+            )
+        self._messages = message_specs(self.model)
+        self._end_fds = {ch.name: (ends[ch.name][0].fileno(), ends[ch.name][1].fileno())
+                         for ch in self.model.channels}
+
+    def _boot_config(self, p: _Proc) -> proto.Boot:
+        plan = p.plan
+
+        def end(ch: Any, fd: int, peer: str) -> proto.ChannelEnd:
+            return proto.ChannelEnd(name=ch.name, fd=fd, message=ch.message, peer=peer,
+                                    rate_per_s=ch.rate_per_s, queue=ch.queue)
+
+        return proto.Boot(
+            partition=plan.name, entry=plan.entry, import_path=[str(self.model_dir)],
+            data_dir=str(p.data_dir), config=plan.config, clock_origin=self.clock.origin,
+            clock_scale=self.clock.scale, clock_wall=self.clock.wall_origin,
+            heartbeat_ms=plan.heartbeat_ms,
+            inputs=[end(c, self._end_fds[c.name][1], c.src) for c in plan.inputs],
+            outputs=[end(c, self._end_fds[c.name][0], c.dst) for c in plan.outputs],
+            messages={c.message: self._messages[c.message] for c in plan.inputs + plan.outputs},
+            sandbox=proto.SandboxSpec(
+                landlock=self.host.landlock_abi >= 1, seccomp=self.host.seccomp, network=plan.network,
+                read_only=list(plan.read_only), read_write=list(plan.read_write),
+                syscall_groups=list(plan.syscall_groups),
+            ),
+            control_fd=p.child_control.fileno(),
+        )
+
+    # ------------------------------------------------------------------ process control
+    def _spawn(self, p: _Proc) -> None:
+        self._drain_control(p, forward=False)  # leftovers of a previous instance
+        p.control.send(proto.encoder.encode(self._boot_config(p)))
+        plan = spawn.SpawnPlan(
+            cgroup_procs=tuple(p.cgroup.procs_files()) if p.cgroup else (),
+            own_netns=self.host.netns and not p.plan.network,
+            rlimits=p.plan.rlimits, uid=p.uid, gid=p.gid, parent_pid=os.getpid(),
+        )
+        if p.cgroup is not None:
+            p.oom_seen = p.cgroup.oom_kills()
+        cmd = [sys.executable, "-I", "-B", "-m", "septum.runtime.boot", str(p.child_control.fileno())]
+        with open(p.log_path, "ab") as log:
+            try:
+                popen = subprocess.Popen(
+                    cmd, pass_fds=[p.child_control.fileno(), *p.fds], close_fds=True,
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=p.data_dir, env=CHILD_ENV,
+                    start_new_session=True, preexec_fn=spawn.preexec(plan),
+                )
+            except (OSError, subprocess.SubprocessError) as exc:
+                self._drain_control(p, forward=False)
+                p.state = "exited"
+                self.events.emit("spawn_failed", partition=p.plan.name, severity="error", error=str(exc),
+                                 log=str(p.log_path))
+                self._apply_policy(p, f"could not start: {exc}")
+                return
+        with self._lock:
+            p.popen = popen
+            p.pidfd = os.pidfd_open(popen.pid)
+            p.state = "starting"
+            p.started = p.last_beat = time.monotonic()
+            p.stop_requested = False
+            p.killed_for = None
+        self._poller.register(p.pidfd, select.POLLIN)
+        self._fd_pid[p.pidfd] = p
+        self.events.emit("started", partition=p.plan.name, pid=popen.pid, uid=p.uid,
+                         restarts=len(p.restarts))
+
+    def _kill(self, p: _Proc, reason: str | None = None) -> None:
+        if reason is not None and p.killed_for is None:
+            p.killed_for = reason
+        if p.popen is not None and p.popen.returncode is None:
+            try:
+                os.killpg(p.popen.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if p.cgroup is not None:
+            p.cgroup.kill_all()
+
+    def _request_stop(self, p: _Proc) -> None:
+        p.stop_requested = True
+        p.restart_at = None
+        if p.popen is not None and p.popen.returncode is None:
+            try:
+                p.control.send(proto.encoder.encode(proto.Stop("supervisor")), socket.MSG_DONTWAIT)
+            except OSError:
+                self._kill(p)
+
+    def _drain_control(self, p: _Proc, *, forward: bool = True) -> None:
+        for _ in range(256):
+            try:
+                data = p.control.recv(proto.MAX_CONTROL_MESSAGE, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+            if forward:
+                self._on_control(p, data)
+
+    def _on_control(self, p: _Proc, data: bytes) -> None:
+        name = p.plan.name
+        try:
+            msg = proto.from_partition.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            self.events.emit("control_malformed", partition=name, severity="warning")
+            return
+        if isinstance(msg, proto.Beat):
+            p.last_beat = time.monotonic()
+        elif isinstance(msg, proto.Ready):
+            p.last_beat = time.monotonic()
+            if p.state == "starting":
+                p.state = "ready"
+                self.events.emit("ready", partition=name,
+                                 startup_ms=round((time.monotonic() - p.started) * 1000, 1))
+                self._check_all_ready()
+        elif isinstance(msg, proto.Report):
+            if p.events_bucket is not None and not p.events_bucket.admit():
+                p.events_dropped += 1
+                return
+            sev = msg.severity if msg.severity in ("info", "notice", "warning", "error", "critical") else "info"
+            self.events.emit(msg.kind, partition=name, source="partition", severity=sev,  # type: ignore[arg-type]
+                             audit=msg.audit, **{k: v for k, v in msg.fields.items() if isinstance(k, str)})
+        elif isinstance(msg, proto.Drops):
+            before = p.drops_seen.get(msg.channel, 0)
+            total = sum(msg.drops.values())
+            p.drops_seen[msg.channel] = total
+            self.events.emit("channel_drops", partition=name, severity="warning", channel=msg.channel,
+                             received=msg.received, drops=msg.drops, new=total - before,
+                             last_error=msg.last_error)
+        elif isinstance(msg, proto.Fatal):
+            p.last_fatal = msg.reason
+            self.events.emit("partition_error", partition=name, severity="error", reason=msg.reason,
+                             detail=msg.detail)
+
+    def _check_all_ready(self) -> None:
+        if not self._ready.is_set() and all(q.state == "ready" for q in self._procs.values()):
+            self._ready.set()
+            self.events.emit("device_ready", ms=round(self.clock.to_real(self.clock.now()) * 1000, 1))
+
+    def _on_exit(self, p: _Proc) -> None:
+        assert p.popen is not None and p.pidfd is not None
+        code = p.popen.wait()
+        self._poller.unregister(p.pidfd)
+        del self._fd_pid[p.pidfd]
+        os.close(p.pidfd)
+        p.pidfd = None
+        self._drain_control(p)  # Fatal and last reports arrive before the exit is processed
+        try:  # children the partition forked die with it
+            os.killpg(p.popen.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if p.cgroup is not None:
+            p.cgroup.kill_all()
+        oom = p.cgroup is not None and p.cgroup.oom_kills() > p.oom_seen
+        if code < 0:
+            how = f"signal {signal.Signals(-code).name}"
+        else:
+            how = f"exit code {code}"
+        if oom or code == proto.EXIT_MEMORY:
+            reason = "memory_limit"
+        elif p.killed_for is not None:
+            reason = p.killed_for
+        elif code in proto.EXIT_REASONS:
+            reason = proto.EXIT_REASONS[code]
+        else:
+            reason = "exited"
+        expected = p.stop_requested
+        p.state = "stopped" if expected else "exited"
+        self.events.emit("exited", partition=p.plan.name, severity="info" if expected else "error",
+                         how=how, reason=reason, expected=expected, error=p.last_fatal)
+        if not expected:
+            self._apply_policy(p, f"{reason} ({how}){': ' + p.last_fatal if p.last_fatal else ''}")
+
+    def _apply_policy(self, p: _Proc, why: str) -> None:
+        name, policy = p.plan.name, p.plan.restart_policy
+        if self._stop_requested:
+            return
+        if policy == "always":
+            now = time.monotonic()
+            p.restarts = [t for t in p.restarts if now - t < self.restart_window_s]
+            if len(p.restarts) >= self.max_restarts:
+                p.state = "failed"
+                self._fail(f"{name}: {why}; gave up after {len(p.restarts)} restarts")
+                self.events.emit("restart_limit", partition=name, severity="error", why=why,
+                                 restarts=len(p.restarts))
+                return
+            p.restarts.append(now)
+            delay = min(2.0, 0.05 * (2 ** (len(p.restarts) - 1)))
+            p.restart_at = now + delay
+            self.events.emit("restart", partition=name, severity="warning", policy=policy, why=why,
+                             attempt=len(p.restarts), delay_s=delay)
+        elif policy == "never":
+            p.state = "failed"
+            self._fail(f"{name}: {why}")
+            self.events.emit("not_restarted", partition=name, severity="error", policy=policy, why=why)
+        else:  # fail-safe: never silently restarted; the device goes to its safe state
+            p.state = "failed"
+            self._fail(f"{name}: {why}; device in safe state")
+            self.outcome = "safe_state"
+            kept = [n for n, q in self._procs.items() if q.plan.service == "audit"]
+            self.events.emit("safe_state", partition=name, severity="critical", policy=policy, why=why,
+                             kept_running=kept)
+            for q in self._procs.values():
+                if q is not p and q.plan.service != "audit":
+                    self._request_stop(q)
+
+    def _fail(self, text: str) -> None:
+        self.failures.append(text)
+        if not self._ready.is_set():
+            self._failed.set()
+
+    # ------------------------------------------------------------------ the loop
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
+
+    def _loop(self) -> None:
+        self._poller = select.poll()
+        self._fd_pid: dict[int, _Proc] = {}
+        fd_ctl = {p.control.fileno(): p for p in self._procs.values()}
+        for fd in fd_ctl:
+            self._poller.register(fd, select.POLLIN)
+        self._poller.register(self._wake_r, select.POLLIN)
+        try:
+            order = sorted(self._procs.values(), key=lambda q: q.plan.service != "audit")
+            for p in order:
+                if not self._stop_requested:
+                    self._spawn(p)
+            while not self._stop_requested:
+                for fd, _ in self._poller.poll(self._next_timeout()):
+                    if fd == self._wake_r:
+                        try:
+                            os.read(self._wake_r, 512)
+                        except BlockingIOError:
+                            pass
+                    elif fd in fd_ctl:
+                        self._drain_control(fd_ctl[fd])
+                    elif fd in self._fd_pid:
+                        self._on_exit(self._fd_pid[fd])
+                self._check_deadlines()
+                if not any((q.popen is not None and q.popen.returncode is None) or q.restart_at is not None
+                           for q in self._procs.values()):
+                    if self.outcome == "running":
+                        self.outcome = "halted"
+                    self.events.emit("halted", severity="error" if self.failures else "info",
+                                     failures=self.failures)
+                    break
+            self._shutdown()
+        finally:
+            self._teardown()
+            self._done.set()
+
+    def _next_timeout(self) -> int:
+        return 50  # ms: deadline checks are cheap; partitions are the ones with hard timing
+
+    def _check_deadlines(self) -> None:
+        now = time.monotonic()
+        for p in list(self._procs.values()):
+            if p.restart_at is not None and now >= p.restart_at:
+                p.restart_at = None
+                self._spawn(p)
+                continue
+            if p.popen is None or p.popen.returncode is not None or p.stop_requested:
+                continue
+            if p.state == "starting" and now - p.started > self.ready_timeout:
+                self.events.emit("ready_timeout", partition=p.plan.name, severity="error",
+                                 timeout_s=self.ready_timeout)
+                self._kill(p, "not ready in time")
+            elif p.state == "ready" and p.plan.heartbeat_ms is not None:
+                late = now - p.last_beat
+                if late > 2 * p.plan.heartbeat_ms / 1000:
+                    self.events.emit("heartbeat_missed", partition=p.plan.name, severity="error",
+                                     silent_ms=round(late * 1000), heartbeat_ms=p.plan.heartbeat_ms)
+                    self._kill(p, "heartbeat missed")
+            if p.events_dropped:
+                self.events.emit("events_dropped", partition=p.plan.name, severity="warning",
+                                 count=p.events_dropped)
+                p.events_dropped = 0
+
+    def _shutdown(self) -> None:
+        self.events.emit("stopping", reason="stop requested" if self._stop_requested else self.outcome)
+        for p in self._procs.values():
+            self._request_stop(p)
+        deadline = time.monotonic() + self.stop_grace
+        while self._fd_pid and time.monotonic() < deadline:
+            for fd, _ in self._poller.poll(50):
+                if fd in self._fd_pid:
+                    self._on_exit(self._fd_pid[fd])
+        for p in list(self._fd_pid.values()):
+            self.events.emit("kill", partition=p.plan.name, severity="warning",
+                             why=f"did not stop within {self.stop_grace}s")
+            self._kill(p)
+            self._on_exit(p)
+        if self.outcome == "running":
+            self.outcome = "stopped"
+
+    def _teardown(self) -> None:
+        for p in self._procs.values():
+            if p.cgroup is not None:
+                for _ in range(100):  # killed tasks leave the cgroup asynchronously
+                    p.cgroup.kill_all()
+                    if not p.cgroup.pids():
+                        break
+                    time.sleep(0.01)
+                p.cgroup.remove()
+            for s in (p.control, p.child_control):
+                s.close()
+        for s in self._channels:
+            s.close()
+        self._channels.clear()
+        self._leases.release()
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.events.emit("stopped", outcome=self.outcome, failures=self.failures)
+        self.events.close()
+
+
+def remove_state_dir(path: Path) -> None:
+    """Delete a run's state directory (tests and benchmarks; `septum run` keeps it as evidence)."""
+    shutil.rmtree(path, ignore_errors=True)
