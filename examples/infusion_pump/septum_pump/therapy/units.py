@@ -98,6 +98,12 @@ class DoseUnit(StrEnum):
     def dimension(self) -> Dimension:
         return self.amount_unit.dimension
 
+    @property
+    def plain_hourly(self) -> bool:
+        """An amount per hour, not per kg (the only kind of unit PCA dose windows are defined for)."""
+        parts = _DOSE_UNIT_PARTS[self]
+        return not parts.per_kg and parts.seconds_per_time_unit == SECONDS_PER_HOUR
+
 
 _DOSE_UNIT_PARTS = {
     DoseUnit.ML_H: _DoseUnitParts(AmountUnit.ML, False, SECONDS_PER_HOUR),
@@ -153,9 +159,7 @@ PLAIN_FLUID = Concentration(1.0, AmountUnit.ML, 1.0)
 
 def _check_compatible(dose_unit: DoseUnit, concentration: Concentration) -> None:
     if dose_unit.dimension is not concentration.dimension:
-        raise TherapyError(
-            f"dose unit {dose_unit} cannot be used with a concentration in {concentration.unit}"
-        )
+        raise TherapyError(f"dose unit {dose_unit} cannot be used with a concentration in {concentration.unit}")
 
 
 def _weight_factor(dose_unit: DoseUnit, weight_kg: float | None) -> float:

@@ -1,0 +1,408 @@
+"""The safety monitor run by safety_monitor: the only code that sets the motor rate.
+
+Once per control period ``SafetyMonitor.step`` takes the time, the controller's latest ``RateCommand``
+(or None if none arrived) and the sensor reading, and returns a ``MotorDecision``: the rate the motor may
+run at, and for how long (a lease of one period: if the monitor does not renew it, the motor stops).
+
+It does not trust the controller:
+  * a program is re-checked against the drug library and rebuilt from the values the clinician entered;
+    the monitor uses its own rebuilt copy (its own mL/h, ceilings, PCA volumes), never the controller's;
+  * it keeps its own delivery ledger from the volume it actually allowed, and its own bolus history, and
+    applies the rate ceiling, the PCA lockout, count and 1 h / 4 h windows, the dose hard maximum and the
+    volume to be infused to every command, whatever the controller asked for;
+  * a command that is malformed, replayed (sequence number not increasing) or missing stops the motor for
+    that period; commands missing for ``heartbeat_timeout_s`` latch a fault that only a clinician restart
+    clears. So does its own watchdog (a step later than ``watchdog_timeout_s`` after the previous one) and
+    a clock that goes backwards;
+  * any stop alarm (air, occlusion, empty reservoir, door, over-infusion, bad sensor data) stops the motor
+    in the same step that first sees the hazard, i.e. within one control period.
+
+The lockout is checked with a tolerance of one period, because the monitor timestamps a bolus when the
+command reaches it, up to one period after the controller (which applies the exact lockout); the dose
+windows, which are what protect the patient, are applied exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .alarms import (
+    ActiveAlarm,
+    AirInLineDetector,
+    AlarmAction,
+    AlarmConfig,
+    AlarmKind,
+    AlarmManager,
+    SensorReading,
+    sensor_conditions,
+)
+from .drug_library import DrugLibrary
+from .errors import ClockError, TherapyError, require_finite, require_time
+from .ledger import DeliveryLedger
+from .pca import PcaTracker, kvo_rate_ml_h, window_headroom_ml
+from .program import Issue, Origin, Principal, Program, Severity, evaluate, is_local_clinician
+from .state_machine import InfusionState, Outcome, RateCommand
+from .units import SECONDS_PER_HOUR
+
+_VOLUME_EPS_ML = 1e-9
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    period_s: float = 1.0
+    heartbeat_timeout_s: float = 3.0
+    watchdog_timeout_s: float = 3.0
+
+    def __post_init__(self) -> None:
+        for name in ("period_s", "heartbeat_timeout_s", "watchdog_timeout_s"):
+            if require_finite(getattr(self, name), name) <= 0:
+                raise TherapyError(f"{name} must be greater than zero")
+
+
+@dataclass(frozen=True)
+class MotorDecision:
+    time: float
+    rate_ml_h: float
+    duration_s: float  # the motor stops by itself when this lease runs out
+    bolus: bool
+    action: AlarmAction
+    latched_fault: bool
+    alarms: tuple[ActiveAlarm, ...]
+    reasons: tuple[str, ...] = field(default=())
+
+    @property
+    def stopped(self) -> bool:
+        return self.rate_ml_h == 0.0
+
+
+@dataclass
+class _Lease:
+    start: float
+    end: float
+    rate_ml_h: float
+    bolus: bool
+
+
+class SafetyMonitor:
+    def __init__(
+        self,
+        library: DrugLibrary,
+        config: MonitorConfig | None = None,
+        alarm_config: AlarmConfig | None = None,
+        now: float = 0.0,
+    ) -> None:
+        self.library = library
+        self.config = config or MonitorConfig()
+        self.alarms = AlarmManager(alarm_config or AlarmConfig())
+        self._air = AirInLineDetector(self.alarms.config)
+        self._now = require_time(now, None)
+        self.program: Program | None = None
+        self.ledger = DeliveryLedger()
+        self.pca = PcaTracker()
+        self.delivered_ml = 0.0  # under the accepted program
+        self.allowed_total_ml = 0.0  # everything allowed since the motor counter baseline
+        self._motor_baseline: float | None = None
+        self._measured_ml = 0.0  # motor counter minus baseline at the last good reading
+        self._last_step: float | None = None
+        self._last_heartbeat = self._now
+        self._last_seq: int | None = None
+        self._lease: _Lease | None = None
+        self._paused_since: float | None = None
+        self._advisories: set[AlarmKind] = set()
+
+    # ------------------------------------------------------------------------------------- helpers
+
+    @property
+    def latched_fault(self) -> bool:
+        return self.alarms.action() is AlarmAction.LATCHED_FAULT
+
+    @property
+    def bolus_hold_off_until(self) -> float | None:
+        return self.alarms.bolus_hold_off_until
+
+    def _catch_up(self, now: float) -> None:
+        lease = self._lease
+        if lease is None or self.program is None:
+            return
+        end = min(now, lease.end)
+        if end > lease.start:
+            self.ledger.record(
+                self.program.drug_id,
+                lease.start,
+                end,
+                lease.rate_ml_h,
+                self.program.canonical_per_ml,
+                bolus=lease.bolus,
+            )
+            volume = lease.rate_ml_h * (end - lease.start) / SECONDS_PER_HOUR
+            self.delivered_ml += volume
+            self.allowed_total_ml += volume
+            if lease.bolus:
+                self.pca.add_delivered(volume)
+        lease.start = max(lease.start, end)
+
+    def _latch(self, kind: AlarmKind, now: float) -> None:
+        self.alarms.update(now, {kind, *self._present_conditions()})
+
+    def _present_conditions(self) -> set[AlarmKind]:
+        return {a.kind for a in self.alarms.active() if a.condition_present}
+
+    # ---------------------------------------------------------------------------------- programming
+
+    def accept_program(self, program: Program, now: float) -> tuple[Issue, ...]:
+        """Re-check a program the controller installed; () means the monitor will run it.
+
+        The monitor rebuilds the program from the entered values with the library it holds, so a
+        controller that computed a wrong mL/h, ceiling or PCA volume cannot pass it on.
+        """
+        try:
+            self._now = require_time(now, self._now)
+        except ClockError as exc:
+            return (Issue("time", Severity.INVALID, str(exc)),)
+        if not isinstance(program, Program):
+            return (Issue("program", Severity.INVALID, "not a program"),)
+        if program.library_version != self.library.version:
+            return (
+                Issue(
+                    "library_version",
+                    Severity.INVALID,
+                    f"program made with drug library {program.library_version}, monitor has {self.library.version}",
+                ),
+            )
+        rebuilt, issues = evaluate(self.library, program.as_request())
+        blocking = [i for i in issues if i.severity is not Severity.SOFT]
+        soft_fields = {i.field for i in issues if i.severity is Severity.SOFT}
+        confirmed = {i.field for i in program.overrides} if program.override_reason else set()
+        if soft_fields - confirmed:
+            blocking.append(
+                Issue(
+                    "override",
+                    Severity.UNAUTHORISED,
+                    "soft-limit excess without a recorded clinician confirmation: "
+                    + ", ".join(sorted(soft_fields - confirmed)),
+                )
+            )
+        if blocking or rebuilt is None:
+            return tuple(blocking) or (Issue("program", Severity.INVALID, "program cannot be interpreted"),)
+        self._catch_up(self._now)
+        self.program = rebuilt
+        self.delivered_ml = 0.0
+        self._lease = None
+        self.pca.end_bolus()
+        return ()
+
+    def clear_program(self, now: float) -> None:
+        """The infusion was stopped: nothing may run until a new program is accepted."""
+        try:
+            self._now = require_time(now, self._now)
+        except ClockError:
+            self._latch(AlarmKind.CLOCK_FAULT, self._now)
+            return
+        self._catch_up(self._now)
+        self.program = None
+        self._lease = None
+        self.pca.end_bolus()
+
+    # ---------------------------------------------------------------------------------------- step
+
+    def step(self, now: float, command: RateCommand | None, sensors: SensorReading | None) -> MotorDecision:
+        reasons: list[str] = []
+        try:
+            now = require_time(now, self._now)
+        except ClockError as exc:
+            if self._lease is not None:
+                self._catch_up(self._lease.end)  # book the whole last grant: it may all have run
+            self._lease = None
+            self.pca.end_bolus()
+            self._latch(AlarmKind.CLOCK_FAULT, self._now)
+            return self._decision(self._now, 0.0, False, [str(exc)])
+        self._now = now
+        self._catch_up(now)
+
+        conditions: set[AlarmKind] = set(self._advisories)
+        if self._last_step is not None and now - self._last_step > self.config.watchdog_timeout_s:
+            conditions.add(AlarmKind.WATCHDOG)
+            reasons.append("monitor step came too late")
+        self._last_step = now
+
+        valid = self._valid_command(command)
+        if valid:
+            assert command is not None
+            self._last_heartbeat = now
+            self._last_seq = command.seq
+        elif command is not None:
+            reasons.append("malformed or replayed command ignored")
+        if now - self._last_heartbeat > self.config.heartbeat_timeout_s:
+            conditions.add(AlarmKind.CONTROLLER_SILENT)
+            reasons.append("controller heartbeat missing")
+
+        conditions |= self._sensor_conditions(now, sensors, reasons)
+        if valid and command is not None and command.state is InfusionState.PAUSED:
+            self._paused_since = self._paused_since if self._paused_since is not None else now
+            if now - self._paused_since >= self.alarms.config.paused_too_long_s:
+                conditions.add(AlarmKind.PAUSED_TOO_LONG)
+        elif valid:
+            self._paused_since = None
+        self.alarms.update(now, conditions)
+        action = self.alarms.action()
+
+        rate, bolus = 0.0, False
+        if action >= AlarmAction.STOP:
+            self.pca.end_bolus()
+            reasons.append("stopped by alarm")
+        elif self.program is None:
+            reasons.append("no accepted program")
+        elif not valid or command is None:
+            reasons.append("no valid command this period")
+        elif command.state not in (InfusionState.RUNNING, InfusionState.COMPLETE):
+            self.pca.end_bolus()
+        else:
+            rate, bolus = self._permitted(now, command, reasons)
+        self._lease = _Lease(now, now + self.config.period_s, rate, bolus)
+        return self._decision(now, rate, bolus, reasons)
+
+    def _decision(self, now: float, rate: float, bolus: bool, reasons: list[str]) -> MotorDecision:
+        return MotorDecision(
+            time=now,
+            rate_ml_h=rate,
+            duration_s=self.config.period_s,
+            bolus=bolus,
+            action=self.alarms.action(),
+            latched_fault=self.latched_fault,
+            alarms=self.alarms.active(),
+            reasons=tuple(reasons),
+        )
+
+    def _valid_command(self, command: object) -> bool:
+        if not isinstance(command, RateCommand):
+            return False
+        seq, rate = command.seq, command.rate_ml_h
+        if isinstance(seq, bool) or not isinstance(seq, int):
+            return False
+        if self._last_seq is not None and seq <= self._last_seq:
+            return False  # replayed or reordered
+        if not isinstance(command.bolus, bool) or not isinstance(command.state, InfusionState):
+            return False
+        try:
+            return require_finite(rate, "rate") >= 0
+        except TherapyError:
+            return False
+
+    def _sensor_conditions(self, now: float, sensors: SensorReading | None, reasons: list[str]) -> set[AlarmKind]:
+        if not isinstance(sensors, SensorReading):
+            reasons.append("sensor reading missing")
+            return {AlarmKind.SENSOR_FAULT}
+        problems = sensors.problems()
+        if self._motor_baseline is not None and not problems:
+            if sensors.motor_volume_ml - self._motor_baseline < self._measured_ml - _VOLUME_EPS_ML:
+                problems.append("motor volume counter went backwards")
+        if problems:
+            reasons.extend(problems)
+            return {AlarmKind.SENSOR_FAULT}
+        found = sensor_conditions(self.alarms.config, sensors) | self._air.conditions(now, sensors)
+        if self._motor_baseline is None:
+            self._motor_baseline = sensors.motor_volume_ml - self.allowed_total_ml
+        measured = sensors.motor_volume_ml - self._motor_baseline
+        self._measured_ml = measured
+        expected = self.allowed_total_ml
+        cfg = self.alarms.config
+        if measured - expected > cfg.over_infusion_tolerance_ml + cfg.over_infusion_fraction * expected:
+            found.add(AlarmKind.OVER_INFUSION)
+        if expected - measured > cfg.under_infusion_tolerance_ml + cfg.under_infusion_fraction * expected:
+            found.add(AlarmKind.UNDER_INFUSION)
+        return found
+
+    def _permitted(self, now: float, command: RateCommand, reasons: list[str]) -> tuple[float, bool]:
+        program = self.program
+        assert program is not None
+        hours = self.config.period_s / SECONDS_PER_HOUR
+        settings = program.pca
+        if command.bolus and settings is not None and self.pca.active is None:
+            denial = self.pca.check(
+                settings,
+                self.ledger,
+                program,
+                now,
+                self.alarms.bolus_hold_off_until,
+                lockout_tolerance_s=self.config.period_s,
+            )
+            if denial is None:
+                self.pca.start(now, settings)
+            else:
+                reasons.append(f"bolus refused by monitor: {denial}")
+        elif not command.bolus and self.pca.active is not None:
+            self.pca.end_bolus()  # the controller ended it; what was delivered stays counted
+
+        bolus = self.pca.active is not None and settings is not None
+        if bolus and settings is not None and self.pca.active is not None:
+            ceiling = min(settings.bolus_rate_ml_h * hours, self.pca.active.remaining_ml)
+        elif self.delivered_ml >= program.vtbi_ml - _VOLUME_EPS_ML:
+            ceiling = kvo_rate_ml_h(program) * hours
+        else:
+            ceiling = program.rate_ml_h * hours
+        limits = {
+            "the programmed rate": ceiling,
+            "the pump's maximum rate": program.max_rate_ml_h * hours,
+            "a PCA dose window": window_headroom_ml(program, self.ledger, now),
+        }
+        if program.dose_hard_max_ml is not None:
+            limits["the dose hard limit"] = max(0.0, program.dose_hard_max_ml - self.delivered_ml)
+        if self.delivered_ml < program.vtbi_ml - _VOLUME_EPS_ML:
+            limits["the volume to be infused"] = program.vtbi_ml - self.delivered_ml
+        requested = command.rate_ml_h * hours
+        volume = min(requested, *limits.values())
+        if volume < requested - _VOLUME_EPS_ML:
+            binding = min(limits, key=lambda k: limits[k])
+            reasons.append(f"command limited by {binding}")
+        window_bound = limits["a PCA dose window"] < ceiling - _VOLUME_EPS_ML
+        self._advisories = set()
+        if window_bound:
+            self._advisories.add(AlarmKind.DOSE_LIMIT)
+            if bolus:
+                self.pca.end_bolus()  # a bolus stops when a limit is reached
+        if self.delivered_ml >= program.vtbi_ml - _VOLUME_EPS_ML:
+            self._advisories.add(AlarmKind.INFUSION_COMPLETE)
+        return max(0.0, volume) / hours, bolus
+
+    # -------------------------------------------------------------------------------------- people
+
+    def clear_alarms(
+        self, principal: Principal | None, now: float, origin: Origin = Origin.LOCAL_KEYPAD
+    ) -> list[AlarmKind]:
+        """A clinician at the pump clears stop alarms whose condition has gone."""
+        if not is_local_clinician(principal, origin):
+            return []
+        try:
+            self._now = require_time(now, self._now)
+        except ClockError:
+            return []
+        cleared = self.alarms.clear(self._now)
+        if AlarmKind.AIR_IN_LINE in cleared or AlarmKind.AIR_CUMULATIVE in cleared:
+            self._air.reset()
+        if AlarmKind.OVER_INFUSION in cleared or AlarmKind.SENSOR_FAULT in cleared:
+            self._motor_baseline = None  # re-baseline the motor counter after the fault was dealt with
+            self._measured_ml = 0.0
+        return cleared
+
+    def silence(self, now: float) -> None:
+        self.alarms.silence(now)
+
+    def clinician_restart(
+        self, principal: Principal | None, now: float, origin: Origin = Origin.LOCAL_KEYPAD
+    ) -> Outcome:
+        """Clear a latched fault. The dose history is kept: a restart never reopens a dose window."""
+        if not is_local_clinician(principal, origin):
+            return Outcome(False, "restarting after a fault needs an authenticated clinician at the pump")
+        try:
+            now = require_time(now, self._now)
+        except ClockError as exc:
+            return Outcome(False, str(exc))
+        if not self.latched_fault:
+            return Outcome(False, "no latched fault")
+        self._now = now
+        self._catch_up(now)
+        self._lease = None
+        self.alarms.clear_faults()
+        self._last_heartbeat = now
+        self._last_step = now
+        return Outcome(True, "fault cleared; the infusion must be restarted at the pump")
