@@ -1,0 +1,16 @@
+"""Loading the catalogues Septum ships as data (``septum/data/*.yaml``), each once per process."""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+
+@cache
+def shipped(name: str) -> Any:
+    """Parsed content of ``septum/data/<name>``. Shipped files are ours: a parse error is a bug."""
+    text = (resources.files("septum") / "data" / name).read_text(encoding="utf-8")
+    return yaml.safe_load(text)
