@@ -142,6 +142,8 @@ class Supervisor:
                              note="started without the analysis gate (library use with check=False)")
         data_root = self.state_dir / "data"
         plans = plan_device(self.model, self.model_dir, data_root)
+        if self.host.uid_drop:
+            _check_traversable(self.state_dir)
         missing = self.host.missing()
         if missing:
             self.events.emit("host_cannot_enforce", severity="warning", mechanisms=missing)
@@ -548,6 +550,16 @@ class Supervisor:
                 pass
         self.events.emit("stopped", outcome=self.outcome, failures=self.failures)
         self.events.close()
+
+
+def _check_traversable(path: Path) -> None:
+    """Partitions run as other uids: every ancestor of the state dir must let them pass through."""
+    for d in [path, *path.parents]:
+        if not os.stat(d).st_mode & 0o001:
+            raise SetupError(
+                f"state directory {path} is not reachable by the partitions' uids ({d} is not "
+                "world-searchable); choose another --state-dir"
+            )
 
 
 def remove_state_dir(path: Path) -> None:
