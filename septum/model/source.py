@@ -14,10 +14,41 @@ PathItem = str | int
 class SourceMap:
     """Maps a path inside the document (``("partitions", "ui", "owns", 0)``) to a file location."""
 
+    # After loading, positions are kept only this deep: enough for every element and its fields. Keeping
+    # the whole node tree would cost ~10x the model's memory and a long GC pass on large models.
+    KEEP_DEPTH = 3
+
     def __init__(self, file: str, root: yaml.Node | None) -> None:
         self.file = file
         self.root = root
         self._channel_index: dict[str, int] = {}
+        # path -> (value line, value column, key line, key column), 1-based
+        self._index: dict[tuple[PathItem, ...], tuple[int, int, int, int]] | None = None
+
+    def freeze(self) -> None:
+        """Keep a compact index of positions and drop the YAML node tree."""
+        index: dict[tuple[PathItem, ...], tuple[int, int, int, int]] = {}
+        if self.root is not None:
+            m = self.root.start_mark
+            index[()] = (m.line + 1, m.column + 1, m.line + 1, m.column + 1)
+            stack: list[tuple[tuple[PathItem, ...], yaml.Node]] = [((), self.root)]
+            while stack:
+                path, node = stack.pop()
+                if len(path) >= self.KEEP_DEPTH:
+                    continue
+                children: list[tuple[PathItem, yaml.Node, yaml.Node]] = []
+                if isinstance(node, yaml.MappingNode):
+                    children = [(k.value, k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode)]
+                elif isinstance(node, yaml.SequenceNode):
+                    children = [(i, v, v) for i, v in enumerate(node.value)]
+                for key, knode, vnode in children:
+                    child = (*path, key)
+                    if child not in index:
+                        vm, km = vnode.start_mark, knode.start_mark
+                        index[child] = (vm.line + 1, vm.column + 1, km.line + 1, km.column + 1)
+                        stack.append((child, vnode))
+        self._index = index
+        self.root = None
 
     def set_channel_index(self, index: dict[str, int]) -> None:
         self._channel_index = index
@@ -28,6 +59,14 @@ class SourceMap:
 
     def locate(self, path: Sequence[PathItem], *, key: bool = False) -> Location:
         """Location of the deepest node on ``path`` that exists (the key node itself if ``key``)."""
+        if self._index is not None:
+            for n in range(len(path), -1, -1):
+                hit = self._index.get(tuple(path[:n]))
+                if hit is not None:
+                    if key and n == len(path) and n > 0:
+                        return Location(self.file, hit[2], hit[3])
+                    return Location(self.file, hit[0], hit[1])
+            return Location(self.file, 1, 1)
         node = self.root
         if node is None:
             return Location(self.file, 1, 1)

@@ -18,6 +18,10 @@ _SECRET_VALUE = re.compile(
     r"-----BEGIN [A-Z ]*PRIVATE KEY-----|AKIA[0-9A-Z]{16}|\bgh[pousr]_[A-Za-z0-9]{30,}|xox[abpr]-[A-Za-z0-9-]{10,}"
 )
 
+# literal fragments of the patterns above: a substring test on the whole model is far faster than the regex
+_SECRET_TOKENS = ("PRIVATE KEY-----", "AKIA", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "xoxa-", "xoxb-", "xoxp-",
+                  "xoxr-")
+
 
 def _walk(obj: Any, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], Any]]:
     if isinstance(obj, dict):
@@ -44,6 +48,10 @@ def cred001(ctx: Context) -> Iterator[Finding]:
                     and not str(value).startswith(("provisioned:", "env:", "file:")):
                 yield ctx.finding("CRED001", f"partition '{pname}' config '{key}' holds a literal secret",
                                   P(pname))
+    # One regex pass over the encoded model; walk it element by element only if something matched.
+    blob = msgspec.json.encode(ctx.model).decode()
+    if not any(tok in blob for tok in _SECRET_TOKENS) or not _SECRET_VALUE.search(blob):
+        return
     data = msgspec.to_builtins(ctx.model)
     for path, value in _walk(data, ()):
         if isinstance(value, str) and _SECRET_VALUE.search(value):

@@ -81,10 +81,12 @@ def _protected(ctx: Context, gname: str, guard: s.Partition) -> list[str]:
     if guard.protects:
         return list(guard.protects)
     rank = CRITICALITY_RANK[guard.criticality]
+    g = ctx.graph
     out: dict[str, None] = {}
-    for ch in ctx.model.channels:
-        if ch.src == gname and CRITICALITY_RANK[ctx.model.partitions[ch.dst].criticality] > rank:
-            out[ch.dst] = None
+    for e in g.succ[g.part(gname)]:
+        name = g.refs[e.dst].name
+        if CRITICALITY_RANK[ctx.model.partitions[name].criticality] > rank:
+            out[name] = None
     return list(out)
 
 
@@ -126,9 +128,10 @@ def med004(ctx: Context) -> Iterator[Finding]:
     g = ctx.graph
     model = ctx.model
     audit = ctx.service_partitions.get("audit")
+    alert_kinds = ("display", *s.NETWORK_KINDS)
     alert_owners = {
-        owner for iname, iface in model.interfaces.items()
-        if iface.kind in ("display", *s.NETWORK_KINDS) and (owner := model.owner_of(iname))
+        pname for pname, part in model.partitions.items()
+        if any(model.interfaces[i].kind in alert_kinds for i in part.owns)
     }
     for aname, action in model.actions.items():
         if not action.break_glass:
