@@ -52,7 +52,7 @@ def mutated(draw: st.DrawFn) -> dict[str, Any]:
         try:
             parent = _parent(data, path)
             key = path[-1]
-            parent[key]  # noqa: B018 - the path may be gone after an earlier mutation
+            parent[key]
         except (KeyError, IndexError, TypeError):
             continue
         op = draw(st.sampled_from(["delete", "replace", "rename_ref", "retype_key"]))

@@ -164,7 +164,8 @@ def med005(ctx: Context) -> Iterator[Finding]:
     for mname, mon in model.partitions.items():
         for watched in mon.monitors:
             # paths through the auth service are mediated: the watched partition cannot forge a clinician
-            parent = g.bfs([g.part(watched)], blocked=lambda n, m=g.part(mname): n == m or n in ctx.auth_nodes)
+            mon_node = g.part(mname)
+            parent = g.bfs([g.part(watched)], blocked=lambda n, m=mon_node: n == m or n in ctx.auth_nodes)
             for ch in model.channels:
                 if ch.dst != mname or ch.purpose not in ("reset", "override"):
                     continue
