@@ -34,7 +34,6 @@ def memory_hog_on_command(p: Partition) -> None:
 
 
 def commander(p: Partition) -> None:
-    """Sends cmd(n) whenever the supervisor-side test asks it to (through its config-less timer)."""
-    target = str(p.config.get("send_after_ready", ""))
-    if target:
-        p.after(0.05, lambda: p.send("cmd", n=1))
+    """Sends one command on each of its outputs shortly after starting."""
+    for ch in p.outputs:
+        p.after(0.05, lambda ch=ch: p.send(ch, n=1))
