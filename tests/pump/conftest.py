@@ -6,7 +6,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-
 from septum_pump.therapy.drug_library import DrugLibrary, load_drug_library
 from septum_pump.therapy.program import Origin, PcaRequest, Principal, ProgramRequest
 from septum_pump.therapy.units import AmountUnit, Concentration, DoseUnit
@@ -66,3 +65,74 @@ def dopamine(**changes: object) -> ProgramRequest:
         principal=NURSE,
     )
     return replace(base, **changes)  # type: ignore[arg-type]
+
+
+class Rig:
+    """A controller and a monitor wired as the partitions will be, with an ideal simulated motor.
+
+    ``run(seconds)`` advances one control period at a time; the motor delivers exactly what the monitor
+    permits (the monitor owns the motor). Nothing sleeps: time is just a number.
+    """
+
+    def __init__(self, library: DrugLibrary, period_s: float = 1.0, now: float = 0.0) -> None:
+        from septum_pump.therapy.monitor import MonitorConfig, SafetyMonitor
+        from septum_pump.therapy.state_machine import Controller, ControllerConfig
+
+        self.now = now
+        self.period = period_s
+        self.controller = Controller(library, ControllerConfig(period_s=period_s), now=now)
+        self.monitor = SafetyMonitor(
+            library,
+            MonitorConfig(period_s=period_s, heartbeat_timeout_s=3 * period_s, watchdog_timeout_s=3 * period_s),
+            now=now,
+        )
+        self.motor_ml = 0.0
+        self.reservoir_ml = 100.0
+        self.pressure = 20.0
+        self.door_open = False
+        self.bubble_ul = 0.0
+        self.decisions: list = []
+        self.controller_alive = True
+
+    def start(self, request: ProgramRequest) -> None:
+        decision = self.controller.program_infusion(request, self.now)
+        assert decision.accepted, decision.summary()
+        assert self.controller.program is not None
+        assert self.monitor.accept_program(self.controller.program, self.now) == ()
+        assert self.controller.request_start(NURSE, self.now).ok
+        assert self.controller.confirm_start(NURSE, self.now).ok
+
+    def sensors(self):
+        from septum_pump.therapy.alarms import SensorReading
+
+        return SensorReading(
+            line_pressure_mmhg=self.pressure,
+            largest_bubble_ul=self.bubble_ul,
+            air_ul=self.bubble_ul,
+            reservoir_ml=self.reservoir_ml,
+            door_open=self.door_open,
+            motor_volume_ml=self.motor_ml,
+        )
+
+    def period_step(self):
+        command = self.controller.tick(self.now) if self.controller_alive else None
+        decision = self.monitor.step(self.now, command, self.sensors())
+        if decision.action >= 2 and self.controller_alive:  # AlarmAction.STOP
+            self.controller.on_alarm(decision.action, self.now)
+        volume = decision.rate_ml_h * self.period / 3600
+        self.motor_ml += volume
+        self.reservoir_ml = max(0.0, self.reservoir_ml - volume)
+        self.decisions.append(decision)
+        self.now += self.period
+        return decision
+
+    def run(self, seconds: float):
+        last = None
+        for _ in range(round(seconds / self.period)):
+            last = self.period_step()
+        return last
+
+    def press(self):
+        from septum_pump.therapy.pca import BolusSource
+
+        return self.controller.request_bolus(BolusSource.PCA_BUTTON, self.now, self.monitor.bolus_hold_off_until)
