@@ -43,7 +43,7 @@ def running(model: str, tmp_path: Path, *, ready: bool = True, **kw: object) -> 
     kw.setdefault("check", False)  # these models exercise mechanics, not the analysis rules
     # pytest's tmp_path is private to root (0700): partitions (other uids) could not reach their data dirs
     state = Path(tempfile.mkdtemp(prefix="septum-test-"))
-    sup = Supervisor(m, src, model_dir=HERE, state_dir=state, **kw)  # type: ignore[arg-type]
+    sup = Supervisor(m, src, model_dir=MODELS, state_dir=state, **kw)  # type: ignore[arg-type]
     sup.start()
     try:
         if ready:

@@ -6,7 +6,7 @@ import os
 import stat
 from pathlib import Path
 
-from runtime_helpers import HERE, require, running
+from runtime_helpers import MODELS, require, running
 
 
 def test_partition_cannot_escape(tmp_path: Path) -> None:
@@ -35,7 +35,7 @@ def test_partition_cannot_escape(tmp_path: Path) -> None:
     assert r["write_data"] == "ok"
     assert written == "escape"
     assert r["write_tmp"] == "EACCES" and not outside.exists()
-    assert r["write_code"] == "EACCES" and not (HERE / "parts" / "escape.txt").exists()
+    assert r["write_code"] == "EACCES" and not (MODELS / "parts" / "escape.txt").exists()
     assert r["read_shadow"] == "EACCES"
     # no exec, no signals outside its own domain
     assert r["exec"] == "EPERM"

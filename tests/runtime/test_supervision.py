@@ -14,7 +14,7 @@ from septum.runtime.gate import RefusedToRun
 from septum.runtime.supervisor import Supervisor
 
 
-def _kill_and_wait(sup: Supervisor, name: str, kind: str):  # noqa: ANN202
+def _kill_and_wait(sup: Supervisor, name: str, kind: str):
     after = sup.events.last_seq
     os.kill(sup.partition_pids()[name], signal.SIGKILL)
     ev = sup.events.wait_for(lambda e: e.kind == kind and e.partition == name, timeout=10, after=after)
@@ -68,7 +68,7 @@ def test_memory_limit_stops_partition_and_applies_policy(tmp_path: Path) -> None
 
 def test_refuses_model_with_error_findings(tmp_path: Path) -> None:
     m, src = load(MODELS / "flawed.yaml")
-    sup = Supervisor(m, src, model_dir=MODELS.parent, state_dir=tmp_path, allow_debug=True)
+    sup = Supervisor(m, src, model_dir=MODELS, state_dir=tmp_path, allow_debug=True)
     with pytest.raises(RefusedToRun) as info:
         sup.start()
     assert info.value.findings and all(f.blocking for f in info.value.findings)
@@ -78,7 +78,7 @@ def test_refuses_model_with_error_findings(tmp_path: Path) -> None:
 def test_debug_profile_runs_only_with_explicit_flag(tmp_path: Path) -> None:
     m, src = load(MODELS / "flawed_debug.yaml")
     with pytest.raises(RefusedToRun, match="--allow-debug"):
-        Supervisor(m, src, model_dir=MODELS.parent, state_dir=tmp_path).start()
+        Supervisor(m, src, model_dir=MODELS, state_dir=tmp_path).start()
     with running("flawed_debug.yaml", tmp_path, check=True, allow_debug=True) as sup:
         ev = sup.events.wait_for(lambda e: e.kind == "debug_override", timeout=1)
         assert ev is not None and ev.severity == "critical" and ev.fields["findings"]

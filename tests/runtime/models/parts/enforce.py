@@ -11,7 +11,7 @@ import subprocess
 from septum.runtime.partition import Partition
 
 
-def _try(fn) -> str:  # noqa: ANN001
+def _try(fn) -> str:
     try:
         fn()
     except PermissionError as exc:
@@ -20,7 +20,7 @@ def _try(fn) -> str:  # noqa: ANN001
         return errno.errorcode[exc.errno]
     except OSError as exc:
         return errno.errorcode.get(exc.errno or 0, str(exc.errno))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return type(exc).__name__
     return "ok"
 
@@ -64,7 +64,7 @@ def prober(p: Partition) -> None:
         except OSError:
             pass  # the directory fd used by listdir itself
     out["fds"] = fds
-    granted_out = {p._outputs[c].fileno() for c in p.outputs} | {p._control.fileno()}  # noqa: SLF001
+    granted_out = {p._outputs[c].fileno() for c in p.outputs} | {p._control.fileno()}
     sent_on = []
     for fd in range(3, 1024):
         if fd in granted_out:
@@ -75,9 +75,9 @@ def prober(p: Partition) -> None:
         except OSError:
             pass
     out["sent_on_ungranted"] = sent_on
-    out["backwards"] = _try(lambda: p._inputs["to_prober"].sock.send(b"\x91\x00"))  # noqa: SLF001
-    out["control_fd"] = p._control.fileno()  # noqa: SLF001
-    out["granted_fds"] = sorted(granted_out | {p._inputs[c].fileno() for c in p.inputs})  # noqa: SLF001
+    out["backwards"] = _try(lambda: p._inputs["to_prober"].sock.send(b"\x91\x00"))
+    out["control_fd"] = p._control.fileno()
+    out["granted_fds"] = sorted(granted_out | {p._inputs[c].fileno() for c in p.inputs})
     out["inputs"] = list(p.inputs)
     out["outputs"] = list(p.outputs)
     p.event("probe", **out)

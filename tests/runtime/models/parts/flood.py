@@ -6,7 +6,7 @@ from septum.runtime.partition import Partition
 
 
 def flooder(p: Partition) -> None:
-    end = p._outputs["flood"]  # noqa: SLF001 - raw sends: bytes the receiver must reject
+    end = p._outputs["flood"]
 
     def attack() -> None:
         for bad in (b"\xc1", b"\x92\x01", b"\x91\xa3abc", b"\x91\xcd\xff\xff", b"", b"\x91\x05\x05"):

@@ -1,0 +1,84 @@
+"""``septum run --explain``: per partition, what is enforced, by which mechanism, and what this host
+could not enforce. Built from the same launch plans the supervisor uses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from septum.model.schema import Model
+
+from .plan import PartitionPlan, plan_device
+from .sandbox import seccomp
+from .sandbox.probe import HostSupport, probe
+
+
+def _lines(plan: PartitionPlan, host: HostSupport) -> list[tuple[str, str, bool]]:
+    """(what, mechanism, enforced-on-this-host) rows."""
+    r = plan.resources
+    rows: list[tuple[str, str, bool]] = []
+    ins = ", ".join(f"{c.name}<-{c.src} ({c.message})" for c in plan.inputs) or "none"
+    outs = ", ".join(f"{c.name}->{c.dst} ({c.message})" for c in plan.outputs) or "none"
+    rows.append((f"channels in: {ins}; out: {outs}; no other handles",
+                 "SEQPACKET socketpairs passed as the only fds (close_fds)", True))
+    rows.append(("receive side: strict typed decoding, size, rate and queue bounds; drops counted",
+                 "septum.runtime.channel", True))
+    rows.append(("one-way channels", "shutdown(SHUT_WR) of the receiving end", True))
+    if plan.network:
+        rows.append(("network: host network (owns a network interface or allow.net)", "none", True))
+        rows.append(("sockets: only AF_INET/AF_INET6", "seccomp", host.seccomp))
+    else:
+        rows.append(("network: none (only a down loopback)", "network namespace", host.netns))
+        rows.append(("no socket() of any family", "seccomp", host.seccomp))
+        rows.append(("no TCP bind/connect", f"Landlock ABI {host.landlock_abi} (needs 4)",
+                     host.landlock_abi >= 4))
+    denied = ", ".join(n for n in ("execve", "ptrace", "io_uring_setup", "mount", "unshare", "bpf"))
+    groups = f"; re-allowed groups: {', '.join(plan.syscall_groups)}" if plan.syscall_groups else ""
+    rows.append((f"denied system calls ({len(seccomp.BASELINE_DENY)}: {denied}, ...){groups}",
+                 "seccomp-BPF (EPERM; foreign arch killed)", host.seccomp))
+    rows.append((f"files: read-write only {', '.join(plan.read_write)}",
+                 f"Landlock ABI {host.landlock_abi}", host.landlock_abi >= 1))
+    rows.append((f"files: read-only code and system ({len(plan.read_only)} paths)",
+                 f"Landlock ABI {host.landlock_abi}", host.landlock_abi >= 1))
+    rows.append(("signals and abstract sockets scoped to the partition", "Landlock ABI 6",
+                 host.landlock_abi >= 6))
+    rows.append(("own uid/gid, no capabilities, no supplementary groups", "setresuid/setresgid",
+                 host.uid_drop))
+    rows.append((f"address space <= {r.memory_mb} MiB + headroom, {r.max_open_files} open files, "
+                 f"{r.max_pids} processes, no core files", "rlimits", True))
+    rows.append((f"memory <= {r.memory_mb} MiB (OOM kill)", f"cgroup v{host.cgroup.version} memory",
+                 host.cgroup_controller("memory")))
+    rows.append((f"tasks <= {r.max_pids}", f"cgroup v{host.cgroup.version} pids", host.cgroup_controller("pids")))
+    if r.cpu_percent is not None:
+        rows.append((f"cpu <= {r.cpu_percent}%", f"cgroup v{host.cgroup.version} cpu",
+                     host.cgroup_controller("cpu")))
+    rows.append(("dies with the supervisor", "PR_SET_PDEATHSIG(SIGKILL)", True))
+    hb = f"heartbeat every {plan.heartbeat_ms} ms, missed after 2 periods" if plan.heartbeat_ms else \
+        "no heartbeat declared: only process exit is supervised"
+    rows.append((f"restart policy {plan.restart_policy}; {hb}", "supervisor", True))
+    rows.append(("process creation refused and reported", "audit hook (defence in depth only)", True))
+    return rows
+
+
+def explain(model: Model, model_dir: Path, state_dir: Path) -> tuple[str, int]:
+    """Text for ``--explain`` and the number of rows this host cannot enforce."""
+    host = probe()
+    plans = plan_device(model, model_dir, state_dir / "data")
+    out: list[str] = []
+    unenforced = 0
+    out.append(f"device {model.device.name} (profile {model.device.profile}) on this host: "
+               f"root={host.root} seccomp={host.seccomp} landlock_abi={host.landlock_abi} "
+               f"netns={host.netns} cgroup=v{host.cgroup.version} {sorted(host.cgroup.bases)}")
+    for name, plan in plans.items():
+        out.append("")
+        out.append(f"partition {name}  [{plan.criticality}]  runs {plan.entry}")
+        for what, how, ok in _lines(plan, host):
+            mark = "enforced    " if ok else "NOT ENFORCED"
+            unenforced += not ok
+            out.append(f"  {mark}  {what}  -- {how}")
+    missing = host.missing()
+    out.append("")
+    if missing:
+        out.append("THIS HOST CANNOT ENFORCE: " + "; ".join(missing))
+    else:
+        out.append("this host enforces every mechanism Septum uses")
+    return "\n".join(out), unenforced
