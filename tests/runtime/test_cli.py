@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -58,4 +59,6 @@ def test_sigterm_shuts_down_cleanly() -> None:
         except ProcessLookupError:
             alive = False
         assert not alive, f"partition {pid} survived"
-    assert (state / "events.jsonl").read_text().count('"kind":"device_ready"') == 1
+    events = (state / "events.jsonl").read_text()
+    shutil.rmtree(state, ignore_errors=True)
+    assert events.count('"kind":"device_ready"') == 1
