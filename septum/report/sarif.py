@@ -1,0 +1,183 @@
+"""SARIF 2.1.0 output as plain dicts (the OASIS standard; validated against the official schema in tests).
+
+Mapping (docs/cli.md has the full table):
+- each rule that ran -> ``tool.driver.rules[]`` (rationale as fullDescription, fix as help);
+- each finding -> ``results[]`` located at the model-file line/column of its primary element, with every
+  element it names as a ``logicalLocation`` (``partitions.ui``) and its secondary elements as
+  ``relatedLocations``;
+- a flow finding's path witness -> one ``codeFlow`` whose thread-flow steps carry the position of the
+  channel (or, for the first step, the interface) that makes each hop;
+- a waived finding -> a ``suppression`` of kind ``external`` (the waiver lives in the model, not in code).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from septum import __version__
+from septum.analysis import Finding, Report, Rule, get_rule
+from septum.analysis.finding import ElementRef, PathStep
+from septum.model.errors import Location
+
+from . import element_location, path_chain, qualified_name
+
+SCHEMA_URI = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/os/schemas/sarif-schema-2.1.0.json"
+
+
+def artifact_uri(file: str, base: Path | None) -> str:
+    """Relative to ``base`` (default: the working directory) when the file is inside it, so code-scanning
+    services can match it to the repository; otherwise an absolute ``file://`` URI."""
+    path = Path(file)
+    root = (base or Path.cwd()).resolve()
+    full = path.resolve() if path.is_absolute() or path.exists() else (root / path).resolve()
+    try:
+        rel = full.relative_to(root)
+    except ValueError:
+        return full.as_uri()
+    return quote(rel.as_posix())
+
+
+def rule_name(rule: Rule) -> str:
+    """SARIF wants an identifier-like name; derive PascalCase from the title."""
+    words = re.findall(r"[A-Za-z0-9]+", rule.title)
+    return "".join(w[:1].upper() + w[1:] for w in words) or rule.id
+
+
+def _rule_descriptor(rule: Rule) -> dict[str, Any]:
+    return {
+        "id": rule.id,
+        "name": rule_name(rule),
+        "shortDescription": {"text": rule.title},
+        "fullDescription": {"text": rule.rationale},
+        "help": {"text": rule.fix, "markdown": f"**Fix:** {rule.fix}"},
+        "defaultConfiguration": {"level": rule.severity},
+        "properties": {"family": rule.family, "tags": ["security", rule.family.lower()]},
+    }
+
+
+class _Locator:
+    def __init__(self, report: Report, base: Path | None) -> None:
+        self.report = report
+        self.uri = artifact_uri(report.source.file, base) if report.source else None
+
+    def loc(self, ref: ElementRef) -> Location | None:
+        return element_location(self.report.source, self.report.model, ref)
+
+    def logical(self, ref: ElementRef) -> dict[str, Any]:
+        return {"name": ref.name, "fullyQualifiedName": qualified_name(ref), "kind": ref.kind}
+
+    def location(
+        self, ref: ElementRef, *, logical: list[ElementRef] | None = None, message: str | None = None,
+        at: ElementRef | None = None,
+    ) -> dict[str, Any]:
+        """A SARIF location for ``ref``; ``at`` overrides which element's position is used."""
+        out: dict[str, Any] = {}
+        loc = self.loc(at or ref)
+        if loc is not None and self.uri is not None:
+            out["physicalLocation"] = {
+                "artifactLocation": {"uri": self.uri, "index": 0},
+                "region": {"startLine": loc.line, "startColumn": loc.column},
+            }
+        out["logicalLocations"] = [self.logical(r) for r in (logical or [ref])]
+        if message:
+            out["message"] = {"text": message}
+        return out
+
+
+def _step_message(step: PathStep, index: int) -> str:
+    if step.channel is None:
+        return f"{'start at' if index == 0 else 'reach'} {step.node.kind} '{step.node.name}'"
+    return f"via channel '{step.channel}' to {step.node.kind} '{step.node.name}'"
+
+
+def _code_flow(loc: _Locator, f: Finding) -> dict[str, Any]:
+    steps = []
+    for i, step in enumerate(f.path):
+        chan = ElementRef("channel", step.channel) if step.channel else None
+        logical = [chan, step.node] if chan else [step.node]
+        steps.append({
+            # the channel declaration is the line that creates the hop; the first step is the interface
+            "location": loc.location(step.node, logical=logical, message=_step_message(step, i), at=chan),
+            "executionOrder": i + 1,
+            "importance": "essential",
+        })
+    return {"message": {"text": path_chain(f.path)}, "threadFlows": [{"locations": steps}]}
+
+
+def _fingerprint(f: Finding) -> str:
+    # stable across edits that only move lines: rule + the elements it names
+    key = f.rule + "|" + "|".join(str(e) for e in f.elements)
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def _result(loc: _Locator, f: Finding, rule_index: dict[str, int]) -> dict[str, Any]:
+    res: dict[str, Any] = {
+        "ruleId": f.rule,
+        "level": f.severity,
+        "message": {"text": f.message},
+    }
+    if f.rule in rule_index:
+        res["ruleIndex"] = rule_index[f.rule]
+    if f.elements:
+        res["locations"] = [loc.location(f.elements[0], logical=list(f.elements))]
+        if len(f.elements) > 1:
+            res["relatedLocations"] = [
+                {"id": i, **loc.location(e, message=f"{e.kind} '{e.name}'")}
+                for i, e in enumerate(f.elements[1:], start=1)
+            ]
+    if f.path:
+        res["codeFlows"] = [_code_flow(loc, f)]
+    res["partialFingerprints"] = {"septumFinding/v1": _fingerprint(f)}
+    if f.waived:
+        res["suppressions"] = [{
+            # no status/state: SARIF 2.1.0 committee and final texts name that property differently
+            "kind": "external",
+            "justification": f.waiver_reason or "",
+            "properties": {"by": f.waiver_by, "expires": f.waiver_expires},
+        }]
+    if f.extra:
+        res["properties"] = dict(f.extra)
+    return res
+
+
+def sarif_log(report: Report, *, base: Path | None = None) -> dict[str, Any]:
+    rules: list[Rule] = list(report.rules)
+    seen = {r.id for r in rules}
+    # findings may come from rules outside the selection (waiver bookkeeping); describe those too
+    for f in report.findings:
+        if f.rule not in seen:
+            r = get_rule(f.rule)
+            if r is not None:
+                rules.append(r)
+                seen.add(r.id)
+    rule_index = {r.id: i for i, r in enumerate(rules)}
+    loc = _Locator(report, base)
+    run: dict[str, Any] = {
+        "tool": {
+            "driver": {
+                "name": "septum",
+                "version": __version__,
+                "semanticVersion": __version__,
+                "rules": [_rule_descriptor(r) for r in rules],
+            }
+        },
+        "columnKind": "unicodeCodePoints",
+        "results": [_result(loc, f, rule_index) for f in report.findings],
+        "properties": {
+            "device": report.model.device.name,
+            "profile": report.model.device.profile,
+            "counts": report.counts(),
+        },
+    }
+    if loc.uri is not None:
+        run["artifacts"] = [{"location": {"uri": loc.uri}, "roles": ["analysisTarget"], "mimeType": "application/yaml"}]
+    return {"$schema": SCHEMA_URI, "version": "2.1.0", "runs": [run]}
+
+
+def render_sarif(report: Report, *, base: Path | None = None) -> str:
+    return json.dumps(sarif_log(report, base=base), indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,192 @@
+"""Human-readable findings: grouped by severity, each with its rule, location, message and path witness.
+
+Built from rich ``Text`` objects rather than markup, because finding messages contain brackets
+(``--[channel]-->``) that rich would otherwise read as style tags. Without colour (no TTY, NO_COLOR, or a
+file) the output is plain text with no escape codes, so it can be grepped and diffed.
+"""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+from rich.text import Text
+
+from septum.analysis import Finding, Report, get_rule
+from septum.analysis.diff import Change, ModelDiff
+from septum.model import Model
+from septum.model.source import SourceMap
+
+from . import element_location, path_chain
+
+SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "note": "cyan", "waived": "dim"}
+SECTION_TITLE = {"error": "Errors", "warning": "Warnings", "note": "Notes", "waived": "Waived"}
+
+
+def make_console(*, color: bool, width: int | None) -> tuple[Console, io.StringIO]:
+    buf = io.StringIO()
+    console = Console(
+        file=buf,
+        force_terminal=color,
+        no_color=not color,
+        color_system="standard" if color else None,
+        width=width or 100,
+        highlight=False,
+        emoji=False,
+        # never ask the real terminal anything: the output goes to a string
+        force_jupyter=False,
+        force_interactive=False,
+    )
+    return console, buf
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _finding_lines(report: Report, f: Finding, group: str) -> list[Text]:
+    rule = get_rule(f.rule)
+    title = rule.title if rule else ""
+    head = Text("  ")
+    head.append(f.rule, style=SEVERITY_STYLE[group])
+    head.append(f" [{f.severity}] " if group == "waived" else "  ")
+    head.append(title, style="bold")
+    lines = [head]
+    if f.elements:
+        loc = element_location(report.source, report.model, f.elements[0])
+        where = Text("    ")
+        if loc is not None:
+            where.append(str(loc), style="blue")
+            where.append("  ")
+        where.append(str(f.elements[0]))
+        lines.append(where)
+    lines.append(Text("    " + f.message))
+    if f.path:
+        lines.append(Text("    path: " + path_chain(f.path), style="magenta"))
+    if f.waived:
+        lines.append(Text(
+            f"    waived by {f.waiver_by or '?'} until {f.waiver_expires or '?'}: {f.waiver_reason or ''}",
+            style="dim",
+        ))
+    return lines
+
+
+def summary_line(report: Report) -> Text:
+    c = report.counts()
+    verdict = "FAIL" if report.exit_code else "PASS"
+    text = Text()
+    text.append(verdict, style="bold red" if report.exit_code else "bold green")
+    text.append(
+        f": {plural(c['error'], 'error')}, {plural(c['warning'], 'warning')}, {plural(c['note'], 'note')}, "
+        f"{c['waived']} waived"
+    )
+    return text
+
+
+def render_text(report: Report, *, color: bool = False, width: int | None = None) -> str:
+    console, buf = make_console(color=color, width=width)
+    dev = report.model.device
+    header = Text()
+    if report.source is not None:
+        header.append(report.source.file, style="bold")
+        header.append(": ")
+    header.append(f"{dev.name} {dev.version} ({dev.profile} profile)")
+    console.print(header, soft_wrap=True)
+
+    groups: dict[str, list[Finding]] = {"error": [], "warning": [], "note": [], "waived": []}
+    for f in report.findings:
+        groups["waived" if f.waived else f.severity].append(f)
+    if not report.findings:
+        console.print(Text("\nNo findings."), soft_wrap=True)
+    for group, findings in groups.items():
+        if not findings:
+            continue
+        console.print()
+        console.print(Text(f"{SECTION_TITLE[group]} ({len(findings)})", style=SEVERITY_STYLE[group]),
+                      soft_wrap=True)
+        for i, f in enumerate(findings):
+            if i:
+                console.print()
+            for line in _finding_lines(report, f, group):
+                console.print(line, soft_wrap=True)
+    console.print()
+    console.print(summary_line(report), soft_wrap=True)
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- septum diff
+
+DIFF_SECTIONS = {
+    "path": "Paths into safety partitions",
+    "interface": "External interfaces",
+    "channel": "Channels",
+    "grant": "Grants",
+    "partition": "Partitions",
+    "action": "Actions",
+    "role": "Roles",
+    "shared": "Shared state",
+    "waiver": "Waivers",
+    "device": "Device",
+}
+RISK_STYLE = {"high": "bold red", "medium": "yellow", "low": "cyan", "none": "dim"}
+
+
+def render_diff_text(
+    d: ModelDiff, old: Model, old_source: SourceMap | None, new: Model, new_source: SourceMap | None,
+    *, color: bool = False, width: int | None = None,
+) -> str:
+    console, buf = make_console(color=color, width=width)
+    old_name = old_source.file if old_source else "old"
+    new_name = new_source.file if new_source else "new"
+    console.print(Text(f"{old_name} -> {new_name}", style="bold"), soft_wrap=True)
+
+    by_cat: dict[str, list[Change]] = {}
+    for c in d.changes:
+        by_cat.setdefault(c.category, []).append(c)
+    for cat, title in DIFF_SECTIONS.items():
+        changes = by_cat.get(cat, [])
+        if not changes:
+            continue
+        console.print()
+        console.print(Text(title, style="bold"), soft_wrap=True)
+        for c in changes:
+            removed = c.change.startswith("removed")
+            src, model = (old_source, old) if removed else (new_source, new)
+            line = Text("  ")
+            line.append("-" if not c.adds_surface else "+", style=RISK_STYLE[c.risk])
+            line.append(f" [{c.risk}] " if c.adds_surface else " ", style=RISK_STYLE[c.risk])
+            line.append(c.message)
+            loc = element_location(src, model, c.element)
+            if loc is not None:
+                line.append(f"  ({loc})", style="blue")
+            console.print(line, soft_wrap=True)
+            if c.path:
+                console.print(Text("      path: " + path_chain(c.path), style="magenta"), soft_wrap=True)
+
+    for title, findings, src, model in (
+        ("New findings", d.new_findings, new_source, new),
+        ("Resolved findings", d.resolved_findings, old_source, old),
+    ):
+        if not findings:
+            continue
+        console.print()
+        console.print(Text(f"{title} ({len(findings)})", style="bold"), soft_wrap=True)
+        rep = Report(model=model, source=src, findings=list(findings))
+        for f in findings:
+            group = "waived" if f.waived else f.severity
+            for line in _finding_lines(rep, f, group):
+                console.print(line, soft_wrap=True)
+
+    if not d.changes and not d.new_findings and not d.resolved_findings:
+        console.print(Text("\nNo security-relevant changes."), soft_wrap=True)
+    console.print()
+    verdict = Text()
+    if d.adds_attack_surface:
+        verdict.append(f"Risk: {d.verdict.upper()}", style=RISK_STYLE[d.verdict])
+        verdict.append(f": the change adds to the attack surface ({plural(len(d.additions), 'addition')}, "
+                       f"{plural(len(d.new_blocking), 'new finding')}); review it")
+    else:
+        verdict.append("Risk: NONE", style="bold green")
+        verdict.append(": the change adds nothing to the attack surface")
+    console.print(verdict, soft_wrap=True)
+    return buf.getvalue()
