@@ -43,13 +43,12 @@ def test_sigterm_shuts_down_cleanly() -> None:
     proc = subprocess.Popen([*SEPTUM, "run", str(MODELS / "basic.yaml"), "--state-dir", str(state)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
-    for line in proc.stderr:  # synchronise on the device_ready line, not on time
-        if "device_ready" in line:
-            break
-    # partitions are children of the supervisor thread, so look at every task of the process
-    children = [int(p) for t in Path(f"/proc/{proc.pid}/task").iterdir()
-                for p in (t / "children").read_text().split()]
-    assert len(children) == 2
+    try:
+        children = _ready_children(proc)
+    except BaseException:
+        proc.kill()  # never leave a device running behind a failed test
+        proc.wait()
+        raise
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0
     for pid in children:
@@ -62,3 +61,15 @@ def test_sigterm_shuts_down_cleanly() -> None:
     events = (state / "events.jsonl").read_text()
     shutil.rmtree(state, ignore_errors=True)
     assert events.count('"kind":"device_ready"') == 1
+
+
+def _ready_children(proc: subprocess.Popen[str]) -> list[int]:
+    assert proc.stderr is not None
+    for line in proc.stderr:  # synchronise on the device_ready line, not on time
+        if "device_ready" in line:
+            break
+    # partitions are children of the supervisor thread, so look at every task of the process
+    children = [int(p) for t in Path(f"/proc/{proc.pid}/task").iterdir()
+                for p in (t / "children").read_text().split()]
+    assert len(children) == 2
+    return children
