@@ -10,14 +10,14 @@
 /* channel orders_in: network -> auth, message InfusionOrder; this PD sends (maps rw, notifies auth) */
 #define SEPTUM_CH_ORDERS_IN_ID 0u
 #define SEPTUM_CH_ORDERS_IN_VADDR 0x20000000ul
-#define SEPTUM_CH_ORDERS_IN_SIZE 0x7000ul
-#define SEPTUM_CH_ORDERS_IN_SLOT_SIZE 1752u
+#define SEPTUM_CH_ORDERS_IN_SIZE 0x19000ul
+#define SEPTUM_CH_ORDERS_IN_SLOT_SIZE 6368u
 #define SEPTUM_CH_ORDERS_IN_SLOTS 16u
 #define SEPTUM_CH_ORDERS_IN_WRITABLE 1
 
 /* channel updates_in: network -> auth, message UpdateChunk; this PD sends (maps rw, notifies auth) */
 #define SEPTUM_CH_UPDATES_IN_ID 1u
-#define SEPTUM_CH_UPDATES_IN_VADDR 0x20008000ul
+#define SEPTUM_CH_UPDATES_IN_VADDR 0x2001a000ul
 #define SEPTUM_CH_UPDATES_IN_SIZE 0x405000ul
 #define SEPTUM_CH_UPDATES_IN_SLOT_SIZE 65824u
 #define SEPTUM_CH_UPDATES_IN_SLOTS 64u
@@ -25,7 +25,7 @@
 
 /* channel order_replies: auth -> network, message OrderReply; this PD receives (maps r, is notified) */
 #define SEPTUM_CH_ORDER_REPLIES_ID 2u
-#define SEPTUM_CH_ORDER_REPLIES_VADDR 0x2040e000ul
+#define SEPTUM_CH_ORDER_REPLIES_VADDR 0x20420000ul
 #define SEPTUM_CH_ORDER_REPLIES_SIZE 0x6000ul
 #define SEPTUM_CH_ORDER_REPLIES_SLOT_SIZE 1304u
 #define SEPTUM_CH_ORDER_REPLIES_SLOTS 16u
@@ -33,7 +33,7 @@
 
 /* channel pump_events: pump_control -> network, message PumpEvent; this PD receives (maps r, is notified) */
 #define SEPTUM_CH_PUMP_EVENTS_ID 3u
-#define SEPTUM_CH_PUMP_EVENTS_VADDR 0x20415000ul
+#define SEPTUM_CH_PUMP_EVENTS_VADDR 0x20427000ul
 #define SEPTUM_CH_PUMP_EVENTS_SIZE 0xa000ul
 #define SEPTUM_CH_PUMP_EVENTS_SLOT_SIZE 2408u
 #define SEPTUM_CH_PUMP_EVENTS_SLOTS 16u
@@ -41,7 +41,7 @@
 
 /* channel audit_network: network -> audit, message AuditEvent; this PD sends (maps rw, notifies audit) */
 #define SEPTUM_CH_AUDIT_NETWORK_ID 4u
-#define SEPTUM_CH_AUDIT_NETWORK_VADDR 0x20420000ul
+#define SEPTUM_CH_AUDIT_NETWORK_VADDR 0x20432000ul
 #define SEPTUM_CH_AUDIT_NETWORK_SIZE 0x113000ul
 #define SEPTUM_CH_AUDIT_NETWORK_SLOT_SIZE 4384u
 #define SEPTUM_CH_AUDIT_NETWORK_SLOTS 256u
