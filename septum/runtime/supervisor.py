@@ -28,6 +28,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,8 +95,15 @@ class Supervisor:
         stop_grace: float = 3.0,
         max_restarts: int = 5,
         restart_window_s: float = 60.0,
+        provision: Mapping[str, str | Path] | None = None,
     ) -> None:
         self.model = model
+        # partition -> folder whose contents are copied into that partition's data dir before it starts
+        # (credentials, keys, certificates, signed data provisioned for this device), owned by its uid
+        self.provision = {k: Path(v) for k, v in (provision or {}).items()}
+        unknown = sorted(set(self.provision) - set(model.partitions))
+        if unknown:
+            raise SetupError(f"provisioning for unknown partition(s): {', '.join(unknown)}")
         self.source = source
         self.model_dir = Path(model_dir).resolve()
         self.run_id = uuid.uuid4().hex[:10]
@@ -221,6 +229,8 @@ class Supervisor:
         for (name, plan), uid in zip(plans.items(), uids, strict=True):
             ddir = data_root / name
             ddir.mkdir(exist_ok=True)
+            if name in self.provision:
+                _copy_provisioning(self.provision[name], ddir, uid)
             if uid is not None:
                 os.chown(ddir, uid, uid)
             os.chmod(ddir, 0o700)
@@ -550,6 +560,19 @@ class Supervisor:
                 pass
         self.events.emit("stopped", outcome=self.outcome, failures=self.failures)
         self.events.close()
+
+
+def _copy_provisioning(src: Path, dst: Path, uid: int | None) -> None:
+    """Copy a provisioning folder into a data dir; the partition's uid owns the copies, nobody else reads them."""
+    if not src.is_dir():
+        raise OSError(f"provisioning folder {src} does not exist")
+    shutil.copytree(src, dst, dirs_exist_ok=True, symlinks=False)
+    for path in [dst, *dst.rglob("*")]:
+        if path.is_symlink():
+            continue
+        if uid is not None:
+            os.chown(path, uid, uid)
+        os.chmod(path, 0o700 if path.is_dir() else 0o600)
 
 
 def _check_traversable(path: Path) -> None:
