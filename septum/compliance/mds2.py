@@ -188,17 +188,17 @@ def d_has_connections(m: s.Model) -> Derived:
 
 def d_wireless(m: s.Model) -> Derived:
     refs = _ifaces(m, lambda i: i.kind in ("wireless", "bluetooth"))
-    return _yn(bool(refs), refs, ", ".join(refs), "no enabled wireless interface in the model")
+    return _yn(bool(refs), refs or ["interfaces"], ", ".join(refs), "no enabled wireless interface in the model")
 
 
 def d_bluetooth(m: s.Model) -> Derived:
     refs = _ifaces(m, lambda i: i.kind == "bluetooth")
-    return _yn(bool(refs), refs, ", ".join(refs), "no enabled Bluetooth interface in the model")
+    return _yn(bool(refs), refs or ["interfaces"], ", ".join(refs), "no enabled Bluetooth interface in the model")
 
 
 def d_usb(m: s.Model) -> Derived:
     refs = _ifaces(m, lambda i: i.kind in ("usb", "storage"))
-    return _yn(bool(refs), refs, ", ".join(refs), "no enabled USB or storage interface in the model")
+    return _yn(bool(refs), refs or ["interfaces"], ", ".join(refs), "no enabled USB or storage interface in the model")
 
 
 def d_other_wired(m: s.Model) -> Derived:

@@ -28,7 +28,10 @@ def render_html(d: ReportData, *, sbom_file: str | None = None) -> str:
         if source is None or not f.elements:
             return ""
         try:
-            loc = source.element(f.elements[0].kind, f.elements[0].name)
+            ref = f.elements[0]
+            # components are named partition/name; their block in the file is under the partition
+            name = ref.name.split("/", 1)[0] if ref.kind == "component" else ref.name
+            loc = source.element(ref.kind, name)
         except Exception:  # a location is a convenience; never fail the report for it
             return ""
         return f"{loc.file}:{loc.line}:{loc.column}"
