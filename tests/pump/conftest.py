@@ -93,6 +93,7 @@ class Rig:
         self.bubble_ul = 0.0
         self.decisions: list = []
         self.controller_alive = True
+        self.motor_factor = 1.0  # what the mechanism really pushes per mL the monitor permits
 
     def start(self, request: ProgramRequest) -> None:
         decision = self.controller.program_infusion(request, self.now)
@@ -120,7 +121,7 @@ class Rig:
         if decision.action >= 2 and self.controller_alive:  # AlarmAction.STOP
             self.controller.on_alarm(decision.action, self.now)
         volume = decision.rate_ml_h * self.period / 3600
-        self.motor_ml += volume
+        self.motor_ml += volume * self.motor_factor
         self.reservoir_ml = max(0.0, self.reservoir_ml - volume)
         self.decisions.append(decision)
         self.now += self.period
