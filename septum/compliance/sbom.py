@@ -147,6 +147,7 @@ def build_bom(model: s.Model, *, installed: bool = False, timestamp: dt.datetime
         from cyclonedx.model.bom import Bom, BomMetaData
         from cyclonedx.model.component import Component, ComponentType
         from cyclonedx.model.contact import OrganizationalContact, OrganizationalEntity
+        from cyclonedx.model.dependency import Dependency
         from cyclonedx.model.license import LicenseExpression
         from packageurl import PackageURL
     except ImportError as e:
@@ -164,6 +165,11 @@ def build_bom(model: s.Model, *, installed: bool = False, timestamp: dt.datetime
         properties=[Property(name="septum:generator", value="septum sbom (derived from the device model)")],
     )
     bom = Bom(metadata=meta)
+
+    def depend(src: Component, targets: list[Component]) -> None:
+        # Bom.register_dependency searches the existing set linearly on every call (quadratic for large
+        # devices); each of our refs is registered exactly once, so we add the Dependency directly.
+        bom.dependencies.add(Dependency(ref=src.bom_ref, dependencies=[Dependency(ref=t.bom_ref) for t in targets]))
 
     libs: dict[str, Component] = {}
     by_name: dict[str, Component] = {}
@@ -201,11 +207,11 @@ def build_bom(model: s.Model, *, installed: bool = False, timestamp: dt.datetime
         )
         part_comps[pname] = pc
         bom.components.add(pc)
-        bom.register_dependency(pc, [libs[e.ref] for e in items if pname in e.partitions])
-    bom.register_dependency(device, list(part_comps.values()))
+        depend(pc, [libs[e.ref] for e in items if pname in e.partitions])
+    depend(device, list(part_comps.values()))
     for e in items:
         targets = [by_name[_normalise(d)] for d in e.depends_on if _normalise(d) in by_name]
-        bom.register_dependency(libs[e.ref], targets)
+        depend(libs[e.ref], targets)
     return bom
 
 
