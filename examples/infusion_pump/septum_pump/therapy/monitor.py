@@ -247,6 +247,7 @@ class SafetyMonitor:
         action = self.alarms.action()
 
         rate, bolus = 0.0, False
+        self._advisories = set()  # recomputed below while delivering; stale ones must not linger
         if action >= AlarmAction.STOP:
             self.pca.end_bolus()
             reasons.append("stopped by alarm")
@@ -355,7 +356,6 @@ class SafetyMonitor:
             binding = min(limits, key=lambda k: limits[k])
             reasons.append(f"command limited by {binding}")
         window_bound = limits["a PCA dose window"] < ceiling - _VOLUME_EPS_ML
-        self._advisories = set()
         if window_bound:
             self._advisories.add(AlarmKind.DOSE_LIMIT)
             if bolus:
