@@ -107,12 +107,13 @@ def main(argv: list[str]) -> None:
         }
         outputs = {c.name: SendEnd(c.name, socket.socket(fileno=c.fd), codec(c.message))
                    for c in cfg.outputs}
+        devices = {d.name: socket.socket(fileno=d.fd) for d in cfg.devices}
     except Exception as exc:
         _fatal(control, proto.EXIT_BOOT, f"channel setup failed: {exc}")
         return
     part = Partition(
         cfg.partition, inputs=inputs, outputs=outputs, control=control, clock=clock,
-        data_dir=Path(cfg.data_dir), config=cfg.config, heartbeat_ms=cfg.heartbeat_ms,
+        data_dir=Path(cfg.data_dir), config=cfg.config, heartbeat_ms=cfg.heartbeat_ms, devices=devices,
     )
     _install_audit_hook(lambda ev: part.audit("refused_call", severity="warning", call=ev))
 

@@ -33,6 +33,8 @@ from .channel import ReceiveEnd, SendEnd
 from .clock import Clock
 
 Handler = Callable[[Any], None]
+DeviceHandler = Callable[[bytes], None]
+MAX_DEVICE_PACKET = 64 * 1024  # same bound as septum.runtime.devices (not imported: keep boot lean)
 DRAIN_BUDGET = 256  # messages read per channel per loop turn, so timers and heartbeats keep running
 REPORT_INTERVAL_S = 0.2  # at most this often, changed drop counters are reported to the supervisor
 
@@ -62,6 +64,7 @@ class Partition:
         data_dir: Path,
         config: dict[str, Any],
         heartbeat_ms: int | None,
+        devices: dict[str, socket.socket] | None = None,
     ) -> None:
         self.name = name
         self.clock = clock
@@ -81,6 +84,8 @@ class Partition:
         self._reported: dict[str, int] = dict.fromkeys(inputs, 0)
         self._last_report = 0.0
         self.control_lost = 0  # event records that could not be handed to the supervisor
+        self._devices = dict(devices or {})
+        self._device_handlers: dict[str, DeviceHandler] = {}
 
     # ------------------------------------------------------------------ declared ends
     @property
@@ -111,6 +116,41 @@ class Partition:
         if channel not in self._inputs:
             raise KeyError(f"{self.name} does not receive on {channel!r} (inputs: {sorted(self._inputs)})")
         self._handlers[channel] = fn
+
+    # ------------------------------------------------------------------ devices
+    @property
+    def devices(self) -> tuple[str, ...]:
+        return tuple(self._devices)
+
+    def device(self, name: str) -> socket.socket:
+        """The link to an owned hardware interface (SOCK_SEQPACKET; see septum.runtime.devices)."""
+        sock = self._devices.get(name)
+        if sock is None:
+            raise KeyError(f"{self.name} does not own device {name!r} (devices: {sorted(self._devices)})")
+        return sock
+
+    def on_device(self, name: str, fn: DeviceHandler) -> None:
+        """Call ``fn(packet)`` from the event loop for every packet the device sends; ``fn(b"")`` once at
+        end-of-file (no hardware attached, or the hardware went away), after which the device is not polled."""
+        self.device(name)
+        self._device_handlers[name] = fn
+
+    def _on_device_readable(self, name: str) -> bool:
+        """Drain a device link; False once it reached end-of-file."""
+        sock = self._devices[name]
+        fn = self._device_handlers.get(name)
+        for _ in range(DRAIN_BUDGET):
+            try:
+                data = sock.recv(MAX_DEVICE_PACKET, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return True
+            except (ConnectionResetError, OSError):
+                data = b""
+            if fn is not None:
+                fn(data)
+            if not data:
+                return False
+        return True
 
     # ------------------------------------------------------------------ sending
     def message(self, channel: str, **fields: Any) -> msgspec.Struct:
@@ -233,6 +273,10 @@ class Partition:
             by_fd[r.fileno()] = r
         control_fd = self._control.fileno()
         poller.register(control_fd, select.POLLIN)
+        dev_fd: dict[int, str] = {}
+        for dname in self._device_handlers:
+            dev_fd[self._devices[dname].fileno()] = dname
+            poller.register(self._devices[dname].fileno(), select.POLLIN)
         self.ready()
         next_beat = time.monotonic()
         ends = list(self._inputs.items())
@@ -249,6 +293,10 @@ class Partition:
             for fd, _ in poller.poll(timeout_ms):
                 if fd == control_fd:
                     self._on_control()
+                elif fd in dev_fd:
+                    if not self._on_device_readable(dev_fd[fd]):
+                        poller.unregister(fd)
+                        del dev_fd[fd]
                 else:
                     by_fd[fd].drain(DRAIN_BUDGET)
             if self._stopping:

@@ -19,6 +19,7 @@ from typing import Any
 from septum.model.schema import NETWORK_KINDS, Channel, Model
 
 from . import codec
+from .devices import device_interfaces
 from .sandbox import limits, seccomp
 
 SYSTEM_READ_ONLY = ("/usr", "/lib", "/lib64", "/etc/localtime", "/etc/ld.so.cache", "/dev/null",
@@ -48,6 +49,7 @@ class PartitionPlan:
     rlimits: tuple[tuple[int, int], ...]
     resources: Any
     config: dict[str, Any] = field(default_factory=dict)
+    devices: tuple[str, ...] = ()  # owned hardware interfaces, each reached over its own device link
 
 
 def code_paths(model_dir: Path) -> list[str]:
@@ -141,6 +143,7 @@ def plan_device(model: Model, model_dir: Path, data_root: Path) -> dict[str, Par
             rlimits=tuple(limits.rlimits(part.resources)),
             resources=part.resources,
             config=dict(part.config),
+            devices=device_interfaces(model, name),
         )
     if problems:
         raise SetupError("; ".join(sorted(problems)))

@@ -22,6 +22,12 @@ class ChannelEnd(msgspec.Struct, frozen=True, kw_only=True):
     queue: int = 16
 
 
+class DeviceEnd(msgspec.Struct, frozen=True, kw_only=True):
+    name: str  # the owned interface
+    fd: int
+    kind: str
+
+
 class SandboxSpec(msgspec.Struct, frozen=True, kw_only=True):
     landlock: bool
     seccomp: bool
@@ -46,6 +52,7 @@ class Boot(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     messages: dict[str, dict[str, dict[str, Any]]]
     sandbox: SandboxSpec
     control_fd: int
+    devices: list[DeviceEnd] = []  # owned hardware interfaces (septum.runtime.devices)
 
 
 class Stop(msgspec.Struct, frozen=True, tag=True):

@@ -40,6 +40,7 @@ from septum.model.schema import Model
 from . import protocol as proto
 from .channel import TokenBucket, create_pair
 from .clock import Clock
+from .devices import HardwareProvider, create_devices
 from .events import EventStream
 from .gate import describe, gate
 from .plan import PartitionPlan, SetupError, message_specs, plan_device
@@ -96,8 +97,11 @@ class Supervisor:
         max_restarts: int = 5,
         restart_window_s: float = 60.0,
         provision: Mapping[str, str | Path] | None = None,
+        hardware: HardwareProvider | None = None,
     ) -> None:
         self.model = model
+        # receives the hardware end of every owned device interface (septum.runtime.devices); None: unplugged
+        self.hardware = hardware
         # partition -> folder whose contents are copied into that partition's data dir before it starts
         # (credentials, keys, certificates, signed data provisioned for this device), owned by its uid
         self.provision = {k: Path(v) for k, v in (provision or {}).items()}
@@ -226,6 +230,16 @@ class Supervisor:
         for ch in self.model.channels:
             ends[ch.name] = create_pair()
             self._channels += ends[ch.name]
+        devices = create_devices(self.model)
+        self._device_fds: dict[str, list[proto.DeviceEnd]] = {}
+        for dev in devices.values():
+            self._channels.append(dev.partition_end)  # kept for restarts, closed at teardown
+            self._device_fds.setdefault(dev.owner, []).append(
+                proto.DeviceEnd(name=dev.interface, fd=dev.partition_end.fileno(), kind=dev.kind))
+            if self.hardware is not None:
+                self.hardware.attach(dev.interface, dev.hardware_end)
+            else:
+                dev.hardware_end.close()  # unplugged: the owner reads end-of-file
         for (name, plan), uid in zip(plans.items(), uids, strict=True):
             ddir = data_root / name
             ddir.mkdir(exist_ok=True)
@@ -237,6 +251,7 @@ class Supervisor:
             sup_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             fds = [ends[c.name][1].fileno() for c in plan.inputs] + [ends[c.name][0].fileno()
                                                                     for c in plan.outputs]
+            fds += [d.fd for d in self._device_fds.get(name, [])]
             cg = None
             if self.host.cgroup.bases:
                 cg = limits.PartitionCgroup.create(self.host.cgroup, self.run_id, name, plan.resources)
@@ -270,6 +285,7 @@ class Supervisor:
                 syscall_groups=list(plan.syscall_groups),
             ),
             control_fd=p.child_control.fileno(),
+            devices=list(self._device_fds.get(plan.name, [])),
         )
 
     # ------------------------------------------------------------------ process control
