@@ -1,0 +1,104 @@
+"""From a received HL7 message or HTTP request to the bytes of the answer (no sockets here).
+
+Each function takes what a transport read, runs it through the parser and the order desk, and returns
+the reply: an ``RRG^O16``/``ACK`` for HL7, an HTTP response with an ``OperationOutcome`` for FHIR.
+Every refusal is audited by the desk with its reason.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+from . import fhir_orders, hl7_orders, httpio
+from .hl7_orders import Hl7Error
+from .intake import OrderDesk, Outcome, Peer
+from .validate import OrderRejected
+
+ORDER_PATHS = ("/fhir/MedicationRequest", "/MedicationRequest")
+FHIR_TYPES = ("application/fhir+json", "application/json")
+_control_ids = itertools.count(1)
+
+
+def hl7_timestamp() -> str:
+    return time.strftime("%Y%m%d%H%M%S", time.gmtime()) + "+0000"
+
+
+def next_control_id() -> str:
+    return f"SP{next(_control_ids):010d}"
+
+
+# ------------------------------------------------------------------------------------------ HL7 v2
+HL7_ACKS = {"accepted": "AA", "rejected": "AE", "pending": "CA", "busy": "AE"}
+
+
+def answer_hl7(payload: bytes, peer: Peer, desk: OrderDesk) -> tuple[bytes, Outcome]:
+    """The RRG^O16 (or ACK) for one MLLP payload."""
+    msg: hl7_orders.Hl7Message | None = None
+    try:
+        msg = hl7_orders.parse(payload)
+        fields = hl7_orders.order_fields(msg)
+    except Hl7Error as exc:
+        order_id = ""
+        if msg is not None:
+            orc = msg.all("ORC")
+            order_id = hl7_orders.component(hl7_orders.field(orc[0], 2, "ORC"), 1)[:64] if orc else ""
+        outcome = desk.reject(exc, peer, "hl7v2", order_id)
+        return hl7_orders.reply(msg, ack=exc.ack, text="order refused", control_id=next_control_id(),
+                                timestamp=hl7_timestamp(), error=exc), outcome
+    outcome = desk.submit(fields, peer)
+    error = None
+    if outcome.status != "accepted" and outcome.status != "pending":
+        code = hl7_orders.ERR_REJECTED if outcome.stage != "validation" else hl7_orders.ERR_DATA_TYPE
+        error = Hl7Error(outcome.reason, where=outcome.field, hl7_code=code)
+    return hl7_orders.reply(msg, ack=HL7_ACKS[outcome.status], text=outcome.reason, control_id=next_control_id(),
+                            timestamp=hl7_timestamp(), error=error), outcome
+
+
+def answer_framing_error(reason: str) -> bytes:
+    err = Hl7Error(reason, hl7_code=hl7_orders.ERR_SEGMENT_SEQUENCE, ack="AR")
+    return hl7_orders.reply(None, ack="AR", text="frame refused", control_id=next_control_id(),
+                            timestamp=hl7_timestamp(), error=err)
+
+
+# ------------------------------------------------------------------------------------------ FHIR
+FHIR_STATUS = {"accepted": 201, "pending": 202, "busy": 503}
+
+
+def _outcome_response(status: int, severity: str, code: str, text: str, expression: str = "",
+                      close: bool = False) -> bytes:
+    return httpio.response(status, fhir_orders.operation_outcome(severity, code, text, expression=expression),
+                           close=close)
+
+
+def answer_http_error(exc: httpio.HttpError) -> bytes:
+    return _outcome_response(exc.status, "error", "structure" if exc.status < 413 else "too-costly", exc.reason,
+                             close=True)
+
+
+def answer_fhir(req: httpio.Request, peer: Peer, desk: OrderDesk) -> tuple[bytes, Outcome | None]:
+    close = not req.keep_alive
+    if req.path.split("?", 1)[0] not in ORDER_PATHS:
+        return _outcome_response(404, "error", "not-supported", f"no such endpoint; POST orders to "
+                                 f"{ORDER_PATHS[0]}", close=close), None
+    if req.method != "POST":
+        return _outcome_response(405, "error", "not-supported", "only POST is accepted", close=close), None
+    ctype = req.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if ctype not in FHIR_TYPES:
+        exc = OrderRejected(f"Content-Type must be {FHIR_TYPES[0]}", code="structure")
+        outcome = desk.reject(exc, peer, "fhir")
+        return _outcome_response(415, "error", "structure", exc.reason, close=close), outcome
+    try:
+        fields = fhir_orders.order_fields(req.body, req.headers)
+    except OrderRejected as exc:
+        outcome = desk.reject(exc, peer, "fhir")
+        status = 400 if exc.code in ("structure", "too-costly") else 422
+        return _outcome_response(status, "error", exc.code, exc.reason, exc.field, close=close), outcome
+    outcome = desk.submit(fields, peer)
+    if outcome.status == "rejected":
+        status = 403 if outcome.stage == "auth" or outcome.code == "security" else 422
+        return _outcome_response(status, "error", outcome.code or "invalid", outcome.reason, outcome.field,
+                                 close=close), outcome
+    severity = "information" if outcome.status == "accepted" else "warning"
+    code = {"accepted": "informational", "busy": "transient"}.get(outcome.status, "incomplete")
+    return _outcome_response(FHIR_STATUS[outcome.status], severity, code, outcome.reason, close=close), outcome

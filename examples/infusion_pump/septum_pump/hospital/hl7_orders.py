@@ -1,0 +1,277 @@
+"""HL7 v2.5 infusion orders: ``RGV^O15`` in, ``RRG^O16`` (or a generic ``ACK``) out.
+
+The parser is deliberately small and strict rather than tolerant: the message must start with
+``MSH|^~\\&``, be UTF-8 without control characters other than the segment separator, contain only the
+segments an RGV^O15 may carry (plus our signature segment ``ZSG``) with one PID, PV1, ORC and RXG, and
+every field we read must be well formed. Anything else is an error answer that says what was wrong.
+
+Fields read (IHE PCD-03 style):
+  MSH-9 ``RGV^O15``, MSH-10 control id, MSH-12 version 2.5.x
+  PID-3.1 patient id            PV1-3.1 care area (point of care)
+  ORC-1 ``NW``/``RE``, ORC-2.1 placer order number (order id)
+  RXG-4.1 drug, RXG-5 volume to be infused with RXG-7 ``mL``
+  RXG-15 rate with RXG-16 a UCUM rate unit, RXG-17 strength with RXG-18 a UCUM concentration unit
+  OBX (LOINC 29463-7 / 3141-9, NM, kg): patient weight, when given
+  ZSG-1 nonce, ZSG-2 sent_at_ms, ZSG-3 base64 signature, ZSG-4 ``ECDSA-P256-SHA256``
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from . import units
+from .tls import SIGNATURE_ALGORITHM
+from .validate import OrderRejected
+
+ENCODING = "^~\\&"
+SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}")
+NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
+ALLOWED_SEGMENTS = frozenset({"MSH", "SFT", "NTE", "PID", "PV1", "PV2", "AL1", "ORC", "TQ1", "TQ2", "RXG",
+                              "RXR", "RXC", "OBX", "ZSG"})
+ONCE = ("MSH", "PID", "PV1", "ORC", "RXG", "ZSG")
+MAX_SEGMENTS = 64
+MAX_FIELD = 2048  # longer than any field we read may be (model bounds are <= 4 kB of base64 signature)
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x0c\x0e-\x1f\x7f]")  # allows \t and the \r separator
+_ESCAPES = {"F": "|", "S": "^", "T": "&", "R": "~", "E": "\\"}
+
+# HL7 table 0357 (message error condition codes) used in ERR-3
+ERR_SEGMENT_SEQUENCE = ("100", "Segment sequence error")
+ERR_REQUIRED = ("101", "Required field missing")
+ERR_DATA_TYPE = ("102", "Data type error")
+ERR_TABLE_VALUE = ("103", "Table value not found")
+ERR_UNSUPPORTED_TYPE = ("200", "Unsupported message type")
+ERR_REJECTED = ("207", "Application internal error")
+
+
+class Hl7Error(OrderRejected):
+    """An HL7 message refused; ``hl7_code`` is its table-0357 condition, ``ack`` AE or AR."""
+
+    def __init__(self, reason: str, *, where: str = "", hl7_code: tuple[str, str] = ERR_DATA_TYPE,
+                 ack: str = "AE") -> None:
+        super().__init__(reason, field=where, code="structure" if ack == "AR" else "value")
+        self.hl7_code = hl7_code
+        self.ack = ack
+
+
+def unescape(text: str) -> str:
+    def sub(m: re.Match[str]) -> str:
+        return _ESCAPES.get(m.group(1), m.group(0))
+
+    return re.sub(r"\\([FSTRE])\\", sub, text)
+
+
+def escape(text: str) -> str:
+    """Escape the delimiters and drop control characters, so free text cannot break the message."""
+    text = _CONTROL.sub(" ", text.replace("\r", " "))
+    return (text.replace("\\", "\\E\\").replace("|", "\\F\\").replace("^", "\\S\\")
+            .replace("&", "\\T\\").replace("~", "\\R\\"))
+
+
+@dataclass
+class Hl7Message:
+    segments: list[tuple[str, list[str]]]  # (id, fields as in the standard: fields[n] is SEG-n)
+
+    def all(self, seg_id: str) -> list[list[str]]:
+        return [f for s, f in self.segments if s == seg_id]
+
+    def one(self, seg_id: str) -> list[str]:
+        found = self.all(seg_id)
+        if len(found) != 1:
+            what = "missing" if not found else f"repeated ({len(found)} times)"
+            raise Hl7Error(f"segment {seg_id} is {what}; an RGV^O15 order needs exactly one",
+                           where=seg_id, hl7_code=ERR_SEGMENT_SEQUENCE)
+        return found[0]
+
+    @property
+    def control_id(self) -> str:
+        return field(self.segments[0][1], 10, "MSH")
+
+    @property
+    def sender(self) -> tuple[str, str]:
+        msh = self.segments[0][1]
+        return field(msh, 3, "MSH"), field(msh, 4, "MSH")
+
+
+def field(fields: Sequence[str], n: int, seg: str) -> str:
+    return fields[n] if n < len(fields) else ""
+
+
+def component(value: str, n: int) -> str:
+    """Component n (1-based) of the first repetition, unescaped."""
+    parts = value.split("~", 1)[0].split("^")
+    return unescape(parts[n - 1]) if n <= len(parts) else ""
+
+
+def parse(data: bytes) -> Hl7Message:
+    """Split an HL7 v2 message (one MLLP payload) into segments; raises Hl7Error (ack AR) if malformed."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Hl7Error(f"message is not valid UTF-8 (byte {exc.start})", hl7_code=ERR_DATA_TYPE, ack="AR") from None
+    if not text.startswith("MSH|" + ENCODING):
+        raise Hl7Error("message must start with MSH|^~\\&", where="MSH", hl7_code=ERR_SEGMENT_SEQUENCE, ack="AR")
+    bad = _CONTROL.search(text)
+    if bad:
+        raise Hl7Error(f"control character 0x{ord(bad.group()):02x} at offset {bad.start()}",
+                       hl7_code=ERR_DATA_TYPE, ack="AR")
+    raw = [s for s in text.split("\r") if s]
+    if len(raw) > MAX_SEGMENTS:
+        raise Hl7Error(f"more than {MAX_SEGMENTS} segments", hl7_code=ERR_SEGMENT_SEQUENCE, ack="AR")
+    segments: list[tuple[str, list[str]]] = []
+    for i, seg in enumerate(raw):
+        parts = seg.split("|")
+        seg_id = parts[0]
+        if not SEGMENT_ID.fullmatch(seg_id):
+            raise Hl7Error(f"segment {i + 1} has no valid segment id ({seg_id[:8]!r})",
+                           hl7_code=ERR_SEGMENT_SEQUENCE, ack="AR")
+        if seg_id == "MSH":
+            if i != 0:
+                raise Hl7Error("a second MSH segment", where="MSH", hl7_code=ERR_SEGMENT_SEQUENCE, ack="AR")
+            fields = ["MSH", "|", *parts[1:]]  # MSH-1 is the field separator itself
+        else:
+            fields = parts
+        for n, value in enumerate(fields):
+            if len(value) > MAX_FIELD:
+                raise Hl7Error(f"{seg_id}-{n} is longer than {MAX_FIELD} characters", where=f"{seg_id}-{n}",
+                               hl7_code=ERR_DATA_TYPE, ack="AR")
+        segments.append((seg_id, fields))
+    return Hl7Message(segments)
+
+
+def _required(seg: list[str], n: int, seg_id: str, comp: int = 1, what: str = "") -> str:
+    value = component(field(seg, n, seg_id), comp)
+    if not value:
+        where = f"{seg_id}-{n}" + (f".{comp}" if comp > 1 else "")
+        raise Hl7Error(f"{where} ({what}) is required", where=where, hl7_code=ERR_REQUIRED)
+    return value
+
+
+def _number(seg: list[str], n: int, seg_id: str, what: str) -> float:
+    value = _required(seg, n, seg_id, what=what)
+    if not NUMBER.fullmatch(value):
+        raise Hl7Error(f"{seg_id}-{n} ({what}) is not a number: {value[:20]!r}", where=f"{seg_id}-{n}")
+    return float(value)
+
+
+def _unit(seg: list[str], n: int, seg_id: str, table: dict[str, str], what: str) -> str:
+    code = _required(seg, n, seg_id, what=what)
+    system = component(field(seg, n, seg_id), 3)
+    if system and system != units.HL7_UCUM:
+        raise Hl7Error(f"{seg_id}-{n} ({what}) must be a UCUM code, not from {system[:20]!r}",
+                       where=f"{seg_id}-{n}", hl7_code=ERR_TABLE_VALUE)
+    if code not in table:
+        raise Hl7Error(f"{seg_id}-{n} ({what}) {code[:20]!r} is not one of {', '.join(table)}",
+                       where=f"{seg_id}-{n}", hl7_code=ERR_TABLE_VALUE)
+    return table[code]
+
+
+def check_header(msg: Hl7Message) -> None:
+    msh = msg.segments[0][1]
+    mtype = field(msh, 9, "MSH")
+    if component(mtype, 1) != "RGV" or component(mtype, 2) != "O15":
+        raise Hl7Error(f"message type {mtype[:20]!r} is not accepted here (only RGV^O15)", where="MSH-9",
+                       hl7_code=ERR_UNSUPPORTED_TYPE, ack="AR")
+    if not msg.control_id:
+        raise Hl7Error("MSH-10 (message control id) is required", where="MSH-10", hl7_code=ERR_REQUIRED, ack="AR")
+    version = component(field(msh, 12, "MSH"), 1)
+    if not version.startswith("2.5"):
+        raise Hl7Error(f"MSH-12 version {version[:10]!r} is not 2.5", where="MSH-12", hl7_code=ERR_TABLE_VALUE,
+                       ack="AR")
+    if component(field(msh, 11, "MSH"), 1) not in ("P", "T"):
+        raise Hl7Error("MSH-11 (processing id) must be P or T", where="MSH-11", hl7_code=ERR_TABLE_VALUE, ack="AR")
+    for seg_id, _ in msg.segments:
+        if seg_id not in ALLOWED_SEGMENTS:
+            raise Hl7Error(f"segment {seg_id} does not belong in an RGV^O15 order", where=seg_id,
+                           hl7_code=ERR_SEGMENT_SEQUENCE)
+
+
+def order_fields(msg: Hl7Message) -> dict[str, Any]:
+    """The InfusionOrder fields an RGV^O15 carries (without principal/cert, which come from TLS)."""
+    check_header(msg)
+    for seg_id in ONCE:
+        msg.one(seg_id)
+    pid, pv1, orc, rxg, zsg = (msg.one(s) for s in ("PID", "PV1", "ORC", "RXG", "ZSG"))
+    control = component(field(orc, 1, "ORC"), 1)
+    if control not in ("NW", "RE"):
+        raise Hl7Error(f"ORC-1 order control {control[:8]!r} is not NW or RE", where="ORC-1",
+                       hl7_code=ERR_TABLE_VALUE)
+    if _required(rxg, 7, "RXG", what="give units") != units.VOLUME_UNIT:
+        raise Hl7Error("RXG-7 (give units) must be mL: RXG-5 is the volume to be infused", where="RXG-7",
+                       hl7_code=ERR_TABLE_VALUE)
+    weight = 0.0
+    weights = [o for o in msg.all("OBX") if component(field(o, 3, "OBX"), 1) in units.BODY_WEIGHT_LOINC]
+    if len(weights) > 1:
+        raise Hl7Error("more than one body weight OBX", where="OBX", hl7_code=ERR_SEGMENT_SEQUENCE)
+    if weights:
+        obx = weights[0]
+        if component(field(obx, 2, "OBX"), 1) != "NM":
+            raise Hl7Error("OBX-2 of the body weight must be NM", where="OBX-2")
+        weight = _number(obx, 5, "OBX", "body weight")
+        if _required(obx, 6, "OBX", what="weight unit") != units.WEIGHT_UNIT:
+            raise Hl7Error("OBX-6 (weight unit) must be kg", where="OBX-6", hl7_code=ERR_TABLE_VALUE)
+    algorithm = component(field(zsg, 4, "ZSG"), 1)
+    if algorithm != SIGNATURE_ALGORITHM:
+        raise Hl7Error(f"ZSG-4 signature algorithm {algorithm[:24]!r} is not {SIGNATURE_ALGORITHM}",
+                       where="ZSG-4", hl7_code=ERR_TABLE_VALUE)
+    sent = _required(zsg, 2, "ZSG", what="sent_at_ms")
+    if not sent.isdigit() or len(sent) > 16:
+        raise Hl7Error("ZSG-2 (sent_at_ms) must be milliseconds since the Unix epoch", where="ZSG-2")
+    try:
+        signature = base64.b64decode(_required(zsg, 3, "ZSG", what="signature"), validate=True)
+    except (binascii.Error, ValueError):
+        raise Hl7Error("ZSG-3 (signature) is not base64", where="ZSG-3") from None
+    return {
+        "order_id": _required(orc, 2, "ORC", what="placer order number"),
+        "patient_id": _required(pid, 3, "PID", what="patient id"),
+        "care_area": _required(pv1, 3, "PV1", what="care area"),
+        "drug": _required(rxg, 4, "RXG", what="give code"),
+        "vtbi_ml": _number(rxg, 5, "RXG", "volume to be infused"),
+        "dose_rate": _number(rxg, 15, "RXG", "give rate amount"),
+        "dose_unit": _unit(rxg, 16, "RXG", units.RATE_UNITS, "give rate units"),
+        "concentration": _number(rxg, 17, "RXG", "give strength"),
+        "concentration_unit": _unit(rxg, 18, "RXG", units.CONCENTRATION_UNITS, "give strength units"),
+        "weight_kg": weight,
+        "source": "hl7v2",
+        "nonce": _required(zsg, 1, "ZSG", what="nonce"),
+        "sent_at_ms": int(sent),
+        "signature": signature,
+    }
+
+
+def _msh(msg_type: str, control_id: str, to: tuple[str, str], timestamp: str) -> str:
+    return "|".join(["MSH", ENCODING, "SEPTUM_PUMP", "SEPTUM", escape(to[0]), escape(to[1]), timestamp, "",
+                     msg_type, escape(control_id), "P", "2.5"])
+
+
+def _error_location(where: str) -> str:
+    """ERR-2 (ERL): segment id ^ segment sequence ^ field position."""
+    seg, _, pos = where.partition("-")
+    if not SEGMENT_ID.fullmatch(seg):
+        return ""
+    pos = pos.split(".")[0]
+    return f"{seg}^1^{pos}" if pos.isdigit() else seg
+
+
+def reply(request: Hl7Message | None, *, ack: str, text: str, control_id: str, timestamp: str,
+          error: Hl7Error | None = None) -> bytes:
+    """RRG^O16 for an RGV^O15 we could read (a generic ACK if not even the header was usable).
+
+    ``ack``: AA accepted, AE refused for its content, AR refused as a message, CA received and forwarded
+    but the authorisation answer is still pending (HL7 commit-accept)."""
+    to = request.sender if request is not None else ("", "")
+    request_id = request.control_id if request is not None else ""
+    is_rgv = (request is not None and component(field(request.segments[0][1], 9, "MSH"), 1) == "RGV"
+              and ack != "AR")
+    msg_type = "RRG^O16^RRG_O16" if is_rgv else "ACK"
+    segs = [_msh(msg_type, control_id, to, timestamp), "|".join(["MSA", ack, escape(request_id), escape(text[:80])])]
+    if error is not None:
+        code, name = error.hl7_code
+        location = _error_location(error.field)
+        segs.append("|".join(["ERR", "", location, f"{code}^{name}^HL70357", "E", "", "", "",
+                              escape(error.reason[:250])]))
+    return ("\r".join(segs) + "\r").encode("utf-8")

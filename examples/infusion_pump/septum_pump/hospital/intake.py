@@ -1,0 +1,140 @@
+"""The order desk: what happens to an order once a transport has parsed it, whatever the transport.
+
+1. complete it with what only the TLS session knows (the peer's identity as ``principal``, its
+   certificate as ``cert``), 2. run our own checks (``validate.check_order``) and verify the hospital's
+   signature (auth verifies again: this partition is not trusted), 3. forward it to auth on
+   ``orders_in``, 4. wait (bounded) for auth's ``OrderReply`` and tell the transport the outcome.
+
+An accepted order is only *pre-filled* at the pump: a clinician must confirm it there (pump_control and
+ui enforce that and expire unconfirmed orders); the answer to the hospital says so. Every refusal is
+audited with its reason. Thread-safe: transports call ``submit`` from their connection threads while the
+partition's event loop calls ``on_reply``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from .tls import verify_order_signature
+from .validate import OrderRejected, check_order
+
+Forward = Callable[[msgspec.Struct], bool]
+Audit = Callable[[str, str, str], None]  # (event, severity, detail)
+
+
+@dataclass(frozen=True)
+class Peer:
+    identity: str  # SAN DNS name / URI / CN of the TLS client certificate
+    cert_der: bytes
+    address: str = ""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # accepted | rejected | pending | busy
+    reason: str
+    order_id: str = ""
+    field: str = ""
+    code: str = ""  # FHIR issue type for a rejection
+    stage: str = ""  # validation | auth | transport
+
+
+class _Waiter:
+    __slots__ = ("accepted", "done", "reason")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.accepted = False
+        self.reason = ""
+
+
+class OrderDesk:
+    def __init__(self, order_type: type[msgspec.Struct], forward: Forward, audit: Audit, *,
+                 reply_timeout_s: float = 2.0, max_in_flight: int = 16) -> None:
+        self.order_type = order_type
+        self.forward = forward
+        self.audit = audit
+        self.reply_timeout_s = reply_timeout_s
+        self.max_in_flight = max_in_flight
+        self._lock = threading.Lock()
+        self._waiting: dict[str, _Waiter] = {}
+        self.counts: dict[str, int] = {"accepted": 0, "rejected": 0, "pending": 0, "busy": 0, "forwarded": 0}
+
+    def _count(self, key: str) -> None:
+        with self._lock:
+            self.counts[key] += 1
+
+    def reject(self, exc: OrderRejected, peer: Peer | None, source: str, order_id: str = "") -> Outcome:
+        """Audit and describe a refusal (also used by transports for errors found before ``submit``)."""
+        self._count("rejected")
+        who = peer.identity if peer is not None else "?"
+        self.audit("order_rejected", "warning",
+                   f"{source} order {order_id[:64]!r} from {who[:128]!r} refused: {exc.reason}")
+        return Outcome("rejected", exc.reason, order_id, exc.field, exc.code, "validation")
+
+    def submit(self, fields: dict[str, Any], peer: Peer) -> Outcome:
+        source = str(fields.get("source", "?"))
+        order_id = fields.get("order_id")
+        order_id = order_id if isinstance(order_id, str) else ""
+        fields = {**fields, "principal": peer.identity, "cert": peer.cert_der}
+        try:
+            order = check_order(fields, self.order_type)
+            signed = msgspec.structs.asdict(order)
+            problem = verify_order_signature(signed, peer.cert_der, order.signature)  # type: ignore[attr-defined]
+            if problem is not None:
+                raise OrderRejected(problem, field="signature", code="security")
+        except OrderRejected as exc:
+            return self.reject(exc, peer, source, order_id)
+        waiter = _Waiter()
+        with self._lock:
+            if order_id in self._waiting:
+                busy = f"order {order_id!r} is already awaiting authorisation"
+            elif len(self._waiting) >= self.max_in_flight:
+                busy = f"{self.max_in_flight} orders are already awaiting authorisation; retry later"
+            else:
+                busy = ""
+                self._waiting[order_id] = waiter
+        if busy:
+            self._count("busy")
+            self.audit("order_busy", "notice", f"{source} order {order_id!r} from {peer.identity!r}: {busy}")
+            return Outcome("busy", busy, order_id, stage="transport")
+        try:
+            if not self.forward(order):
+                self._count("busy")
+                self.audit("order_busy", "warning", f"{source} order {order_id!r}: orders_in channel full")
+                return Outcome("busy", "the pump is busy (order channel full); retry later", order_id,
+                               stage="transport")
+            self._count("forwarded")
+            self.audit("order_forwarded", "info", f"{source} order {order_id!r} from {peer.identity!r} to auth")
+            if not waiter.done.wait(self.reply_timeout_s):
+                self._count("pending")
+                return Outcome("pending", f"forwarded; no authorisation answer within {self.reply_timeout_s:g} s",
+                               order_id, stage="auth")
+        finally:
+            with self._lock:
+                if self._waiting.get(order_id) is waiter:
+                    del self._waiting[order_id]
+        if waiter.accepted:
+            self._count("accepted")
+            return Outcome("accepted", waiter.reason or "pre-filled at the pump; a clinician must confirm it there",
+                           order_id, stage="auth")
+        self._count("rejected")
+        return Outcome("rejected", waiter.reason or "refused by the pump's authorisation service", order_id,
+                       code="forbidden", stage="auth")
+
+    def on_reply(self, order_id: str, accepted: bool, reason: str) -> None:
+        with self._lock:
+            waiter = self._waiting.get(order_id)
+        if waiter is None:
+            # the hospital was already told "pending"; the outcome is still recorded
+            self.audit("order_reply_late", "notice",
+                       f"auth answered order {order_id!r} after the wait: accepted={accepted} {reason}")
+            return
+        waiter.accepted = accepted
+        waiter.reason = reason
+        waiter.done.set()

@@ -1,0 +1,56 @@
+"""The network partition: the pump's hospital link (see docs/hospital.md).
+
+Thin on purpose: the link (``septum_pump.hospital.link``) runs its TLS listeners and the event sender in
+threads of their own; this entry point only wires it to the partition's channels. Orders go to auth on
+``orders_in``; auth's answers arrive on ``order_replies``; pump events arrive on ``pump_events`` and are
+buffered on disk until the hospital acknowledges them; every security-relevant record goes to the audit
+service on ``audit_network`` and to the supervisor's event stream.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import msgspec
+
+from septum.runtime.partition import Partition
+
+from .hospital.link import HospitalLink, SetupError
+
+
+def main(p: Partition) -> None:
+    lock = threading.Lock()  # link threads and the event loop share the channel ends
+
+    def emit_audit(event: str, severity: str, detail: str) -> None:
+        with lock:
+            p.send("audit_network", event=event[:64], severity=severity, detail=detail[:1024],
+                   at_ms=int(time.time() * 1000))
+            if severity not in ("info",):
+                p.audit(event, severity=severity, detail=detail[:1024])
+
+    def forward(order: msgspec.Struct) -> bool:
+        with lock:
+            return p.send("orders_in", order)
+
+    try:
+        link = HospitalLink(p.data_dir, dict(p.config), p.message_type("orders_in"), forward, emit_audit)
+    except (SetupError, OSError, ValueError) as exc:
+        # without its TLS material the partition must not listen at all; exiting lets the supervisor
+        # report it (and its restart policy apply) instead of running a link that accepts nothing
+        p.audit("hospital_link_unavailable", severity="alert", detail=str(exc)[:1024])
+        raise SystemExit(78) from None
+    link.start()
+
+    @p.handler("order_replies")
+    def on_reply(msg: Any) -> None:
+        link.on_reply(msg.order_id, msg.accepted, msg.reason)
+
+    @p.handler("pump_events")
+    def on_event(msg: Any) -> None:
+        link.on_event(msgspec.structs.asdict(msg))
+
+    p.every(1.0, link.audit.flush)
+    p.event("listening", https=link.https.port, mllp=link.mllp.port,
+            outbound=bool(link.sender), buffered=len(link.buffer))
