@@ -1,0 +1,272 @@
+"""The pump_control partition: the infusion state machine (therapy ``Controller``) under the runtime.
+
+Every control period it asks the controller for the wanted rate and sends it to safety_monitor as a
+``MotorCommand`` together with a ``pc_heartbeat``; the monitor decides what the motor really does.
+Commands come only from auth (already authenticated and authorised), with the principal and role auth
+established. Remote (hospital) orders are only pre-filled: a clinician's ``confirm_order`` at the pump
+programs them, and an unconfirmed order expires after ``order_ttl_s`` of device time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from septum.runtime.partition import Partition
+
+from .therapy.alarms import ALARM_RULES, AlarmAction, AlarmKind
+from .therapy.drug_library import DrugLibrary
+from .therapy.errors import TherapyError
+from .therapy.pca import BolusSource
+from .therapy.program import Principal, Verdict
+from .therapy.state_machine import Controller, ControllerConfig, InfusionState
+from .therapy_io import (
+    DEFAULT_CARE_AREA,
+    LibraryRefused,
+    control_period,
+    load_manufacturer_key,
+    program_request,
+    send_message,
+    verify_library,
+)
+
+ORDER_TTL_S = 600.0  # an unconfirmed remote order expires after 10 minutes of device time
+
+
+@dataclass
+class Entry:
+    """A programming request as entered (kept for a soft-limit confirmation or a remote order)."""
+
+    drug: str
+    concentration: float
+    dose_rate: float
+    vtbi_ml: float
+    weight_kg: float
+    expires: float = 0.0
+    order_id: str = ""
+
+
+class PumpControl:
+    def __init__(self, p: Partition) -> None:
+        self.p = p
+        self.period = control_period(p.clock.scale)
+        self.key = load_manufacturer_key(p.data_dir)
+        self.care_area = str(p.config.get("care_area", DEFAULT_CARE_AREA))
+        self.order_ttl = float(p.config.get("order_ttl_s", ORDER_TTL_S))
+        self.library: DrugLibrary | None = None
+        self.ctl: Controller | None = None
+        self.program_id = 0
+        self.soft_pending: Entry | None = None
+        self.orders: dict[str, Entry] = {}
+        self.monitor_alarm = ""
+        self.monitor_priority = "none"
+        self.monitor_latched = False
+        self.message = "waiting for a verified drug library"
+        self.silenced = False
+        self.last_status: tuple[Any, ...] = ()
+        self.turn = 0
+        self._edit: tuple[Entry, bool] | None = None  # an accepted change of a running infusion, to confirm
+
+    # ------------------------------------------------------------------ records
+    def record(self, event: str, severity: str = "info", **fields: Any) -> None:
+        sev = {"warning": "warning", "alert": "warning", "critical": "critical"}.get(severity, "info")
+        self.p.event(event, severity=sev, **fields)
+        detail = ", ".join(f"{k}={v}" for k, v in fields.items())[:1024]
+        self.p.send("audit_pump_control", event=event[:64], severity=severity, detail=detail,
+                    at_ms=int(self.p.now() * 1000))
+
+    def say(self, text: str) -> None:
+        self.message = text[:128]
+
+    # ------------------------------------------------------------------ inputs
+    def on_library(self, msg: Any) -> None:
+        try:
+            lib = verify_library(self.key, msg.version, msg.data, msg.signature, self.library)
+        except LibraryRefused as exc:
+            self.record("drug_library_refused", "warning", version=msg.version, reason=str(exc))
+            return
+        self.library = lib
+        if self.ctl is None:
+            self.ctl = Controller(lib, ControllerConfig(period_s=self.period), now=self.p.now())
+            self.say("ready")
+        else:
+            self.ctl.library = lib
+        self.record("drug_library_installed", version=lib.version)
+
+    def on_monitor(self, msg: Any) -> None:
+        self.monitor_alarm, self.monitor_priority = msg.alarm, msg.alarm_priority
+        self.monitor_latched = msg.latched_fault
+        ctl = self.ctl
+        if ctl is None or not msg.alarm:
+            return
+        try:
+            action = ALARM_RULES[AlarmKind(msg.alarm)].action
+        except ValueError:
+            return
+        if msg.latched_fault:
+            action = max(action, AlarmAction.LATCHED_FAULT)
+        if action >= AlarmAction.STOP and ctl.state in (InfusionState.RUNNING, InfusionState.PAUSED,
+                                                        InfusionState.COMPLETE):
+            ctl.on_alarm(action, self.p.now())
+            self.record("infusion_stopped_by_alarm", "alert", alarm=msg.alarm)
+            self.say(f"ALARM: {msg.alarm}")
+
+    def on_command(self, msg: Any) -> None:
+        ctl = self.ctl
+        now = self.p.now()
+        who = Principal(msg.principal, msg.role, True)
+        if ctl is None:
+            self.record("command_refused", "warning", action=msg.action, reason="no verified drug library")
+            return
+        handler = getattr(self, f"do_{msg.action}", None)
+        if handler is None:
+            self.record("command_refused", "warning", action=msg.action, reason="not handled here")
+            return
+        ok, text = handler(ctl, msg, who, now)
+        self.say(text)
+        self.record("command", "notice" if ok else "warning", action=msg.action, principal=msg.principal,
+                    role=msg.role, ok=ok, result=text[:200])
+
+    # ------------------------------------------------------------------ actions
+    def _program(self, ctl: Controller, entry: Entry, who: Principal, now: float, reason: str = "") -> tuple[bool, str]:
+        assert self.library is not None
+        try:
+            req = program_request(self.library, drug=entry.drug, care_area=self.care_area,
+                                  concentration=entry.concentration, dose_rate=entry.dose_rate,
+                                  vtbi_ml=entry.vtbi_ml, weight_kg=entry.weight_kg, principal=who,
+                                  override_reason=reason)
+        except TherapyError as exc:
+            return False, f"rejected: {exc}"
+        decision = ctl.program_infusion(req, now)
+        if decision.verdict is Verdict.NEEDS_CONFIRMATION:
+            self.soft_pending = entry
+            return False, "soft limit: confirm with a reason (" + decision.summary()[:90] + ")"
+        if not decision.accepted or decision.program is None:
+            return False, decision.summary()[:120]
+        self.soft_pending = None
+        if ctl.pending_edit is None:  # installed (not a pending edit of a running infusion)
+            self.send_program(entry, soft=bool(reason))
+            return True, f"programmed {entry.drug} {decision.program.rate_ml_h:.3g} mL/h; press start"
+        self._edit = (entry, bool(reason))
+        return True, "change pending: press start to confirm"
+
+    def send_program(self, entry: Entry, soft: bool) -> None:
+        self.program_id += 1
+        send_message(self.p, "program", program_id=self.program_id, drug=entry.drug, care_area=self.care_area,
+                     concentration=entry.concentration, dose_rate=entry.dose_rate, vtbi_ml=entry.vtbi_ml,
+                     weight_kg=entry.weight_kg, soft_limit_confirmed=soft)
+
+    def do_program_infusion(self, ctl: Controller, msg: Any, who: Principal, now: float) -> tuple[bool, str]:
+        return self._program(ctl, Entry(msg.drug, msg.concentration, msg.dose_rate, msg.vtbi_ml, msg.weight_kg),
+                             who, now)
+
+    def do_override_soft_limit(self, ctl: Controller, msg: Any, who: Principal, now: float) -> tuple[bool, str]:
+        if self.soft_pending is None:
+            return False, "no soft-limit excess is waiting for confirmation"
+        if not msg.reason.strip():
+            return False, "a soft-limit override needs a reason"
+        return self._program(ctl, self.soft_pending, who, now, reason=msg.reason.strip())
+
+    def do_start_infusion(self, ctl: Controller, msg: Any, who: Principal, now: float) -> tuple[bool, str]:
+        if ctl.pending_edit is not None:
+            out = ctl.confirm_edit(who, now)
+            if out.ok and self._edit is not None:
+                self.send_program(*self._edit)
+            return out.ok, out.message
+        if ctl.state is InfusionState.ALARM:
+            if self.monitor_alarm and self.monitor_priority == "high":
+                return False, f"alarm still active at the safety monitor: {self.monitor_alarm}"
+            ctl.clear_alarm(who, now)
+        if ctl.start_pending:
+            out = ctl.confirm_start(who, now)
+        else:
+            out = ctl.request_start(who, now)
+        return out.ok, out.message
+
+    def do_pause_infusion(self, ctl: Controller, msg: Any, who: Principal, now: float) -> tuple[bool, str]:
+        out = ctl.pause(who, now)
+        return out.ok, out.message
+
+    def do_stop_infusion(self, ctl: Controller, msg: Any, who: Principal, now: float) -> tuple[bool, str]:
+        out = ctl.stop(who, now)
+        if out.ok:
+            send_message(self.p, "program", program_id=self.program_id + 1, drug="")  # the monitor forgets it too
+            self.program_id += 1
+        return out.ok, out.message
+
+    def do_accept_remote_order(self, ctl: Controller, msg: Any, who: Principal, now: float) -> tuple[bool, str]:
+        if msg.role != "hospital_server" or not msg.order_id:
+            return False, "remote orders come only from the hospital server"
+        self.orders = {k: v for k, v in self.orders.items() if v.expires > now}
+        self.orders[msg.order_id] = Entry(msg.drug, msg.concentration, msg.dose_rate, msg.vtbi_ml, msg.weight_kg,
+                                          expires=now + self.order_ttl, order_id=msg.order_id)
+        send_message(self.p, "pump_events", kind="order_result", order_id=msg.order_id,
+                     text="pre-filled; waiting for clinician confirmation at the pump", at_ms=int(now * 1000))
+        return True, f"order {msg.order_id} waiting for confirmation"
+
+    def do_confirm_order(self, ctl: Controller, msg: Any, who: Principal, now: float) -> tuple[bool, str]:
+        entry = self.orders.get(msg.order_id)
+        if entry is None or entry.expires <= now:
+            self.orders.pop(msg.order_id, None)
+            return False, f"no pending order {msg.order_id!r} (unknown or expired)"
+        ok, text = self._program(ctl, entry, who, now)
+        if ok:
+            del self.orders[msg.order_id]
+        return ok, text
+
+    def do_patient_bolus(self, ctl: Controller, msg: Any, who: Principal, now: float) -> tuple[bool, str]:
+        if msg.role != "patient":
+            return False, "only the patient's PCA button can request a bolus"
+        d = ctl.request_bolus(BolusSource.PCA_BUTTON, now)
+        self.record("bolus_granted" if d.granted else "bolus_denied", "notice", reason=d.message)
+        return d.granted, d.message
+
+    def do_silence_alarm(self, ctl: Controller, msg: Any, who: Principal, now: float) -> tuple[bool, str]:
+        self.silenced = True
+        return True, "alarm silenced"
+
+    def do_emergency_stop(self, ctl: Controller, msg: Any, who: Principal, now: float) -> tuple[bool, str]:
+        out = ctl.emergency_stop(now)
+        self.record("break_glass_emergency_stop", "critical", principal=msg.principal or "anyone")
+        send_message(self.p, "pump_events", kind="alarm", text="emergency stop at the pump", at_ms=int(now * 1000))
+        return out.ok, out.message
+
+    # ------------------------------------------------------------------ the control period
+    def tick(self) -> None:
+        self.turn += 1
+        now = self.p.now()
+        ctl = self.ctl
+        if ctl is None:
+            cmd_seq, rate, bolus = self.turn, 0.0, False
+        else:
+            cmd = ctl.tick(now)
+            cmd_seq, rate, bolus = cmd.seq, min(1200.0, cmd.rate_ml_h), cmd.bolus
+        self.p.send("motor_cmd", seq=cmd_seq, rate_ml_h=rate, bolus=bolus)
+        self.p.send("pc_heartbeat", seq=self.turn)
+        self.status(rate)
+
+    def status(self, rate: float) -> None:
+        ctl = self.ctl
+        state = "fault" if self.monitor_latched else (ctl.state.value if ctl else "idle")
+        program = ctl.program if ctl else None
+        pending = min(self.orders.items(), key=lambda kv: kv[1].expires)[0] if self.orders else ""
+        fields = dict(state=state, drug=program.drug_id if program else "", rate_ml_h=rate,
+                      delivered_ml=min(100000.0, ctl.delivered_ml) if ctl else 0.0,
+                      vtbi_ml=program.vtbi_ml if program else 0.0, alarm=self.monitor_alarm,
+                      alarm_priority=self.monitor_priority, message=self.message, pending_order=pending)
+        key = (state, fields["drug"], round(rate, 6), self.monitor_alarm, self.message, pending)
+        if key != self.last_status or self.turn % 10 == 0:
+            self.p.send("pump_status", **fields)
+            if key[:4] != self.last_status[:4]:
+                self.p.event("pump_state", **{k: v for k, v in fields.items() if k != "message"})
+                send_message(self.p, "pump_events", kind="status", text=f"{state} {fields['drug']}"[:512],
+                             value=min(100000.0, rate), unit="mL/h", at_ms=int(self.p.now() * 1000))
+            self.last_status = key
+
+
+def main(p: Partition) -> None:
+    pc = PumpControl(p)
+    p.on("drug_library_pc", pc.on_library)
+    p.on("commands", pc.on_command)
+    p.on("monitor_status", pc.on_monitor)
+    p.every(pc.period, pc.tick)

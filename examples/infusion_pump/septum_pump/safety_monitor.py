@@ -1,0 +1,276 @@
+"""The safety_monitor partition: the only owner of the motor and the sensors.
+
+It drives the therapy ``SafetyMonitor`` (its own verified drug library, its own dose accounting):
+  * every motor command from pump_control is checked by ``SafetyMonitor.step`` and only the permitted rate
+    reaches the motor, as a lease of ``LEASE_PERIODS`` control periods (the motor driver stops by itself
+    when a lease is not renewed, so a frozen monitor or a silent controller cannot leave it running);
+  * a sensor frame that shows a hazard triggers a step at once (the motor stops within microseconds of
+    the frame), and a timer checks every control period for hazards, stale sensors and controller silence;
+  * pump_control silent (no valid motor command or pc_heartbeat) for ``HEARTBEATS_MISSED`` control periods
+    latches a fault; only ``fault_reset`` from auth (a clinician) clears it;
+  * without a verified drug library nothing runs.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from septum.runtime.partition import Partition
+
+from .sim import wire
+from .therapy.alarms import ALARM_RULES, AlarmAction, AlarmKind, SensorReading, sensor_conditions
+from .therapy.drug_library import DrugLibrary
+from .therapy.errors import TherapyError
+from .therapy.monitor import MonitorConfig, MotorDecision, SafetyMonitor
+from .therapy.program import Principal, Verdict, validate_program
+from .therapy.state_machine import InfusionState, RateCommand
+from .therapy_io import (
+    DEFAULT_CARE_AREA,
+    HEARTBEATS_MISSED,
+    LEASE_PERIODS,
+    LibraryRefused,
+    control_period,
+    load_manufacturer_key,
+    monitor_period,
+    program_request,
+    verify_library,
+)
+
+SENSOR_STALE_REAL_S = 0.050  # no sensor frame for this long (real time): sensor fault
+STATUS_EVERY = 5  # monitor_alarms to the ui every this many periods (and on every change)
+
+
+class MonitorPartition:
+    def __init__(self, p: Partition) -> None:
+        self.p = p
+        scale = p.clock.scale
+        self.period = monitor_period(scale)
+        self.pc_period = control_period(scale)
+        self.silent_after = HEARTBEATS_MISSED * self.pc_period
+        self.key = load_manufacturer_key(p.data_dir)
+        self.care_area = str(p.config.get("care_area", DEFAULT_CARE_AREA))
+        self.library: DrugLibrary | None = None
+        self.monitor: SafetyMonitor | None = None
+        self.sensors: SensorReading | None = None
+        self.sensors_seen = False
+        self.pc_seen = False  # pump_control's first heartbeat arrived
+        self.sensors_at = time.monotonic()
+        self.last_pc = p.now()  # last valid motor command or heartbeat (device time)
+        self.last_hb = p.now()
+        self.motor_seq = 0
+        self.sent_rate = -1.0
+        self.alarm_key: tuple[str, ...] = ()
+        self.turn = 0
+        self.latched = False
+
+    # ------------------------------------------------------------------ records
+    def record(self, event: str, severity: str = "info", **fields: Any) -> None:
+        """Into the device's event stream and, over the audit channel, the tamper-evident audit log."""
+        self.p.event(event, severity="warning" if severity in ("warning", "alert") else
+                     ("critical" if severity == "critical" else "info"), **fields)
+        detail = ", ".join(f"{k}={v}" for k, v in fields.items())[:1024]
+        self.p.send("audit_safety_monitor", event=event[:64], severity=severity, detail=detail,
+                    at_ms=int(self.p.now() * 1000))
+
+    # ------------------------------------------------------------------ motor
+    def drive(self, rate: float, force: bool = False) -> None:
+        if rate <= 0 and self.sent_rate == 0.0 and not force:
+            return
+        self.motor_seq += 1
+        lease = LEASE_PERIODS * self.pc_period if rate > 0 else 0.0
+        try:
+            self.p.device("motor").send(wire.encode(wire.MotorSet(seq=self.motor_seq, rate_ml_h=rate, lease_s=lease)))
+        except OSError:
+            pass  # motor link gone: the driver has already stopped (its enable line drops)
+        self.sent_rate = rate
+
+    def apply(self, d: MotorDecision) -> None:
+        self.drive(d.rate_ml_h)
+        key = tuple(a.kind.value for a in d.alarms)
+        if key != self.alarm_key:
+            new = [k for k in key if k not in self.alarm_key]
+            self.alarm_key = key
+            stop = d.action >= AlarmAction.STOP
+            if new:
+                self.record("alarm", "alert" if stop else "notice", alarms=",".join(new), action=d.action.name,
+                            motor="stopped" if d.stopped else "running")
+            self.status(d)
+        if d.latched_fault and not self.latched:
+            self.latched = True
+            self.record("latched_fault", "critical", reasons="; ".join(d.reasons)[:300])
+        self.latched = d.latched_fault
+
+    def status(self, d: MotorDecision | None = None) -> None:
+        m = self.monitor
+        top = d.alarms[0] if d is not None and d.alarms else None
+        fields = dict(
+            motor_running=self.sent_rate > 0,
+            rate_ml_h=min(1200.0, max(0.0, self.sent_rate)),
+            delivered_ml=min(100000.0, m.delivered_ml) if m else 0.0,
+            reservoir_ml=min(5000.0, self.sensors.reservoir_ml) if self.sensors else 0.0,
+            alarm=top.kind.value if top else "",
+            alarm_priority=top.rule.priority.name.lower() if top else "none",
+            latched_fault=self.latched,
+        )
+        self.p.send("monitor_status", **fields)
+        self.p.send("monitor_alarms", **fields)
+
+    # ------------------------------------------------------------------ inputs
+    def on_library(self, msg: Any) -> None:
+        try:
+            lib = verify_library(self.key, msg.version, msg.data, msg.signature, self.library)
+        except LibraryRefused as exc:
+            self.record("drug_library_refused", "warning", version=msg.version, reason=str(exc))
+            return
+        self.library = lib
+        if self.monitor is not None:
+            self.monitor.library = lib  # a running program stays; a new one is checked against the new library
+        self.ensure_monitor()
+        self.record("drug_library_installed", version=lib.version)
+
+    def ensure_monitor(self) -> None:
+        """The SafetyMonitor starts once it has a verified library and pump_control has spoken: the
+        controller's silence is measured from its first heartbeat, not from when this partition started."""
+        if self.monitor is not None or self.library is None or not self.pc_seen:
+            return
+        now = self.p.now()
+        cfg = MonitorConfig(period_s=LEASE_PERIODS * self.pc_period, heartbeat_timeout_s=self.silent_after,
+                            watchdog_timeout_s=max(1.0, 20 * self.period))
+        self.monitor = SafetyMonitor(self.library, cfg, now=now)
+        self.last_pc = self.last_hb = now
+
+    def on_program(self, msg: Any) -> None:
+        m, lib = self.monitor, self.library
+        if m is None or lib is None:
+            self.record("program_refused", "warning", reason="no verified drug library")
+            return
+        now = self.p.now()
+        if not msg.drug:
+            m.clear_program(now)
+            self.record("program_cleared")
+            return
+        try:
+            req = program_request(lib, drug=msg.drug, care_area=msg.care_area or self.care_area,
+                                  concentration=msg.concentration, dose_rate=msg.dose_rate, vtbi_ml=msg.vtbi_ml,
+                                  weight_kg=msg.weight_kg,
+                                  principal=Principal("clinician-at-pump", "clinician", True),
+                                  override_reason="soft limit confirmed at the pump" if msg.soft_limit_confirmed
+                                  else "")
+        except TherapyError as exc:
+            self.record("program_refused", "warning", program_id=msg.program_id, reason=str(exc))
+            return
+        decision = validate_program(lib, req)
+        if decision.verdict is not Verdict.ACCEPTED or decision.program is None:
+            self.record("program_refused", "warning", program_id=msg.program_id, reason=decision.summary()[:300])
+            m.clear_program(now)
+            return
+        issues = m.accept_program(decision.program, now)
+        if issues:
+            self.record("program_refused", "warning", program_id=msg.program_id,
+                        reason="; ".join(i.message for i in issues)[:300])
+            return
+        self.record("program_accepted", program_id=msg.program_id, drug=msg.drug,
+                    rate_ml_h=round(decision.program.rate_ml_h, 4), vtbi_ml=msg.vtbi_ml)
+
+    def on_motor_cmd(self, msg: Any) -> None:
+        m = self.monitor
+        if m is None or not self.sensors_seen:  # nothing runs before the library and the first sensor frame
+            self.drive(0.0)
+            return
+        now = self.p.now()
+        hb_ok = now - self.last_hb <= self.silent_after
+        cmd = None
+        if hb_ok:
+            state = InfusionState.RUNNING if (msg.rate_ml_h > 0 or msg.bolus) else InfusionState.IDLE
+            cmd = RateCommand(msg.seq, now, msg.rate_ml_h, msg.bolus, state, False)
+            self.last_pc = now
+        self.apply(m.step(now, cmd, self.current_sensors()))
+
+    def on_heartbeat(self, msg: Any) -> None:
+        self.last_hb = self.p.now()
+        if not self.pc_seen:
+            self.pc_seen = True
+            self.ensure_monitor()
+
+    def on_sensors(self, data: bytes) -> None:
+        if not data:
+            self.sensors = None  # the sensor board is gone: stale at the next check
+            return
+        try:
+            frame = wire.decode(data)
+        except Exception:
+            frame = None
+        if not isinstance(frame, wire.SensorFrame):
+            self.record("sensor_frame_malformed", "warning")
+            return
+        self.sensors = SensorReading(frame.line_pressure_mmhg, frame.largest_bubble_ul, frame.air_ul,
+                                     frame.reservoir_ml, frame.door_open, frame.motor_volume_ml)
+        self.sensors_at = time.monotonic()
+        self.sensors_seen = True
+        if self.monitor is not None and self.hazard(self.sensors):
+            self.apply(self.monitor.step(self.p.now(), None, self.sensors))
+
+    def hazard(self, s: SensorReading) -> bool:
+        """A reading that shows a stop hazard the monitor has not raised yet (the step then latches it)."""
+        assert self.monitor is not None
+        cfg = self.monitor.alarms.config
+        if s.problems():
+            kinds = {AlarmKind.SENSOR_FAULT}
+        else:
+            kinds = sensor_conditions(cfg, s) & _STOP_CONDITIONS
+            if s.largest_bubble_ul >= cfg.air_single_bubble_ul:
+                kinds.add(AlarmKind.AIR_IN_LINE)
+        return any(not self.monitor.alarms.is_active(k) for k in kinds)
+
+    def current_sensors(self) -> SensorReading | None:
+        if self.sensors is None or time.monotonic() - self.sensors_at > SENSOR_STALE_REAL_S:
+            return None
+        return self.sensors
+
+    def on_fault_reset(self, msg: Any) -> None:
+        m = self.monitor
+        if m is None:
+            return
+        now = self.p.now()
+        who = Principal(msg.principal, "clinician", True)  # auth forwards fault_reset only for clinicians
+        outcome = m.clinician_restart(who, now)
+        cleared = m.clear_alarms(who, now)
+        self.last_pc = self.last_hb = now
+        self.latched = m.latched_fault
+        self.record("fault_reset", "notice", principal=msg.principal, restart=outcome.message,
+                    cleared=",".join(k.value for k in cleared), reason=msg.reason)
+        self.status()
+
+    # ------------------------------------------------------------------ the control period
+    def tick(self) -> None:
+        self.turn += 1
+        m = self.monitor
+        if m is None or not self.sensors_seen:
+            self.drive(0.0)
+            return
+        now = self.p.now()
+        sensors = self.current_sensors()
+        silent = now - self.last_pc > self.silent_after or now - self.last_hb > self.silent_after
+        overdue = self.sent_rate > 0 and now - self.last_pc > LEASE_PERIODS * self.pc_period
+        if silent or overdue or sensors is None or self.hazard(sensors):
+            # no command this period: the monitor stops the motor, and latches a fault once the controller
+            # has been silent for HEARTBEATS_MISSED periods (its own heartbeat timeout)
+            self.apply(m.step(now, None, sensors))
+        if self.turn % STATUS_EVERY == 0:
+            self.status()
+
+
+_STOP_CONDITIONS = frozenset(k for k, r in ALARM_RULES.items() if r.action is AlarmAction.STOP)
+
+
+def main(p: Partition) -> None:
+    mp = MonitorPartition(p)
+    p.on("drug_library_sm", mp.on_library)
+    p.on("program", mp.on_program)
+    p.on("motor_cmd", mp.on_motor_cmd)
+    p.on("pc_heartbeat", mp.on_heartbeat)
+    p.on("fault_reset", mp.on_fault_reset)
+    p.on_device("sensors", mp.on_sensors)
+    mp.drive(0.0, force=True)  # whatever the motor did before this monitor started, it stops now
+    p.every(mp.period, mp.tick)

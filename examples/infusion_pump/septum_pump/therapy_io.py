@@ -1,0 +1,168 @@
+"""Glue shared by pump_control and safety_monitor: control timing, verified drug libraries, and turning the
+fields of a message into a therapy ``ProgramRequest``. Each partition runs this code on its own data (its
+own library, its own key file); nothing here is shared at run time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from .therapy.drug_library import DrugLibrary, load_drug_library
+from .therapy.errors import TherapyError
+from .therapy.limits import Limits
+from .therapy.program import PcaRequest, Principal, ProgramRequest, SoftLimitOverride
+from .therapy.units import Concentration
+
+# Control timing. The model's periods (safety_monitor 10 ms, pump_control 50 ms) hold at time scale 1.
+# With a time scale the periods stretch in device time so that they never run faster than these floors of
+# real time: Python cannot close a 10 ms device-time loop every 0.17 ms when an hour runs in a minute.
+MONITOR_PERIOD_S = 0.010
+CONTROL_PERIOD_S = 0.050
+MONITOR_REAL_FLOOR_S = 0.010
+CONTROL_REAL_FLOOR_S = 0.020
+HEARTBEATS_MISSED = 2  # pc_heartbeat silent this many control periods: latched fault
+LEASE_PERIODS = 1.5  # a motor grant lasts this many control periods (covers the next command's jitter)
+DEFAULT_CARE_AREA = "adult-med-surg"
+MANUFACTURER_KEY = "manufacturer.pub"
+
+
+def monitor_period(scale: float) -> float:
+    return max(MONITOR_PERIOD_S, MONITOR_REAL_FLOOR_S * scale)
+
+
+def control_period(scale: float) -> float:
+    return max(CONTROL_PERIOD_S, CONTROL_REAL_FLOOR_S * scale)
+
+
+class LibraryRefused(Exception):
+    """A drug library that must not be used (unsigned, tampered, wrong key, older, or malformed)."""
+
+
+def load_manufacturer_key(data_dir: Path) -> Ed25519PublicKey | None:
+    path = data_dir / MANUFACTURER_KEY
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return key if isinstance(key, Ed25519PublicKey) else None
+
+
+def verify_library(
+    key: Ed25519PublicKey | None, version: int, data: bytes, signature: bytes, current: DrugLibrary | None
+) -> DrugLibrary:
+    """The library in ``data`` if its signature verifies and it is newer than (or as new as) ``current``."""
+    if key is None:
+        raise LibraryRefused(f"no manufacturer key ({MANUFACTURER_KEY}) was provisioned: no library can be trusted")
+    try:
+        key.verify(signature, data)
+    except InvalidSignature:
+        raise LibraryRefused("drug library signature does not verify") from None
+    try:
+        library = load_drug_library(data)
+    except TherapyError as exc:
+        raise LibraryRefused(f"drug library does not load: {exc}") from None
+    if library.version != version:
+        raise LibraryRefused(f"drug library says version {library.version}, its envelope {version}")
+    if current is not None and library.version < current.version:
+        raise LibraryRefused(f"drug library version {library.version} is older than {current.version} (rollback)")
+    return library
+
+
+def _standard(limits: Limits, *, prefer_high: bool) -> float:
+    """The library's standard value for a PCA parameter: the conservative end of its soft range."""
+    order = (limits.soft_max, limits.hard_max, limits.soft_min, limits.hard_min) if prefer_high else (
+        limits.soft_min, limits.hard_min, limits.soft_max, limits.hard_max)
+    for v in order:
+        if v is not None:
+            return v
+    raise TherapyError("the drug library gives no bound for a PCA parameter")
+
+
+def standard_pca(library: DrugLibrary, drug_id: str, care_area: str) -> PcaRequest | None:
+    """The PCA protocol for a PCA drug. The model's messages carry no per-patient PCA fields yet, so both
+    partitions derive the same protocol from their own verified library: the soft-minimum demand dose and
+    lockout, the soft-maximum bolus count and 1 h / 4 h limits (falling back to hard bounds)."""
+    entry = library.entry(drug_id, care_area)
+    rules = entry.pca
+    if rules is None:
+        return None
+    return PcaRequest(
+        demand_dose=_standard(rules.demand_dose, prefer_high=False),
+        lockout_min=_standard(rules.lockout_min, prefer_high=False),
+        max_boluses_per_hour=int(_standard(rules.max_boluses_per_hour, prefer_high=True)),
+        limit_1h=_standard(rules.limit_1h, prefer_high=True),
+        limit_4h=_standard(rules.limit_4h, prefer_high=True),
+    )
+
+
+def program_request(
+    library: DrugLibrary,
+    *,
+    drug: str,
+    care_area: str,
+    concentration: float,
+    dose_rate: float,
+    vtbi_ml: float,
+    weight_kg: float,
+    principal: Principal | None,
+    override_reason: str = "",
+) -> ProgramRequest:
+    """A ProgramRequest from message fields. ``concentration`` is amount per mL in the drug's amount unit
+    (1 for morphine 1 mg/mL, 100 for heparin 100 units/mL); ``weight_kg`` 0 means not given."""
+    d = library.drugs.get(drug)
+    if d is None:
+        raise TherapyError(f"drug {drug!r} is not in drug library version {library.version}")
+    unit = d.concentrations[0].unit if d.concentrations else d.amount_unit
+    if not concentration > 0:
+        raise TherapyError("concentration must be greater than zero")
+    override = None
+    if override_reason and principal is not None:
+        override = SoftLimitOverride(reason=override_reason, confirmed_by=principal.id)
+    return ProgramRequest(
+        drug_id=drug,
+        care_area=care_area,
+        concentration=Concentration(concentration, unit, 1.0),
+        dose_unit=d.dose_unit,
+        rate=dose_rate,
+        vtbi_ml=vtbi_ml,
+        weight_kg=weight_kg if weight_kg > 0 else None,
+        pca=standard_pca(library, drug, care_area),
+        principal=principal,
+        override=override,
+    )
+
+
+def _zero(t: Any) -> Any:
+    from msgspec import inspect as mi
+
+    if isinstance(t, mi.StrType):
+        return ""
+    if isinstance(t, mi.BoolType):
+        return False
+    if isinstance(t, mi.IntType):
+        return max(0, t.ge or 0) if t.ge is not None else 0
+    if isinstance(t, mi.FloatType):
+        return float(t.ge or 0.0) if t.ge is not None else 0.0
+    if isinstance(t, mi.BytesType):
+        return b""
+    if isinstance(t, mi.LiteralType):
+        return t.values[0]
+    raise TypeError(f"no neutral value for a field of type {t}")
+
+
+def send_message(p: Any, channel: str, **fields: Any) -> bool:
+    """Send on ``channel`` with every field the caller leaves out set to its neutral value ("" / 0 / False /
+    the first enum value). The channel's schema still validates the result."""
+    from msgspec import inspect as mi
+
+    info = mi.type_info(p.message_type(channel))
+    full = {f.name: fields[f.name] if f.name in fields else _zero(f.type) for f in info.fields}
+    unknown = set(fields) - set(full)
+    if unknown:
+        raise KeyError(f"{channel}: no field(s) {sorted(unknown)}")
+    return bool(p.send(channel, **full))
