@@ -7,9 +7,9 @@ import json
 import math
 from typing import Any
 
+from hospital_client import orders
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hospital_client import orders
 from septum_pump.hospital import answers, hl7_orders, httpio
 from septum_pump.hospital.mllp import FrameReader, MllpError
 

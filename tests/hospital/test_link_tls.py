@@ -132,3 +132,15 @@ def test_not_tls_at_all_is_refused(make_link) -> None:
             answer = b""
         assert not answer.startswith(b"HTTP")  # no HTTP is ever spoken before a TLS handshake
     h.audit.wait_for(lambda r: r[0] == "tls_refused")
+
+
+def test_example_client_cli_sends_both_formats(make_link, hospital_dir: Path, capsys) -> None:
+    from hospital_client.__main__ import main
+
+    h = make_link()
+    ports = ["--https-port", str(h.link.https.port), "--mllp-port", str(h.link.mllp.port)]
+    assert main(["order", "--format", "fhir", "--dir", str(hospital_dir), *ports]) == 0
+    assert main(["order", "--format", "hl7", "--dir", str(hospital_dir), *ports]) == 0
+    assert main(["order", "--format", "hl7", "--dir", str(hospital_dir), "--unit", "furlong/h", *ports]) == 1
+    assert "RRG^O16" in capsys.readouterr().out
+    assert [o.source for o in h.auth.orders] == ["fhir", "hl7v2"]
