@@ -172,7 +172,9 @@ def render_diff_text(
         console.print()
         console.print(Text(f"{title} ({len(findings)})", style="bold"), soft_wrap=True)
         rep = Report(model=model, source=src, findings=list(findings))
-        for f in findings:
+        for i, f in enumerate(findings):
+            if i:
+                console.print()
             group = "waived" if f.waived else f.severity
             for line in _finding_lines(rep, f, group):
                 console.print(line, soft_wrap=True)

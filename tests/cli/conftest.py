@@ -1,15 +1,11 @@
-"""Shared helpers for the CLI tests: run `septum` in-process and locate the test models."""
+"""Shared fixture for the CLI tests: run `septum` in-process."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
 from septum.cli import cli
-
-MODELS = Path(__file__).parent / "models"
 
 
 @pytest.fixture

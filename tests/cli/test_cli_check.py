@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import jsonschema
-from conftest import MODELS
 
 from septum.model import json_schema
+
+MODELS = Path(__file__).parent / "models"
 
 
 def test_clean_model_exits_0(run):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import MODELS
-
 from septum.analysis.diff import diff
 from septum.model import load, loads
+
+MODELS = Path(__file__).parent / "models"
 
 CLEAN = (MODELS / "clean.yaml").read_text()
 DEBUG_CHANNEL = "  - {name: debug_cmd, from: network, to: control, message: Cmd, rate: 10/s, debug: true}\n"
