@@ -83,7 +83,8 @@ class _Locator:
                 "artifactLocation": {"uri": self.uri, "index": 0},
                 "region": {"startLine": loc.line, "startColumn": loc.column},
             }
-        out["logicalLocations"] = [self.logical(r) for r in (logical or [ref])]
+        # SARIF requires logicalLocations to be unique; a rule may name an element twice
+        out["logicalLocations"] = [self.logical(r) for r in dict.fromkeys(logical or [ref])]
         if message:
             out["message"] = {"text": message}
         return out

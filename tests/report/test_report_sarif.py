@@ -111,3 +111,15 @@ def test_model_without_source_still_valid(validator):
     assert not list(validator.iter_errors(log))
     res = log["runs"][0]["results"][0]
     assert "physicalLocation" not in res["locations"][0]
+
+
+def test_repeated_element_stays_schema_valid(validator):
+    from septum.analysis import Finding, Report
+    from septum.analysis.finding import ElementRef, PathStep
+
+    model, source = load(MODELS / "flawed.yaml")
+    part = ElementRef("partition", "control")
+    f = Finding("ISO003", "error", "named twice", (part, part), path=(PathStep(part),))
+    log = sarif_log(Report(model=model, source=source, findings=[f]))
+    assert not list(validator.iter_errors(log))
+    assert len(log["runs"][0]["results"][0]["locations"][0]["logicalLocations"]) == 1
