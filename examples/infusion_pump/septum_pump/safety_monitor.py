@@ -55,6 +55,7 @@ class MonitorPartition:
         self.sensors: SensorReading | None = None
         self.sensors_seen = False
         self.pc_seen = False  # pump_control's first heartbeat arrived
+        self.waiting_program: Any = None
         self.sensors_at = time.monotonic()
         self.last_pc = p.now()  # last valid motor command or heartbeat (device time)
         self.last_hb = p.now()
@@ -139,11 +140,17 @@ class MonitorPartition:
                             watchdog_timeout_s=max(1.0, 20 * self.period))
         self.monitor = SafetyMonitor(self.library, cfg, now=now)
         self.last_pc = self.last_hb = now
+        if self.waiting_program is not None:
+            msg, self.waiting_program = self.waiting_program, None
+            self.on_program(msg)
 
     def on_program(self, msg: Any) -> None:
         m, lib = self.monitor, self.library
-        if m is None or lib is None:
+        if lib is None:
             self.record("program_refused", "warning", reason="no verified drug library")
+            return
+        if m is None:  # pump_control has not spoken yet: check the program once the monitor is armed
+            self.waiting_program = msg
             return
         now = self.p.now()
         if not msg.drug:
@@ -234,6 +241,7 @@ class MonitorPartition:
             return
         now = self.p.now()
         who = Principal(msg.principal, "clinician", True)  # auth forwards fault_reset only for clinicians
+        m.step(now, None, self.current_sensors())  # see the line as it is now: only gone conditions clear
         outcome = m.clinician_restart(who, now)
         cleared = m.clear_alarms(who, now)
         self.last_pc = self.last_hb = now

@@ -9,7 +9,7 @@ from septum.runtime.partition import Partition
 
 
 def main(p: Partition) -> None:
-    log = open(p.data_dir / "audit.jsonl", "a", buffering=1)  # noqa: SIM115 - open for the partition's life
+    log = open(p.data_dir / "audit.jsonl", "a", buffering=1)
 
     def make(channel: str) -> Any:
         source = channel.removeprefix("audit_")
