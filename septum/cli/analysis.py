@@ -99,8 +99,11 @@ _today_opt = click.option(
 @_today_opt
 @click.option("--base", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Directory SARIF file URIs are relative to. Default: the working directory.")
+@click.option("--osv", "osv_path", type=click.Path(path_type=Path), default=None,
+              help="Offline OSV records (a file, folder or .zip export) for VULN001.")
 def check_cmd(
-    model: str, fmt: str, output: Path | None, select: str | None, today: dt.date | None, base: Path | None
+    model: str, fmt: str, output: Path | None, select: str | None, today: dt.date | None, base: Path | None,
+    osv_path: Path | None,
 ) -> None:
     """Analyse MODEL and report findings.
 
@@ -109,7 +112,16 @@ def check_cmd(
     """
     rules = _parse_select(select)
     m, source = _load(model)
-    report = check(m, source, today=today, select=rules)
+    options: dict[str, object] = {}
+    if osv_path is not None:
+        from septum.compliance.osv import OsvError, load_osv
+
+        try:
+            options["osv"] = load_osv(osv_path)
+        except OsvError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+    report = check(m, source, today=today, select=rules, options=options)
     _emit(render(report, fmt, base=base, color=_use_color(output)), output)
     if output is not None:
         c = report.counts()

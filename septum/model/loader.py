@@ -359,6 +359,15 @@ def model_from_data(data: Any, source: SourceMap, col: _Collector | None = None)
         if isinstance(ch, dict) and isinstance(ch.get("name"), str):
             index.setdefault(ch["name"], i)
     source.set_channel_index(index)
+    comp_index: dict[str, tuple[str, int]] = {}
+    raw_components = data.get("components")
+    if isinstance(raw_components, dict):
+        for pname, items in raw_components.items():
+            if isinstance(items, list):
+                for i, item in enumerate(items):
+                    if isinstance(item, dict) and isinstance(item.get("name"), str):
+                        comp_index.setdefault(f"{pname}/{item['name']}", (pname, i))
+    source.set_component_index(comp_index)
 
     if col.issues or device is None:
         raise ModelError(col.issues)

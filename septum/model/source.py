@@ -22,6 +22,7 @@ class SourceMap:
         self.file = file
         self.root = root
         self._channel_index: dict[str, int] = {}
+        self._component_index: dict[str, tuple[str, int]] = {}
         # path -> (value line, value column, key line, key column), 1-based
         self._index: dict[tuple[PathItem, ...], tuple[int, int, int, int]] | None = None
 
@@ -52,6 +53,10 @@ class SourceMap:
 
     def set_channel_index(self, index: dict[str, int]) -> None:
         self._channel_index = index
+
+    def set_component_index(self, index: dict[str, tuple[str, int]]) -> None:
+        """``"partition/name"`` -> (partition, position in that partition's component list)."""
+        self._component_index = index
 
     def _loc(self, node: yaml.Node) -> Location:
         mark = node.start_mark
@@ -105,4 +110,9 @@ class SourceMap:
         }.get(kind, kind)
         if kind == "control":
             return self.locate(("controls", "decisions", name))
+        if kind == "component" and name in self._component_index:
+            part, idx = self._component_index[name]
+            return self.locate(("components", part, idx))
+        if kind == "component" and "/" in name:
+            return self.locate(("components", name.split("/", 1)[0]))
         return self.locate((section, name))

@@ -157,3 +157,10 @@ def test_json_schema_accepts_pump_model() -> None:
     bad = dict(data, partitions={"x": {"criticality": "extreme"}})
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, schema)
+
+
+def test_component_locations() -> None:
+    _, source = load(PUMP)
+    loc = source.element("component", "network/hl7")
+    text = PUMP.read_text().splitlines()
+    assert "name: hl7" in text[loc.line - 1]
