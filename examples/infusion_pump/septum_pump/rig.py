@@ -122,12 +122,14 @@ class PumpRig:
 
     # ------------------------------------------------------------------ set-up of the two variants
     def _real_setup(self) -> tuple[Path, dict[str, Path], bool]:
-        from septum.services import provisioning  # type: ignore[attr-defined]
+        from septum.services import provisioning
 
         out = self._mkdtemp("septum-pump-prov-")
-        result = provisioning.provision_device(MODEL, out)  # contract: see docs/pump.md
-        self.pins = dict(getattr(result, "pins", {}) or {})
-        folders = {k: Path(v) for k, v in getattr(result, "folders", {}).items()}
+        data = LIBRARY.read_bytes()
+        result = provisioning.provision_device(MODEL, out, clinicians=[CLINICIAN], biomeds=["biomed1"],
+                                               drug_library=(data, int(yaml.safe_load(data)["version"])))
+        self.pins = dict(result.pins)
+        folders = {k: Path(v) for k, v in result.folders.items()}
         return MODEL, folders, True
 
     def _doubles_setup(self) -> tuple[Path, dict[str, Path], bool]:
