@@ -38,6 +38,7 @@ import msgspec
 from septum.model.schema import Model
 
 from . import protocol as proto
+from .audit_feed import AuditFeed
 from .channel import TokenBucket, create_pair
 from .clock import Clock
 from .devices import HardwareProvider, create_devices
@@ -47,6 +48,7 @@ from .plan import PartitionPlan, SetupError, message_specs, plan_device
 from .sandbox import identity, limits, probe, spawn
 
 CHILD_ENV = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"}
+MODEL_CONFIG_KEY = "septum.model"  # service partitions' config: the model as plain data
 EVENTS_PER_S = 500.0  # per-partition forwarded event records (more are dropped and counted)
 
 
@@ -138,6 +140,7 @@ class Supervisor:
         self._stop_requested = False
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._thread: threading.Thread | None = None
+        self._feed: AuditFeed | None = None  # supervisor events -> the audit service (septum.runtime.audit_feed)
 
     # ------------------------------------------------------------------ public API
     def start(self) -> None:
@@ -240,6 +243,13 @@ class Supervisor:
                 self.hardware.attach(dev.interface, dev.hardware_end)
             else:
                 dev.hardware_end.close()  # unplugged: the owner reads end-of-file
+        self._feed = AuditFeed.for_model(self.model)
+        if self._feed is not None:  # the audit service gets the event stream on a device-like end of its own
+            self._channels += [self._feed.sup_end, self._feed.child_end]  # closed at teardown
+            self._device_fds.setdefault(self._feed.partition, []).append(self._feed.device_end())
+            for ev in self.events.history:
+                self._feed.offer(ev)
+            self.events.subscribe(self._feed.offer)
         for (name, plan), uid in zip(plans.items(), uids, strict=True):
             ddir = data_root / name
             ddir.mkdir(exist_ok=True)
@@ -273,7 +283,7 @@ class Supervisor:
 
         return proto.Boot(
             partition=plan.name, entry=plan.entry, import_path=[str(self.model_dir)],
-            data_dir=str(p.data_dir), config=plan.config, clock_origin=self.clock.origin,
+            data_dir=str(p.data_dir), config=_service_config(plan, self.model), clock_origin=self.clock.origin,
             clock_scale=self.clock.scale, clock_wall=self.clock.wall_origin,
             heartbeat_ms=plan.heartbeat_ms,
             inputs=[end(c, self._end_fds[c.name][1], c.src) for c in plan.inputs],
@@ -481,6 +491,8 @@ class Supervisor:
         for fd in fd_ctl:
             self._poller.register(fd, select.POLLIN)
         self._poller.register(self._wake_r, select.POLLIN)
+        if self._feed is not None:
+            self._poller.register(self._feed.fileno(), select.POLLIN)
         try:
             order = sorted(self._procs.values(), key=lambda q: q.plan.service != "audit")
             for p in order:
@@ -497,7 +509,10 @@ class Supervisor:
                         self._drain_control(fd_ctl[fd])
                     elif fd in self._fd_pid:
                         self._on_exit(self._fd_pid[fd])
+                    elif self._feed is not None and fd == self._feed.fileno():
+                        self._feed.on_readable()
                 self._check_deadlines()
+                self._check_feed()
                 if not any((q.popen is not None and q.popen.returncode is None) or q.restart_at is not None
                            for q in self._procs.values()):
                     if self.outcome == "running":
@@ -537,9 +552,30 @@ class Supervisor:
                                  count=p.events_dropped)
                 p.events_dropped = 0
 
+    def _check_feed(self) -> None:
+        if self._feed is None:
+            return
+        self._feed.flush()
+        dropped = self._feed.take_dropped()
+        if dropped:
+            self.events.emit("audit_feed_overflow", severity="error", dropped=dropped,
+                             note="events not delivered to the audit service; they remain in events.jsonl")
+
     def _shutdown(self) -> None:
         self.events.emit("stopping", reason="stop requested" if self._stop_requested else self.outcome)
+        # the audit service stops last, so that the other partitions' exits reach the audit log
+        last = [p for p in self._procs.values() if p.plan.service == "audit"]
         for p in self._procs.values():
+            if p not in last:
+                self._request_stop(p)
+        deadline = time.monotonic() + self.stop_grace
+        while last and any(q not in last for q in self._fd_pid.values()) and time.monotonic() < deadline:
+            for fd, _ in self._poller.poll(50):
+                if fd in self._fd_pid:
+                    self._on_exit(self._fd_pid[fd])
+                elif self._feed is not None and fd == self._feed.fileno():
+                    self._feed.on_readable()
+        for p in last:
             self._request_stop(p)
         deadline = time.monotonic() + self.stop_grace
         while self._fd_pid and time.monotonic() < deadline:
@@ -576,6 +612,14 @@ class Supervisor:
                 pass
         self.events.emit("stopped", outcome=self.outcome, failures=self.failures)
         self.events.close()
+
+
+def _service_config(plan: PartitionPlan, model: Model) -> dict[str, Any]:
+    """A Septum service partition is driven by the model itself (roles, actions, channels): it gets the
+    very model the supervisor checked and runs, never a copy that could differ from it."""
+    if plan.service is None:
+        return plan.config
+    return {**plan.config, MODEL_CONFIG_KEY: msgspec.to_builtins(model)}
 
 
 def _copy_provisioning(src: Path, dst: Path, uid: int | None) -> None:
