@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PUMP = ROOT / "examples" / "infusion_pump" / "model.yaml"
 FLAWED = ROOT / "examples" / "flawed"
 
-console = Console(highlight=False)
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 
 
 @dataclass
@@ -55,6 +55,21 @@ def step_check_flawed() -> Step:
 STEPS: list[Callable[[], Step]] = [step_check_pump, step_check_flawed]
 
 
+def _log_row(row: tuple[str, bool, str]) -> None:
+    name, ok, detail = row
+    mark = "[green]ok  [/]" if ok else "[red]FAIL[/]"
+    console.print(f"  {mark} {name}: {detail}")
+
+
+def device_story() -> list[Step]:
+    """The reference pump under the real runtime: therapy, PCA, faults, partition kills."""
+    sys.path.insert(0, str(ROOT / "examples" / "infusion_pump"))
+    from septum_pump.story import run_story
+
+    console.print("\n[bold]The reference pump under enforcement[/] (hardware simulated; hours run in seconds)")
+    return [Step(name, ok, detail) for name, ok, detail in run_story(log=_log_row)]
+
+
 def main() -> int:
     results: list[Step] = []
     for fn in STEPS:
@@ -62,6 +77,7 @@ def main() -> int:
             results.append(fn())
         except ModelError as exc:
             results.append(Step(fn.__name__, False, str(exc)))
+    results += device_story()
     table = Table(title="What happened")
     table.add_column("step")
     table.add_column("result")
