@@ -27,7 +27,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -216,7 +215,3 @@ def drug_library_bundle(key: Ed25519PrivateKey, data: bytes, version: int) -> by
     """A signed drug-library bundle as the update service expects it (library + detached signature)."""
     return make_bundle(key, target=DRUG_LIBRARY, kind="data", version=str(version),
                        files={LIBRARY_FILE: data, SIGNATURE_FILE: key.sign(data)})
-
-
-def hospital_ca_of(pem: bytes) -> list[x509.Certificate]:
-    return load_certificates(pem, "hospital CA")
