@@ -245,3 +245,67 @@ def update_verify(bundle: str, key: str, target: str | None, installed: str | No
 
 
 COMMANDS: list[click.Command] = [audit, update]
+
+
+# ---------------------------------------------------------------------------------------------- provision
+
+
+@click.command("provision")
+@click.argument("model")
+@click.option("--out", "out", required=True, help="Folder to create (one sub-folder per partition).")
+@click.option("--clinician", "clinicians", multiple=True, help="Clinician to provision with a new PIN (repeatable).")
+@click.option("--biomed", "biomeds", multiple=True, help="Biomed to provision with a new PIN (repeatable).")
+@click.option("--hospital-ca", "hospital_ca", default=None, help="PEM of the hospital CA machine principals chain to.")
+@click.option("--pin-identity", "pins", multiple=True, metavar="IDENTITY=ROLE",
+              help="Certificate identity pinned to a machine role (repeatable; needs --hospital-ca).")
+@click.option("--drug-library", "library", default=None, help="Initial drug library (YAML with an integer version).")
+@click.option("--manufacturer-key", "mkey", default=None,
+              help="Ed25519 update-signing key (PEM); generated into OUT/manufacturer/ when not given.")
+def provision(model: str, out: str, clinicians: tuple[str, ...], biomeds: tuple[str, ...], hospital_ca: str | None,
+              pins: tuple[str, ...], library: str | None, mkey: str | None) -> None:
+    """Provision a device from its model; prints the generated PINs once (they are stored only hashed)."""
+    import yaml
+
+    from septum.model import ModelError, load
+    from septum.services.provisioning import ProvisioningError, provision_device
+
+    try:
+        m = load(model)[0]
+    except ModelError as exc:
+        raise UserError(f"{model}: cannot load the model ({exc})") from None
+    table: dict[str, str] = {}
+    for item in pins:
+        identity, sep, role = item.partition("=")
+        if not sep or not identity or not role:
+            raise UserError(f"--pin-identity {item!r}: expected IDENTITY=ROLE")
+        table[identity] = role
+    drug = None
+    if library is not None:
+        data = _existing(library, "drug library").read_bytes()
+        try:
+            version = yaml.safe_load(data).get("version")
+        except (yaml.YAMLError, AttributeError):
+            version = None
+        if not isinstance(version, int):
+            raise UserError(f"{library}: not a drug library with an integer 'version'")
+        drug = (data, version)
+    try:
+        result = provision_device(
+            m, out, clinicians=clinicians, biomeds=biomeds, machine_pins=table or None, drug_library=drug,
+            hospital_ca_pem=_existing(hospital_ca, "CA file") if hospital_ca else None,
+            manufacturer_key=_existing(mkey, "key file") if mkey else None,
+        )
+    except (ProvisioningError, KeyFileError, ValueError, OSError) as exc:
+        raise UserError(str(exc)) from None
+    click.echo(f"provisioned {m.device.name} into {result.out_dir}")
+    for part, folder in sorted(result.folders.items()):
+        click.echo(f"  {part}: {folder}")
+    if result.audit_public_key:
+        click.echo(f"audit public key (for septum audit verify): {result.audit_public_key}")
+    if result.manufacturer_key:
+        click.echo(f"generated manufacturer key (keep it off the device): {result.manufacturer_key}")
+    for user, pin in sorted(result.pins.items()):
+        click.echo(f"PIN for {user}: {pin}   (shown once; only its hash is stored)")
+
+
+COMMANDS.append(provision)
