@@ -16,7 +16,7 @@ from septum.services import audit_log
 from septum.services.keys import load_public_key
 from septum.services.provisioning import provision_device
 
-COUNT = 200
+COUNT = 300
 
 
 @pytest.fixture

@@ -7,11 +7,12 @@ from septum.runtime.partition import Partition
 
 def main(p: Partition) -> None:
     total = int(p.config.get("count", 100))
+    per_tick = int(p.config.get("per_tick", 20))
     state = {"i": 0}
 
     def burst() -> None:
         # a few records per tick, so the stream is still flowing when a test kills the audit partition
-        for _ in range(20):
+        for _ in range(per_tick):
             i = state["i"]
             if i >= total:
                 p.event("producer_done", count=total)
