@@ -71,6 +71,8 @@ class PumpRig:
         self.sim = Simulator()
         self.sup: Supervisor | None = None
         self.pins: dict[str, str] = {}
+        self.pki: Any = None  # the bench hospital's PKI (real services only)
+        self.hospital_dir: Path | None = None  # the hospital side's CA, client and listener credentials
         self._tmp: list[Path] = []
 
     # ------------------------------------------------------------------ lifecycle
@@ -124,12 +126,21 @@ class PumpRig:
     def _real_setup(self) -> tuple[Path, dict[str, Path], bool]:
         from septum.services import provisioning
 
+        from .hospital import pki as hospital_pki
+
         out = self._mkdtemp("septum-pump-prov-")
         data = LIBRARY.read_bytes()
-        result = provisioning.provision_device(MODEL, out, clinicians=[CLINICIAN], biomeds=["biomed1"],
-                                               drug_library=(data, int(yaml.safe_load(data)["version"])))
+        # the hospital's PKI for this bench: its CA signs the pump's TLS certificate and the hospital's
+        # client certificate; auth pins the client identity to the hospital_server role
+        self.pki = hospital_pki.HospitalPki.generate()
+        self.hospital_dir = self.pki.write_hospital(self._mkdtemp("septum-hospital-"))
+        result = provisioning.provision_device(
+            MODEL, out / "device", clinicians=[CLINICIAN], biomeds=["biomed1"],
+            drug_library=(data, int(yaml.safe_load(data)["version"])),
+            hospital_ca_pem=self.pki.ca.cert_pem, machine_pins={"hospital.example": "hospital_server"})
         self.pins = dict(result.pins)
         folders = {k: Path(v) for k, v in result.folders.items()}
+        folders["network"] = hospital_pki.provision_network(out / "network", self.pki)
         return MODEL, folders, True
 
     def _doubles_setup(self) -> tuple[Path, dict[str, Path], bool]:
@@ -309,7 +320,9 @@ class PumpRig:
         for log in sorted(ddir.rglob("*.log")):
             entries, _damage = audit_log.read_entries(log)
             for en in entries:
-                rec = getattr(en, "record", en)
+                rec = en.body
+                if not isinstance(rec, audit_log.Record):
+                    continue  # checkpoints seal the chain; they are not events
                 out.append({k: getattr(rec, k) for k in getattr(rec, "__struct_fields__", ())})
         return out
 
