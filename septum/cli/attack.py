@@ -1,0 +1,60 @@
+"""``septum attack [--list] [--json] [SCENARIO...]``: attack the running reference pump and show what stopped it.
+
+Registration (one line in ``septum/cli/__init__.py``, owned by the lead): add ``attack`` from this module's
+``COMMANDS`` to the command group, e.g. ``for c in attack.COMMANDS: cli.add_command(c)``.
+Exit codes: 0 every scenario's attack failed and the device stayed safe; 1 at least one scenario failed;
+2 misuse (unknown scenario) or the device could not start.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+PUMP_DIR = Path(__file__).resolve().parents[2] / "examples" / "infusion_pump"
+
+
+def _suite():  # type: ignore[no-untyped-def]
+    if str(PUMP_DIR) not in sys.path:
+        sys.path.insert(0, str(PUMP_DIR))
+    import septum_pump.attacks as suite
+
+    return suite
+
+
+@click.command("attack")
+@click.option("--list", "list_", is_flag=True, help="List the scenarios and exit.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per scenario.")
+@click.option("--time-scale", default=10.0, show_default=True, help="Device time scale for the run.")
+@click.argument("scenarios", nargs=-1)
+def attack(list_: bool, as_json: bool, time_scale: float, scenarios: tuple[str, ...]) -> None:
+    """Run the attack suite against the reference pump (needs root: the runtime's real sandbox)."""
+    suite = _suite()
+    if list_:
+        for sc in suite.SCENARIOS.values():
+            click.echo(f"{sc.id:<24} {sc.title}\n{'':<24} tries: {sc.tries}\n{'':<24} stopped by: {sc.stops}")
+        return
+    unknown = [s for s in scenarios if s not in suite.SCENARIOS]
+    if unknown:
+        click.echo(f"unknown scenario(s): {', '.join(unknown)} (see septum attack --list)", err=True)
+        sys.exit(2)
+
+    def show(res) -> None:  # type: ignore[no-untyped-def]
+        click.echo(json.dumps(res.as_dict()) if as_json else res.line())
+
+    try:
+        results = suite.run_suite(scenarios or None, on_result=show, time_scale=time_scale)
+    except Exception as exc:  # the device never came up: say why, no traceback
+        click.echo(f"septum attack: the device could not be started: {exc}", err=True)
+        sys.exit(2)
+    failed = [r.id for r in results if not r.ok]
+    if not as_json:
+        click.echo(f"{len(results) - len(failed)}/{len(results)} scenarios: attack stopped, therapy within limits, "
+                   f"audit log verified, event recorded" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
+    sys.exit(1 if failed else 0)
+
+
+COMMANDS = [attack]
