@@ -85,3 +85,24 @@ def test_flood_and_malformed_leave_receiver_working(tmp_path: Path) -> None:
         assert drops.fields["drops"]["oversize"] + drops.fields["drops"]["malformed"] == 6
         assert sup.partition_state("receiver") == "ready"
         assert not [e for e in sup.events.history if e.kind in ("heartbeat_missed", "exited")]
+
+
+def test_drain_skipping_read_ahead_still_reads_every_message() -> None:
+    # request/reply traffic makes drain() stop probing for a second message; a later burst must still
+    # be read completely (a message per drain at worst, whole batches again once a probe finds more)
+    c = _codec()
+    snd, rcv = create_pair()
+    tx = SendEnd("m", snd, c)
+    rx = ReceiveEnd("m", rcv, c, queue=1000, rate_per_s=None, clock=Clock.start())
+    for _ in range(10):  # one message at a time: every read-ahead probe finds nothing
+        tx.send(c.make(n=1, s="x"))
+        assert rx.drain(256) == 1
+    for i in range(100):  # fits in the socket buffer
+        assert tx.send(c.make(n=i % 10, s="b"))
+    reads = []
+    while len(rx.queue) < 110:
+        reads.append(rx.drain(256))
+        assert reads[-1] >= 1
+    assert max(reads) > 1, "a backlog is drained in batches again"
+    assert rx.received == 110 and rx.dropped() == 0
+    assert rx.drain(256) == 0
