@@ -118,6 +118,7 @@ class Page:
     def __init__(self, ws_url: str) -> None:
         self.ws = WebSocket(ws_url)
         self.next_id = 0
+        self.events: list[dict[str, Any]] = []  # events that arrived while waiting for an answer
 
     def call(self, method: str, timeout: float = 10.0, **params: Any) -> dict[str, Any]:
         self.next_id += 1
@@ -132,8 +133,11 @@ class Page:
                 msg = json.loads(self.ws.recv(left))
             except TimeoutError:
                 raise CdpError(f"{method}: no answer within {timeout}s") from None
+            if "method" in msg:
+                self.events.append(msg)
+                continue
             if msg.get("id") != my_id:
-                continue  # an event we did not subscribe to on purpose
+                continue
             if "error" in msg:
                 raise CdpError(f"{method}: {msg['error']}")
             return dict(msg.get("result", {}))
@@ -161,8 +165,27 @@ class Page:
         }})"""
         return self.eval(js, timeout=timeout + 5)
 
+    def wait_event(self, method: str, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, ev in enumerate(self.events):
+                if ev["method"] == method:
+                    return self.events.pop(i)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise CdpError(f"no {method} within {timeout}s")
+            try:
+                msg = json.loads(self.ws.recv(left))
+            except TimeoutError:
+                raise CdpError(f"no {method} within {timeout}s") from None
+            if "method" in msg:
+                self.events.append(msg)
+
     def navigate(self, url: str, timeout: float = 15.0) -> None:
+        self.call("Page.enable")
+        self.events.clear()
         self.call("Page.navigate", url=url)
+        self.wait_event("Page.loadEventFired", timeout)
         if not self.wait_for("document.body && document.body.dataset.ready === '1'", timeout):
             raise CdpError(f"{url} never drew its first state")
 
@@ -202,8 +225,10 @@ class Browser:
 
     def __init__(self, start_timeout: float = 30.0) -> None:
         self.profile = Path(tempfile.mkdtemp(prefix="septum-chromium-"))
-        self.proc = subprocess.Popen([str(CHROMIUM), *FLAGS, f"--user-data-dir={self.profile}", "about:blank"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        # niced: the browser stands for a person's own computer, and must not take CPU from the device's
+        # partitions on the same few shared cores (nice execs chromium, so the pid is the browser's)
+        argv = ["nice", "-n", "10", str(CHROMIUM), *FLAGS, f"--user-data-dir={self.profile}", "about:blank"]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         self.port = self._devtools_port(start_timeout)
 
     def _devtools_port(self, timeout: float) -> int:

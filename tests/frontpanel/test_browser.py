@@ -1,0 +1,186 @@
+"""A person at the pump, in headless Chromium: login, programming with the two-step start, an alarm.
+
+The whole device runs under the real runtime (``PumpRig``); the page is served by the front panel over the
+rig's simulator. The browser clicks and types like a person (CDP mouse and text input), and the test checks
+what the page's display shows: the lines the ``ui`` partition drew. The rig's own view of the device (motor,
+events) is used only to confirm the page did not just show something plausible.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from septum_pump.rig import CLINICIAN, PumpRig, real_services_available
+from septum_pump.sim.frontpanel import FrontPanel
+
+from septum.runtime.sandbox.probe import probe
+
+from .cdp import CHROMIUM, Browser, Page
+
+# Real time, as a person at the bench uses it. It also gives the safety monitor its widest real-time margin
+# for pump_control's heartbeat (2 control periods = 100 ms at scale 1, 40 ms at scale 60): a browser on the
+# same 2 shared cores must not make the monitor (rightly) latch controller-silent.
+TIME_SCALE = 1.0
+SHOTS = os.environ.get("SEPTUM_FRONTPANEL_SHOTS")  # a directory: keep the screenshots for a person to look at
+
+
+def _needs() -> None:
+    if not CHROMIUM.exists():
+        print(f"SKIP: {CHROMIUM} is missing (make test installs Debian's chromium when run as root)")
+        pytest.skip(f"{CHROMIUM} missing")
+    if not probe().root:
+        print("SKIP: the pump starts partitions under their own uids and needs root")
+        pytest.skip("needs root (partitions run under their own uids)")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    _needs()
+    # started before any device: its start-up burst on 2 shared cores must not starve freshly started
+    # therapy partitions (the safety monitor would rightly trip)
+    b = Browser()
+    try:
+        yield b
+    finally:
+        b.close()
+
+
+@contextlib.contextmanager
+def bench(browser: Browser, services: str) -> Iterator[tuple[PumpRig, Page]]:
+    page = browser.page()
+    try:
+        with PumpRig(time_scale=TIME_SCALE, services=services) as rig, \
+                FrontPanel(rig.sim, info={"time_scale": TIME_SCALE, "services": rig.services}) as panel:
+            page.navigate(panel.url)
+            yield rig, page
+    finally:
+        page.close()
+
+
+NOTABLE = {"alarm", "latched_fault", "exited", "safe_state", "not_restarted", "auth_reply", "command"}
+
+
+def device_story(rig: PumpRig) -> list[tuple[str | None, str, dict[str, object]]]:
+    """What the device did (for a failure message): a page that shows the wrong thing is told apart from a
+    device that went to its safe state on an overloaded machine."""
+    return [(e.partition, e.kind, dict(e.fields)) for e in rig.supervisor.events.history if e.kind in NOTABLE]
+
+
+def display_has(page: Page, *texts: str, timeout: float = 10.0) -> bool:
+    """Wait until the display (the ui partition's lines) contains every text."""
+    cond = " && ".join(f"document.getElementById('display').innerText.includes({json.dumps(t)})" for t in texts)
+    return bool(page.wait_for(cond, timeout))
+
+
+def shot(page: Page, tmp_path: Path, name: str) -> None:
+    out = Path(SHOTS) if SHOTS else tmp_path
+    out.mkdir(parents=True, exist_ok=True)
+    page.screenshot(out / f"{name}.png")
+    assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+STARVED = ("controller-silent", "sensor-fault")  # what the monitor raises when it is starved of CPU
+
+
+def starved(rig: PumpRig) -> str:
+    """The monitor tripped on its own timing (no such fault was injected): the machine was overloaded."""
+    for e in rig.events("alarm", "safety_monitor"):
+        hit = [a for a in str(e.fields.get("alarms", "")).split(",") if a in STARVED]
+        if hit:
+            return hit[0]
+    return ""
+
+
+@pytest.mark.parametrize("services", ["doubles", "real"])
+def test_login_program_two_step_start_and_an_alarm(browser: Browser, services: str, tmp_path: Path) -> None:
+    if services == "real" and not real_services_available():
+        print("SKIP: the Septum auth/audit/update services are not installed; the doubles variant ran")
+        pytest.skip("real services not installed")
+    # One retry, only when the safety monitor tripped on CPU starvation (controller-silent or a stale sensor
+    # frame with no such fault injected): that is the device failing safe on an overloaded shared machine,
+    # not the page. Any other failure, or a second starvation, fails the test.
+    for attempt in (1, 2):
+        with bench(browser, services) as (rig, page):
+            try:
+                scenario(rig, page, tmp_path)
+                return
+            except AssertionError:
+                why = starved(rig)
+                if not why or attempt == 2:
+                    raise
+                print(f"RETRY: the safety monitor tripped on {why} (machine overloaded), running the scenario again")
+
+
+def scenario(rig: PumpRig, page: Page, tmp_path: Path) -> None:
+    assert display_has(page, "please log in"), (page.text("#display"), device_story(rig))
+    assert page.text("#user") == "not logged in"
+    assert page.eval("document.getElementById('alarm-light').dataset.priority") == "none", device_story(rig)
+
+    # a wrong PIN is refused by auth, and the display says so
+    page.type("#f-user", CLINICIAN)
+    page.type("#f-pin", "999999x")
+    page.click("#k-login")
+    assert display_has(page, "login: denied"), (page.text("#display"), device_story(rig))
+    assert page.text("#user") == "not logged in"
+
+    # the provisioned clinician logs in; the PIN field is emptied once sent
+    page.type("#f-pin", rig.pins[CLINICIAN])
+    page.click("#k-login")
+    assert display_has(page, "login: ok"), (page.text("#display"), device_story(rig))
+    assert page.wait_for(f"document.getElementById('user').innerText === 'user {CLINICIAN}'", 5)
+    assert page.eval("document.getElementById('f-pin').value") == ""
+
+    # programming: the display shows the program, nothing moves yet
+    page.type("#f-drug", "normal-saline")
+    page.type("#f-rate", "100")
+    page.type("#f-vtbi", "500")
+    page.click("#k-program")
+    assert display_has(page, "PROGRAMMED normal-saline"), (page.text("#display"), device_story(rig))
+    assert not rig.motor_running()
+
+    # two-step start: Start alone does not run the motor ...
+    page.click("#k-start")
+    assert display_has(page, "start_infusion: ok"), (page.text("#display"), device_story(rig))
+    assert display_has(page, "PROGRAMMED normal-saline"), page.text("#display")
+    assert not rig.motor_running()
+    # ... Confirm does
+    page.click("#k-confirm")
+    assert display_has(page, "RUNNING normal-saline 100.00 mL/h"), (page.text("#display"), device_story(rig))
+    assert rig.wait_until(rig.motor_running, timeout=10)
+    # the live volume on the page is the motor encoder's and it grows
+    assert page.wait_for("parseFloat(document.getElementById('delivered').innerText) > 0.01", 15), \
+        page.text("#delivered")
+    assert page.eval("document.getElementById('motor-led').classList.contains('on')") is True
+    shot(page, tmp_path, "running")
+
+    # an alarm: the occlusion fault button -> the monitor stops the motor -> alarm light and display
+    page.click("#fault-occlusion")
+    assert page.wait_for("document.getElementById('alarm-light').dataset.priority === 'high'", 10), \
+        ("the display never showed a high alarm (the ui draws the alarm the safety monitor reports on "
+         "monitor_alarms)", page.text("#display"), page.text("#panel-note"), device_story(rig))
+    assert "occlusion" in page.text("#alarm-light")
+    assert display_has(page, "ALARM"), page.text("#display")
+    assert rig.wait_until(lambda: not rig.motor_running(), timeout=5)
+    assert page.wait_for("!document.getElementById('motor-led').classList.contains('on')", 5)
+    assert "clear occlusion" in page.text("#fault-occlusion")
+    shot(page, tmp_path, "alarm")
+
+    # silence is a keypad action the clinician is authorised for; it mutes the sound, the light stays on
+    page.click("#k-silence")
+    assert display_has(page, "silence_alarm: ok"), (page.text("#display"), device_story(rig))
+    assert page.eval("document.getElementById('alarm-light').dataset.priority") == "high", \
+        (page.text("#alarm-light"), rig.sim.snapshot())
+
+    # unkink the line (clear the fault in the world), then the clinician clears the alarm with a reason
+    page.click("#fault-occlusion")
+    assert page.wait_for("document.getElementById('fault-occlusion').innerText.startsWith('inject')", 5)
+    page.type("#f-reason", "line unkinked")
+    page.click("#k-clear_fault")
+    assert page.wait_for("document.getElementById('alarm-light').dataset.priority === 'none'", 10), \
+        (page.text("#alarm-light"), page.text("#display"))
+    assert page.eval("document.getElementById('panel-note').innerText") == ""
