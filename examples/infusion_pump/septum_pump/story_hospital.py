@@ -39,13 +39,15 @@ def run_hospital_story() -> list[Row]:
             o2 = order(c, "hl7v2", "ORD-DEMO-2", dose_rate=30.0)
             code = c.send_hl7(o2)
             accepted_at = rig.device_time()
-            rows.append(("a second order arrives (HL7 RGV^O15) and is pre-filled", "|AA|" in code or "MSA|AA" in code,
+            accepted = "MSA|AA" in code
+            rows.append(("a second order arrives (HL7 RGV^O15) and is pre-filled", accepted,
                          code.split("\r")[1][:60] if "\r" in code else code[:60]))
             ttl = 600.0
             rig.wait_until(lambda: rig.device_time() > accepted_at + ttl + 1, timeout=ttl / TIME_SCALE + 10)
-            rig.login()  # the clinician's session may have timed out meanwhile: a fresh login, so only expiry refuses
+            rig.login()  # the session may have timed out meanwhile: log in again, so only expiry can refuse
             ok3, why3 = rig._act("confirm_order", [("order_id", "ORD-DEMO-2"), ("confirm_order", "")])
-            rows.append(("nobody confirms it for 10 minutes: it expires and cannot be confirmed", not ok3 and "expired" in why3, why3))
+            rows.append(("nobody confirms it for 10 minutes: it expires and cannot be confirmed",
+                         not ok3 and "expired" in why3, why3))
             rows.append(("the running infusion is unchanged by the expired order", rig.motor_running(),
                          f"state {rig.pump_state()}, alarms {rig.alarms()[-3:]}"))
             ok4, detail = rig.verify_audit()
