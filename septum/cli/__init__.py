@@ -9,7 +9,7 @@ import click
 
 from septum import __version__
 
-from . import analysis, compliance, gen, runtime, services
+from . import analysis, attack, compliance, gen, runtime, services
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,7 +18,7 @@ def cli() -> None:
     """Septum: model-driven separation architecture for connected medical devices."""
 
 
-for _area in (analysis, gen, runtime, services, compliance):
+for _area in (analysis, gen, runtime, services, compliance, attack):
     for _cmd in _area.COMMANDS:
         cli.add_command(_cmd)
 

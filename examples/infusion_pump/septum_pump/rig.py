@@ -323,7 +323,10 @@ class PumpRig:
                 rec = en.body
                 if not isinstance(rec, audit_log.Record):
                     continue  # checkpoints seal the chain; they are not events
-                out.append({k: getattr(rec, k) for k in getattr(rec, "__struct_fields__", ())})
+                # the same shape as the test doubles' records: `detail` is the event's text
+                out.append({"seq": en.seq, "time": rec.time, "partition": rec.partition, "event": rec.event,
+                            "severity": rec.severity, "detail": rec.message, "principal": rec.principal,
+                            "fields": rec.detail})
         return out
 
     def copy_state(self, dest: Path) -> None:
