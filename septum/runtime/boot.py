@@ -43,7 +43,7 @@ def _apply_sandbox(cfg: proto.Boot) -> None:
 
     sb = cfg.sandbox
     if sb.landlock:
-        landlock.restrict(sb.read_only, sb.read_write, network=sb.network)
+        landlock.restrict(sb.read_only, sb.read_write, network=sb.network, bind_ports=sb.bind_ports)
     if sb.seccomp:
         seccomp.install(seccomp.build_filter(network=sb.network, allow_groups=sb.syscall_groups))
 

@@ -12,6 +12,7 @@ import importlib.machinery
 import importlib.util
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,9 @@ class PartitionPlan:
     resources: Any
     config: dict[str, Any] = field(default_factory=dict)
     devices: tuple[str, ...] = ()  # owned hardware interfaces, each reached over its own device link
+    # TCP ports the partition may listen on: those of the network interfaces it owns (a backdoor listener
+    # on any other port is refused by Landlock). Outbound connections are not restricted by port.
+    bind_ports: tuple[int, ...] = ()
 
 
 def code_paths(model_dir: Path) -> list[str]:
@@ -99,8 +103,17 @@ def _file_path(p: str, model_dir: Path) -> str:
     return p if os.path.isabs(p) else str((model_dir / p).resolve())
 
 
-def plan_device(model: Model, model_dir: Path, data_root: Path) -> dict[str, PartitionPlan]:
+def plan_device(
+    model: Model, model_dir: Path, data_root: Path, ports: Mapping[str, int] | None = None
+) -> dict[str, PartitionPlan]:
+    """``ports`` maps an interface name to the TCP port it uses in this run (default: the model's ``port``),
+    so a test bench can run a device on free ports; the partition may bind exactly those."""
     problems: list[str] = []
+    ports = dict(ports or {})
+    for iname in ports:
+        iface = model.interfaces.get(iname)
+        if iface is None or iface.kind not in NETWORK_KINDS:
+            problems.append(f"port override for {iname!r}, which is not a network interface of the model")
     for mname in {c.message for c in model.channels}:
         try:
             codec.message_type(mname, {k: codec.field_spec(v) for k, v in model.message_fields(mname).items()})
@@ -144,6 +157,11 @@ def plan_device(model: Model, model_dir: Path, data_root: Path) -> dict[str, Par
             resources=part.resources,
             config=dict(part.config),
             devices=device_interfaces(model, name),
+            bind_ports=tuple(sorted(
+                port for i in part.owns
+                if (iface := model.interfaces.get(i)) is not None and iface.kind in NETWORK_KINDS
+                and iface.enabled and (port := ports.get(i, iface.port)) is not None
+            )),
         )
     if problems:
         raise SetupError("; ".join(sorted(problems)))

@@ -35,6 +35,7 @@ class SandboxSpec(msgspec.Struct, frozen=True, kw_only=True):
     read_only: list[str]
     read_write: list[str]
     syscall_groups: list[str] = []
+    bind_ports: list[int] = []
 
 
 class Boot(msgspec.Struct, frozen=True, kw_only=True, tag=True):

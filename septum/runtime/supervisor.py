@@ -99,6 +99,7 @@ class Supervisor:
         max_restarts: int = 5,
         restart_window_s: float = 60.0,
         provision: Mapping[str, str | Path] | None = None,
+        ports: Mapping[str, int] | None = None,
         hardware: HardwareProvider | None = None,
     ) -> None:
         self.model = model
@@ -107,6 +108,7 @@ class Supervisor:
         # partition -> folder whose contents are copied into that partition's data dir before it starts
         # (credentials, keys, certificates, signed data provisioned for this device), owned by its uid
         self.provision = {k: Path(v) for k, v in (provision or {}).items()}
+        self.ports = dict(ports or {})  # interface -> TCP port for this run (default: the model's)
         unknown = sorted(set(self.provision) - set(model.partitions))
         if unknown:
             raise SetupError(f"provisioning for unknown partition(s): {', '.join(unknown)}")
@@ -156,7 +158,7 @@ class Supervisor:
             self.events.emit("analysis_skipped", severity="warning",
                              note="started without the analysis gate (library use with check=False)")
         data_root = self.state_dir / "data"
-        plans = plan_device(self.model, self.model_dir, data_root)
+        plans = plan_device(self.model, self.model_dir, data_root, self.ports)
         if self.host.uid_drop:
             _check_traversable(self.state_dir)
         missing = self.host.missing()
@@ -292,7 +294,7 @@ class Supervisor:
             sandbox=proto.SandboxSpec(
                 landlock=self.host.landlock_abi >= 1, seccomp=self.host.seccomp, network=plan.network,
                 read_only=list(plan.read_only), read_write=list(plan.read_write),
-                syscall_groups=list(plan.syscall_groups),
+                syscall_groups=list(plan.syscall_groups), bind_ports=list(plan.bind_ports),
             ),
             control_fd=p.child_control.fileno(),
             devices=list(self._device_fds.get(plan.name, [])),

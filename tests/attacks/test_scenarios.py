@@ -5,12 +5,6 @@ from __future__ import annotations
 import pytest
 from septum_pump.attacks import SCENARIOS, AttackRig, run_one
 
-KNOWN_OPEN = {
-    # The network partition may bind any TCP port: Landlock's TCP rules are applied only to partitions
-    # without network. Strict: when the runtime closes it, this xfail turns into a failure to remove it.
-    "net-backdoor-listener": "runtime: undeclared TCP listeners are not refused in the network partition",
-}
-
 
 def _run(rig: AttackRig, sid: str) -> None:
     res = run_one(rig, SCENARIOS[sid])
@@ -26,12 +20,6 @@ def _run(rig: AttackRig, sid: str) -> None:
     assert res.ok
 
 
-@pytest.mark.parametrize("sid", [s for s in SCENARIOS if s not in KNOWN_OPEN])
+@pytest.mark.parametrize("sid", list(SCENARIOS))
 def test_attack_is_stopped(attack_rig: AttackRig, sid: str) -> None:
     _run(attack_rig, sid)
-
-
-@pytest.mark.parametrize("sid", sorted(KNOWN_OPEN))
-def test_known_open(attack_rig: AttackRig, sid: str) -> None:
-    pytest.xfail(KNOWN_OPEN[sid]) if not SCENARIOS[sid].run(attack_rig).ok else None
-    raise AssertionError(f"{sid} no longer succeeds: move it out of KNOWN_OPEN")

@@ -22,6 +22,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import tempfile
 import time
 from collections.abc import Callable
@@ -50,6 +51,20 @@ class RigError(RuntimeError):
     pass
 
 
+def free_tcp_ports(n: int) -> list[int]:
+    """``n`` distinct loopback TCP ports free right now (bound together, then released)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def real_services_available() -> bool:
     names = ("septum.services.auth_service", "septum.services.audit_service", "septum.services.update_service",
              "septum.services.provisioning")
@@ -73,6 +88,7 @@ class PumpRig:
         self.pins: dict[str, str] = {}
         self.pki: Any = None  # the bench hospital's PKI (real services only)
         self.hospital_dir: Path | None = None  # the hospital side's CA, client and listener credentials
+        self.ports: dict[str, int] = {}  # network interface -> loopback TCP port of this run
         self._tmp: list[Path] = []
 
     # ------------------------------------------------------------------ lifecycle
@@ -94,6 +110,9 @@ class PumpRig:
         return d
 
     def start_device(self) -> None:
+        # the network partition may listen only on its interfaces' ports (Landlock): on a bench, free
+        # loopback ports stand in for the model's 8443/2575
+        self.ports = dict(zip(("hospital_https", "hospital_mllp"), free_tcp_ports(2), strict=True))
         if self.services == "real":
             model_path, provision, check = self._real_setup()
         else:
@@ -102,7 +121,7 @@ class PumpRig:
         state = self._mkdtemp("septum-pump-run-")
         self.sup = Supervisor(model, source, model_dir=model_path.parent, state_dir=state,
                               time_scale=self.time_scale, provision=provision, hardware=self.sim, check=check,
-                              ready_timeout=self.ready_timeout)
+                              ready_timeout=self.ready_timeout, ports=self.ports)
         self.sim.clock = self.sup.clock
         self.sim.start()
         self.sup.start()
@@ -140,7 +159,8 @@ class PumpRig:
             hospital_ca_pem=self.pki.ca.cert_pem, machine_pins={"hospital.example": "hospital_server"})
         self.pins = dict(result.pins)
         folders = {k: Path(v) for k, v in result.folders.items()}
-        folders["network"] = hospital_pki.provision_network(out / "network", self.pki)
+        folders["network"] = hospital_pki.provision_network(
+            out / "network", self.pki, https_port=self.ports["hospital_https"], mllp_port=self.ports["hospital_mllp"])
         return MODEL, folders, True
 
     def _doubles_setup(self) -> tuple[Path, dict[str, Path], bool]:

@@ -37,7 +37,10 @@ from .therapy_io import (
     verify_library,
 )
 
-SENSOR_STALE_REAL_S = 0.050  # no sensor frame for this long (real time): sensor fault
+# no sensor frame for this long (real time): sensor fault. The sensor board sends a frame every few
+# milliseconds; 100 ms tolerates a busy host's scheduling without leaving a dead board unnoticed for long
+# (the motor lease stops the motor within a control period whatever this says).
+SENSOR_STALE_REAL_S = 0.100
 STATUS_EVERY = 5  # monitor_alarms to the ui every this many periods (and on every change)
 
 
@@ -104,7 +107,10 @@ class MonitorPartition:
 
     def status(self, d: MotorDecision | None = None) -> None:
         m = self.monitor
-        top = d.alarms[0] if d is not None and d.alarms else None
+        # the periodic status (no decision at hand) must carry the alarms still active, or the display's
+        # alarm would be wiped a few milliseconds after it was drawn
+        active = d.alarms if d is not None else (m.alarms.active() if m else ())
+        top = active[0] if active else None
         fields = dict(
             motor_running=self.sent_rate > 0,
             rate_ml_h=min(1200.0, max(0.0, self.sent_rate)),

@@ -107,6 +107,7 @@ def restrict(
     read_write: Iterable[str],
     *,
     network: bool,
+    bind_ports: Iterable[int] = (),
 ) -> Applied:
     """Restrict the calling thread (and everything it later creates) to the given paths."""
     abi = abi_version()
@@ -122,6 +123,12 @@ def restrict(
     if abi >= 4 and not network:
         # no TCP bind/connect at all (a second layer under the netns and the seccomp filter)
         attr.handled_access_net = NET_BIND_TCP | NET_CONNECT_TCP
+        size = 16
+        tcp_restricted = True
+    elif abi >= 4:
+        # with network: listen only on the ports of the interfaces the partition owns (no backdoor
+        # listener); outbound connections stay allowed
+        attr.handled_access_net = NET_BIND_TCP
         size = 16
         tcp_restricted = True
     if abi >= 6:
@@ -151,6 +158,12 @@ def restrict(
                             f"landlock_add_rule({path}): {os.strerror(ctypes.get_errno())}")
                 finally:
                     os.close(pfd)
+        if network and abi >= 4:
+            for port in bind_ports:
+                net_rule = _NetPort(NET_BIND_TCP, port)
+                if libc.syscall(ctypes.c_long(NR_ADD_RULE), ctypes.c_int(fd), ctypes.c_int(RULE_NET_PORT),
+                                ctypes.byref(net_rule), ctypes.c_uint32(0)) != 0:
+                    raise LandlockError(f"landlock_add_rule(bind tcp/{port}): {os.strerror(ctypes.get_errno())}")
         if libc.syscall(ctypes.c_long(NR_RESTRICT_SELF), ctypes.c_int(fd), ctypes.c_uint32(0)) != 0:
             raise LandlockError(f"landlock_restrict_self: {os.strerror(ctypes.get_errno())}")
     finally:

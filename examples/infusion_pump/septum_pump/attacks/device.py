@@ -120,7 +120,8 @@ class AttackRig(PumpRig):
         self.audit_pub = res.audit_public_key
         if not self.services_real:
             folders.update(self._double_files(out, lib, version))
-        folders["network"] = provision_network(out / "network", self.pki, https_port=0, mllp_port=0)
+        folders["network"] = provision_network(out / "network", self.pki, https_port=self.ports["hospital_https"],
+                                               mllp_port=self.ports["hospital_mllp"])
         self.prov_dir = out
         self.hospital_dir = self.pki.write_hospital(self._mkdtemp("septum-attack-hospital-"))
         # a variant model (a different `runs:` and code dirs) is still checked when it runs real services
