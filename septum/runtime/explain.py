@@ -25,6 +25,9 @@ def _lines(plan: PartitionPlan, host: HostSupport) -> list[tuple[str, str, bool]
     rows.append(("one-way channels", "shutdown(SHUT_WR) of the receiving end", True))
     if plan.network:
         rows.append(("network: host network (owns a network interface or allow.net)", "none", True))
+        ports = ", ".join(map(str, plan.bind_ports)) or "none"
+        rows.append((f"listen only on TCP port(s) {ports}", f"Landlock ABI {host.landlock_abi} (needs 4)",
+                     host.landlock_abi >= 4))
         rows.append(("sockets: only AF_INET/AF_INET6", "seccomp", host.seccomp))
     else:
         rows.append(("network: none (only a down loopback)", "network namespace", host.netns))
