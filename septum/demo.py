@@ -70,6 +70,27 @@ def device_story() -> list[Step]:
     return [Step(name, ok, detail) for name, ok, detail in run_story(log=_log_row)]
 
 
+def hospital_story() -> list[Step]:
+    """A signed hospital order is only pre-filled; a clinician confirms it at the pump; unconfirmed ones expire."""
+    from septum_pump.story_hospital import run_hospital_story
+
+    console.print("\n[bold]Hospital order -> pre-filled at the pump -> clinician confirmation[/]")
+    rows = run_hospital_story()
+    for row in rows:
+        _log_row(row)
+    return [Step(name, ok, detail) for name, ok, detail in rows]
+
+
+def attack_suite() -> list[Step]:
+    """Every attack scenario against the running pump; one line each."""
+    from septum_pump.attacks import run_suite
+
+    console.print("\n[bold]septum attack[/]: what an attacker tries, and what stops it")
+    results = run_suite(None, on_result=lambda r: console.print("  " + r.line()))
+    return [Step(f"attack {r.id}", r.ok, "stopped; therapy within limits; audit verified; recorded"
+                 if r.ok else "; ".join(r.failures) or r.error or "failed") for r in results]
+
+
 def main() -> int:
     results: list[Step] = []
     for fn in STEPS:
@@ -77,7 +98,11 @@ def main() -> int:
             results.append(fn())
         except ModelError as exc:
             results.append(Step(fn.__name__, False, str(exc)))
-    results += device_story()
+    for story in (device_story, hospital_story, attack_suite):
+        try:
+            results += story()
+        except Exception as exc:  # a device that did not start is a failed step, reported, not a traceback
+            results.append(Step(story.__name__, False, f"{type(exc).__name__}: {exc}"))
     table = Table(title="What happened")
     table.add_column("step")
     table.add_column("result")

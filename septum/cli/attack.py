@@ -1,7 +1,5 @@
 """``septum attack [--list] [--json] [SCENARIO...]``: attack the running reference pump and show what stopped it.
 
-Registration (one line in ``septum/cli/__init__.py``, owned by the lead): add ``attack`` from this module's
-``COMMANDS`` to the command group, e.g. ``for c in attack.COMMANDS: cli.add_command(c)``.
 Exit codes: 0 every scenario's attack failed and the device stayed safe; 1 at least one scenario failed;
 2 misuse (unknown scenario) or the device could not start.
 """
