@@ -35,6 +35,7 @@ import msgspec
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from .durable import fsync_dir, write_atomic
 from .keys import key_id
 
 MAGIC = b"SEPTAUD\x01"
@@ -409,31 +410,10 @@ class Recovery:
     torn_offset: int = 0
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class _TornMarker(msgspec.Struct, frozen=True, kw_only=True):
     offset: int
     bytes: int
     next_seq: int
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically and durably (temp file, fsync, rename, fsync dir)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 class AuditWriter:
@@ -492,7 +472,7 @@ class AuditWriter:
             self.append(Record(time=now, partition=self.partition, event="audit.log-created",
                                severity="notice", detail={"key_id": self._kid.hex()}))
             self.commit(force_checkpoint=True)
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
             return Recovery(created=True, next_seq=self._next_seq)
         start, seq, prev = len(MAGIC), 0, ZERO_HASH
         if self.head_path.exists():
@@ -532,7 +512,7 @@ class AuditWriter:
             # acknowledged. Note the cut in a marker file first, so that a crash between cutting and
             # logging the cut still ends with an audit record about it, then cut and make it durable.
             torn_bytes = os.fstat(self._fd).st_size - last_end
-            _write_durably(marker, _encode(_TornMarker(offset=last_end, bytes=torn_bytes, next_seq=seq)))
+            write_atomic(marker, _encode(_TornMarker(offset=last_end, bytes=torn_bytes, next_seq=seq)))
             os.ftruncate(self._fd, last_end)
             os.fsync(self._fd)
         if not marker.exists():
@@ -547,7 +527,7 @@ class AuditWriter:
                            detail={"offset": info.offset, "bytes": info.bytes, "next_seq": info.next_seq}))
         self.commit(force_checkpoint=True)
         marker.unlink()
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
         return Recovery(created=False, next_seq=seq, torn_bytes=info.bytes, torn_offset=info.offset)
 
     # -- appending --------------------------------------------------------------------------------
@@ -650,7 +630,7 @@ class AuditWriter:
         (length,) = _LEN.unpack(os.pread(self._fd, _LEN.size, offset))
         frame = os.pread(self._fd, _LEN.size + length + HASH_LEN, offset)
         payload, digest = frame[_LEN.size : _LEN.size + length], frame[-HASH_LEN:]
-        _write_durably(self.head_path, _encode(Head(seq=seq, offset=offset, digest=digest, entry=payload)))
+        write_atomic(self.head_path, _encode(Head(seq=seq, offset=offset, digest=digest, entry=payload)))
 
     def close(self, now: float | None = None) -> None:
         """Commit what is pending, seal it with a final checkpoint, release the log."""

@@ -11,7 +11,6 @@ Time is an input (``now``, monotonic seconds) so the event loop and the tests ow
 
 from __future__ import annotations
 
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,8 @@ from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from septum.model.schema import Model
+
+from .durable import write_atomic
 
 Factor = Literal["pin", "badge"]
 FACTORS: tuple[str, ...] = ("pin", "badge")
@@ -130,15 +131,7 @@ def provision(
     factors = dict(old.factors) if old else {}
     factors[factor] = cf.params.hasher().hash(secret)
     principals = {**cf.principals, principal: Principal(role=role, factors=factors)}
-    data = msgspec.json.encode(msgspec.structs.replace(cf, principals=principals))
-    tmp = Path(str(path) + f".{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_atomic(Path(path), msgspec.json.encode(msgspec.structs.replace(cf, principals=principals)))
 
 
 # ---------------------------------------------------------------------------------------------- lockout

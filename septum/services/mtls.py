@@ -43,6 +43,12 @@ def load_certificates(pem: bytes, what: str) -> list[x509.Certificate]:
     return certs
 
 
+def peer_identity(cert: x509.Certificate) -> str:
+    """The identity a peer presents: its first SAN DNS name or URI, else its common name ("" if none)."""
+    names = _identities(cert)
+    return names[0] if names else ""
+
+
 def _identities(cert: x509.Certificate) -> list[str]:
     names: list[str] = []
     try:

@@ -31,6 +31,7 @@ import msgspec
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from .durable import fsync_dir
 from .keys import key_id
 
 MAGIC = b"SEPTUPD\x01"
@@ -198,14 +199,6 @@ def verify_bundle(
 # ---------------------------------------------------------------------------------------------- install
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class VersionStore:
     """Per-target anti-rollback floor: the highest version that passed its health check. Only rises."""
 
@@ -239,7 +232,7 @@ class VersionStore:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
 
 
 InstallStatus = Literal["installed", "rolled-back", "refused"]
@@ -287,7 +280,7 @@ class SlotInstaller:
             tmp = link.with_name(f".{link.name}.{secrets.token_hex(4)}")
             os.symlink(f"slots/{version}", tmp)
             os.replace(tmp, link)  # the switch: one rename, so readers see the old or the new, never neither
-        _fsync_dir(self.dir)
+        fsync_dir(self.dir)
 
     def _stage(self, verified: VerifiedBundle) -> Path:
         version = verified.manifest.version
@@ -304,7 +297,7 @@ class SlotInstaller:
         if final.exists():  # left by an earlier attempt that failed its health check
             shutil.rmtree(final)
         os.replace(staging, final)
-        _fsync_dir(self.slots)
+        fsync_dir(self.slots)
         return final
 
     def _run_health(self, health_check: HealthCheck, path: Path) -> tuple[bool, str]:

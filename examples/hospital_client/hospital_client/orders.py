@@ -19,8 +19,8 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from septum.services.mtls import peer_identity
 from septum.services.signed_fields import canonical
 
 ALGORITHM = "ECDSA-P256-SHA256"
@@ -32,16 +32,8 @@ NUMERATOR_UCUM = {"mg/mL": "mg", "mcg/mL": "ug", "units/mL": "U", "mL/mL": "mL"}
 
 
 def identity_of(cert: x509.Certificate) -> str:
-    """The identity the pump reads from our certificate: first SAN DNS name or URI, else the CN."""
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        names = san.get_values_for_type(x509.DNSName) + san.get_values_for_type(x509.UniformResourceIdentifier)
-        if names:
-            return str(names[0])
-    except x509.ExtensionNotFound:
-        pass
-    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(cns[0].value) if cns else ""
+    """The identity the pump reads from our certificate (the same rule the pump's auth applies)."""
+    return peer_identity(cert)
 
 
 def make_order(*, order_id: str, patient_id: str, drug: str, concentration: float, concentration_unit: str,

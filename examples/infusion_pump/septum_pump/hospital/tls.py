@@ -15,20 +15,13 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from septum.services.mtls import peer_identity, server_context
 from septum.services.signed_fields import canonical
 
+__all__ = ["client_context", "peer_identity", "server_context", "verify_order_signature"]
+
 SIGNATURE_ALGORITHM = "ECDSA-P256-SHA256"
-
-
-def server_context(ca_pem: Path, cert_pem: Path, key_pem: Path) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    ctx.load_verify_locations(cafile=str(ca_pem))
-    ctx.load_cert_chain(str(cert_pem), str(key_pem))
-    return ctx
 
 
 def client_context(ca_pem: Path, cert_pem: Path, key_pem: Path) -> ssl.SSLContext:
@@ -38,18 +31,6 @@ def client_context(ca_pem: Path, cert_pem: Path, key_pem: Path) -> ssl.SSLContex
     ctx.load_verify_locations(cafile=str(ca_pem))
     ctx.load_cert_chain(str(cert_pem), str(key_pem))
     return ctx
-
-
-def peer_identity(cert: x509.Certificate) -> str:
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        names = san.get_values_for_type(x509.DNSName) + san.get_values_for_type(x509.UniformResourceIdentifier)
-        if names:
-            return str(names[0])
-    except x509.ExtensionNotFound:
-        pass
-    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(cns[0].value) if cns else ""
 
 
 def verify_order_signature(order_fields: dict[str, object], cert_der: bytes, signature: bytes) -> str | None:
