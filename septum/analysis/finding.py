@@ -46,15 +46,17 @@ class Finding:
     def primary(self) -> ElementRef:
         return self.elements[0]
 
-    def path_text(self) -> str:
-        parts: list[str] = []
-        for step in self.path:
-            if step.channel:
-                parts.append(f"--[{step.channel}]-->")
-            parts.append(str(step.node))
-        return " ".join(parts)
-
     @property
     def blocking(self) -> bool:
         """An error that is not waived makes ``septum check`` exit 1 and ``septum run`` refuse."""
         return self.severity == "error" and not self.waived
+
+
+def witness_text(path: tuple[PathStep, ...]) -> str:
+    """A path witness as one line: ``hospital_net network --console--> pump_control``."""
+    out: list[str] = []
+    for step in path:
+        if step.channel:
+            out.append(f"--{step.channel}-->")
+        out.append(step.node.name)
+    return " ".join(out)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from septum.model.schema import CRITICALITY_RANK
 
 from ..context import C, Context, I, P
-from ..finding import ElementRef, Finding
+from ..finding import ElementRef, Finding, witness_text
 from ..registry import rule
 
 
@@ -33,18 +33,9 @@ def iso001(ctx: Context) -> Iterator[Finding]:
             yield ctx.finding(
                 "ISO001",
                 f"external interface '{entry}' reaches safety partition '{name}' through no guard: "
-                + path_text(path),
+                + witness_text(path),
                 P(name), I(entry), path=path,
             )
-
-
-def path_text(path: tuple) -> str:  # type: ignore[type-arg]
-    out = []
-    for step in path:
-        if step.channel:
-            out.append(f"--{step.channel}-->")
-        out.append(step.node.name)
-    return " ".join(out)
 
 
 @rule(

@@ -8,10 +8,9 @@ from septum.model import schema as s
 from septum.model.schema import CRITICALITY_RANK
 
 from ..context import C, Context, I, P
-from ..finding import ElementRef, Finding, PathStep
+from ..finding import ElementRef, Finding, PathStep, witness_text
 from ..graph import Node
 from ..registry import rule
-from .iso import path_text
 
 
 def A(name: str) -> ElementRef:
@@ -73,7 +72,7 @@ def med002(ctx: Context) -> Iterator[Finding]:
             yield ctx.finding(
                 "MED002",
                 f"action '{aname}' is handled by '{action.handled_by}', which '{path[0].node.name}' reaches "
-                f"without passing auth: {path_text(path)}",
+                f"without passing auth: {witness_text(path)}",
                 A(aname), P(action.handled_by), path=path)
 
 
@@ -113,7 +112,7 @@ def med003(ctx: Context) -> Iterator[Finding]:
                 yield ctx.finding(
                     "MED003",
                     f"guard '{gname}' protects '{tname}', but '{path[0].node.name}' reaches '{tname}' "
-                    f"around it: {path_text(path)}",
+                    f"around it: {witness_text(path)}",
                     P(gname), P(tname), path=path)
 
 
@@ -176,5 +175,5 @@ def med005(ctx: Context) -> Iterator[Finding]:
                 yield ctx.finding(
                     "MED005",
                     f"monitor '{mname}' watches '{watched}', but its {ch.purpose} channel '{ch.name}' is "
-                    f"reachable from '{watched}': {path_text(path)}",
+                    f"reachable from '{watched}': {witness_text(path)}",
                     P(mname), P(watched), C(ch.name), path=path)
