@@ -23,6 +23,7 @@ from septum.model import Model, SourceMap
 from septum.model.errors import Location
 from septum.model.schema import MessageField
 
+from .schedule import Reservation, ScheduleError, build
 from .sdf_model import MAX_ID, MAX_PDS, PAGE_SIZES
 
 PAGE = PAGE_SIZES[0]
@@ -144,6 +145,9 @@ class SystemPlan:
     devices: list[DevicePlan]
     schedule: list[tuple[str, int]] | None  # (domain, duration in microseconds), in order
     notes: list[str]
+    # what the schedule must give each partition; the generator checks the emitted table against it
+    reservations: list[Reservation] = field(default_factory=list)
+    frame_us: int | None = None
 
     def pd(self, name: str) -> PdPlan:
         return next(p for p in self.pds if p.name == name)
@@ -322,11 +326,23 @@ def plan_system(model: Model, source: SourceMap | None = None, plan: AddressPlan
 
     notes: list[str] = []
     schedule: list[tuple[str, int]] | None = None
+    reservations: list[Reservation] = []
+    frame_us: int | None = None
     if periodic:
-        schedule = [(domain_name(p.name), p.budget_us or ap.default_slot_us) for p in pds.values()]
-        frame = sum(d for _, d in schedule)
-        for p in pds.values():
-            if p.period_us is not None and frame > p.period_us:
-                notes.append(f"the domain schedule's frame ({frame} us) is longer than the period of "
-                             f"'{p.name}' ({p.period_us} us): it runs once per frame, not once per period")
-    return SystemPlan(model.device.name, list(pds.values()), regions, channels, devices, schedule, notes)
+        # The reservation follows the model, not the PD's MCS attributes: a partition that gives no
+        # period_ms has no window to honour, so it is owed its slot once per frame, not once per budget.
+        for name, part in parts.items():
+            pd = pds[name]
+            windowed = part.resources.period_ms is not None
+            reservations.append(Reservation(name, domain_name(name),
+                                            pd.budget_us if pd.budget_us is not None else ap.default_slot_us,
+                                            pd.period_us if windowed else None))
+        try:
+            built = build(reservations)
+        except ScheduleError as exc:
+            raise MappingError([MappingIssue(source.locate(("partitions",)) if source else None,
+                                             f"no domain schedule can honour the partitions' periods: {exc}")]
+                               ) from None
+        schedule, frame_us = built.entries, built.frame_us
+    return SystemPlan(model.device.name, list(pds.values()), regions, channels, devices, schedule, notes,
+                      reservations, frame_us)

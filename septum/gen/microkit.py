@@ -24,6 +24,7 @@ from .layout import (
     plan_system,
 )
 from .roundtrip import compare
+from .schedule import IDLE_DOMAIN, shortfalls
 from .sdf_model import System
 from .sdf_validate import errors, validate_text
 
@@ -59,10 +60,16 @@ def render_sdf(plan: SystemPlan, model_file: str) -> str:
         "<system>",
     ]
     if plan.schedule is not None:
-        out.append(INDENT + _comment("one scheduling domain per partition, run in this order every frame"))
+        out.append(INDENT + _comment(
+            f"one scheduling domain per partition; the table repeats every {plan.frame_us} us (the hyperperiod) "
+            "and gives each partition its budget in every one of its periods (earliest deadline first)"
+            + (f"; '{IDLE_DOMAIN}' holds no partition and takes the time nobody reserved"
+               if _idle_used(plan) else "")))
         out.append(INDENT + "<domains>")
         for pd in plan.pds:
             out.append(INDENT * 2 + f"<domain {_attrs(name=pd.domain)} />")
+        if _idle_used(plan):
+            out.append(INDENT * 2 + f"<domain {_attrs(name=IDLE_DOMAIN)} />")
         out.append(INDENT * 2 + "<domain_schedule>")
         for dom, us in plan.schedule:
             out.append(INDENT * 3 + f"<schedule_entry {_attrs(domain=dom, duration=f'{us} us')} />")
@@ -85,6 +92,10 @@ def render_sdf(plan: SystemPlan, model_file: str) -> str:
         out.append(INDENT + "</channel>")
     out.append("</system>")
     return "\n".join(out) + "\n"
+
+
+def _idle_used(plan: SystemPlan) -> bool:
+    return plan.schedule is not None and any(dom == IDLE_DOMAIN for dom, _ in plan.schedule)
 
 
 def _hex_or_none(value: int | None) -> str | None:
@@ -202,11 +213,40 @@ def render_report(plan: SystemPlan, system: System, model_file: str) -> str:
     if plan.schedule is None:
         out.append("None: no partition gives period_ms or budget_ms.")
     else:
-        out += ["| slot | domain | duration (us) |", "|---|---|---|"]
-        out += [f"| {i} | {d} | {us} |" for i, (d, us) in enumerate(plan.schedule)]
+        frame = sum(us for _, us in plan.schedule)
+        out += [f"Frame: {frame} us, repeated forever. What each partition is owed, and the least it gets "
+                "in any one of its windows (read from the table):", "",
+                "| partition | domain | budget (us) | every (us) | windows per frame | least per window (us) |",
+                "|---|---|---|---|---|---|"]
+        for r in plan.reservations:
+            window = r.window_us or frame
+            every = str(window) if r.window_us is not None else f"{window} (once per frame)"
+            out.append(f"| {r.partition} | {r.domain} | {r.budget_us} | {every} | {frame // window} "
+                       f"| {_least(plan.schedule, r.domain, window)} |")
+        out += ["", "| slot | start (us) | domain | duration (us) |", "|---|---|---|---|"]
+        start = 0
+        for i, (d, us) in enumerate(plan.schedule):
+            out.append(f"| {i} | {start} | {d} | {us} |")
+            start += us
     if plan.notes:
         out += ["", "## Notes", ""] + [f"- {n}" for n in plan.notes]
     return "\n".join(out) + "\n"
+
+
+def _least(schedule: list[tuple[str, int]], domain: str, window: int) -> int:
+    """The smallest time ``domain`` gets in any window ``[k*window, (k+1)*window)`` of the frame."""
+    frame = sum(us for _, us in schedule)
+    got = [0] * (frame // window)
+    start = 0
+    for dom, us in schedule:
+        t = start
+        while dom == domain and t < start + us:  # split an entry that crosses a window boundary
+            k = t // window
+            step = min(start + us, (k + 1) * window) - t
+            got[k] += step
+            t += step
+        start += us
+    return min(got)
 
 
 def generate(model: Model, source: SourceMap | None = None, *, model_file: str = "model.yaml",
@@ -218,6 +258,10 @@ def generate(model: Model, source: SourceMap | None = None, *, model_file: str =
     problems = [str(d) for d in errors(diags)]
     if system is not None and not problems:
         problems = compare(model, system)
+    if system is not None and not problems and system.domains is not None:
+        # Read the durations back from the SDF, so a rendering slip is caught as well as a scheduling bug.
+        parsed = [(e.domain, e.duration) for e in system.domains.schedule]
+        problems = shortfalls(parsed, plan.reservations)
     if system is None or problems:
         raise GenerationError("the generated system description failed its own checks:\n" + "\n".join(problems))
     files = {SDF_NAME: sdf, REPORT_NAME: render_report(plan, system, model_file)}
