@@ -86,6 +86,7 @@ class Partition:
         self.control_lost = 0  # event records that could not be handed to the supervisor
         self._devices = dict(devices or {})
         self._device_handlers: dict[str, DeviceHandler] = {}
+        self._activation_handler: Callable[[proto.ActivateResult], None] | None = None
 
     # ------------------------------------------------------------------ declared ends
     @property
@@ -220,6 +221,17 @@ class Partition:
         """Record a security-relevant event for the audit trail (must reach the supervisor)."""
         self._control_send(proto.Report(kind=kind, severity=severity, audit=True, fields=fields), must=True)
 
+    def request_activation(self, request_id: str, target: str, version: str, manifest: bytes,
+                           signature: bytes) -> bool:
+        """Ask the supervisor to run staged code version ``version`` in partition ``target`` (only the
+        update service is listened to); the answer comes to the ``on_activation_result`` function."""
+        return self._control_send(proto.Activate(request_id=request_id, target=target, version=version,
+                                                 manifest=manifest, signature=signature), must=True)
+
+    def on_activation_result(self, fn: Callable[[proto.ActivateResult], None]) -> None:
+        """Call ``fn`` from the event loop with each ``ActivateResult`` the supervisor sends."""
+        self._activation_handler = fn
+
     def stats(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
         for name, r in self._inputs.items():
@@ -260,6 +272,8 @@ class Partition:
                 continue
             if isinstance(msg, proto.Stop):
                 self._stopping = True
+            elif isinstance(msg, proto.ActivateResult) and self._activation_handler is not None:
+                self._activation_handler(msg)
 
     def run(self) -> None:
         """Run the event loop until stopped.

@@ -3,7 +3,9 @@
 The supervisor writes ``Boot`` (the partition's whole configuration) before the process starts, so
 boot reads it without a round trip; later it may send ``Stop``. The partition sends ``Ready``,
 ``Beat`` (heartbeat), ``Report`` (an event or audit record to forward), ``Drops`` (channel drop
-counters) and ``Fatal`` (why it is about to exit). msgspec msgpack, strictly typed: never pickle.
+counters) and ``Fatal`` (why it is about to exit). The update service may send ``Activate`` (run new
+code in a partition); the supervisor answers any partition that sends it with ``ActivateResult``.
+msgspec msgpack, strictly typed: never pickle.
 """
 
 from __future__ import annotations
@@ -87,8 +89,28 @@ class Fatal(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     detail: str = ""
 
 
-ToPartition = Boot | Stop
-FromPartition = Ready | Beat | Report | Drops | Fatal
+class Activate(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """Run version ``version`` of ``target``'s code, staged by the update service. Honoured only from the
+    ``service: update`` partition; the supervisor re-checks the signature and every staged file itself."""
+
+    request_id: str
+    target: str
+    version: str
+    manifest: bytes  # the signed manifest bytes of the bundle
+    signature: bytes
+
+
+class ActivateResult(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    request_id: str
+    target: str
+    version: str
+    status: str  # activated | rolled-back | refused
+    reason: str = ""
+    running: str = ""  # the code version the target runs now ("" = the model's own code)
+
+
+ToPartition = Boot | Stop | ActivateResult
+FromPartition = Ready | Beat | Report | Drops | Fatal | Activate
 
 MAX_CONTROL_MESSAGE = 256 * 1024
 encoder = msgspec.msgpack.Encoder()

@@ -13,6 +13,11 @@ spawns must be the one that outlives the partitions. Public methods only post re
 Restart policies: ``always`` (restart with backoff, at most ``max_restarts`` per ``restart_window_s``,
 then give up and report), ``never`` (report, do not restart), ``fail-safe`` (never restart; emit
 ``safe_state`` and stop every partition except the audit service: the therapy path stops).
+
+Partition code updates: the update service asks (``Activate``) to run a staged version of a partition's
+code; the supervisor checks it itself (``septum.runtime.code_update``), restarts the partition from its
+own read-only copy, and returns it to the previous code if the new one is not ready in time or does not
+survive ``HEALTH_PERIODS`` heartbeat periods. One activation at a time; safety partitions are refused.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import msgspec
 
 from septum.model.schema import Model
 
+from . import code_update
 from . import protocol as proto
 from .audit_feed import AuditFeed
 from .channel import TokenBucket, create_pair
@@ -50,6 +56,9 @@ from .sandbox import identity, limits, probe, spawn
 CHILD_ENV = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"}
 MODEL_CONFIG_KEY = "septum.model"  # service partitions' config: the model as plain data
 EVENTS_PER_S = 500.0  # per-partition forwarded event records (more are dropped and counted)
+HEALTH_PERIODS = 3  # heartbeat periods new partition code must survive after ready to be kept
+HEALTH_S_NO_HEARTBEAT = 1.0  # the same probation for a partition without heartbeat_ms
+MANUFACTURER_PUB = "manufacturer.pub"  # the update key in the update service's provisioning folder
 
 
 class PartitionFailed(RuntimeError):
@@ -81,6 +90,25 @@ class _Proc:
     events_bucket: TokenBucket | None = None
     events_dropped: int = 0
     drops_seen: dict[str, int] = field(default_factory=dict)
+    code_dir: Path | None = None  # installed code folder first on the import path; None: the model's code
+    code_version: str = ""  # "" = the model's own code
+    respawn: bool = False  # stopped to be started again at once (a code activation)
+
+
+@dataclass
+class _Activation:
+    """One code activation in progress: the target runs ``version`` on probation."""
+
+    request_id: str
+    requester: _Proc
+    target: _Proc
+    version: str
+    old_dir: Path | None
+    old_version: str
+    probation_s: float
+    phase: str = "stopping"  # stopping -> starting -> probation
+    kill_at: float = 0.0
+    ready_at: float = 0.0
 
 
 class Supervisor:
@@ -143,6 +171,9 @@ class Supervisor:
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._thread: threading.Thread | None = None
         self._feed: AuditFeed | None = None  # supervisor events -> the audit service (septum.runtime.audit_feed)
+        self.code_root = self.state_dir / "code"  # per partition, installed code versions (root-owned)
+        self._activation: _Activation | None = None
+        self._update_keys: list[Any] = []  # the manufacturer key(s) code activations are checked with
 
     # ------------------------------------------------------------------ public API
     def start(self) -> None:
@@ -272,19 +303,42 @@ class Supervisor:
                 data_dir=ddir, log_path=self.state_dir / "logs" / f"{name}.log", cgroup=cg,
                 events_bucket=TokenBucket(EVENTS_PER_S, Clock.start()),
             )
+        self._update_keys = self._load_update_keys()
         self._messages = message_specs(self.model)
         self._end_fds = {ch.name: (ends[ch.name][0].fileno(), ends[ch.name][1].fileno())
                          for ch in self.model.channels}
 
+    def _load_update_keys(self) -> list[Any]:
+        """The manufacturer key from the update service's provisioning folder, read once here: the update
+        partition's own copy is in a folder it can write, so it cannot vouch for code it staged."""
+        from septum.services.keys import KeyFileError, load_public_key
+
+        for name, part in self.model.partitions.items():
+            folder = self.provision.get(name)
+            if part.service == "update" and folder is not None and (folder / MANUFACTURER_PUB).exists():
+                try:
+                    return [load_public_key(folder / MANUFACTURER_PUB)]
+                except KeyFileError as exc:
+                    self.events.emit("code_key_unusable", severity="warning", error=str(exc))
+        return []
+
+    def code_version(self, name: str) -> str:
+        """The code version partition ``name`` runs ("" = the model's own code)."""
+        with self._lock:
+            return self._procs[name].code_version
+
     def _boot_config(self, p: _Proc) -> proto.Boot:
         plan = p.plan
+        # installed code first on the path, so its modules shadow the model's; readable, never writable
+        import_path = [str(self.model_dir)] if p.code_dir is None else [str(p.code_dir), str(self.model_dir)]
+        read_only = list(plan.read_only) + ([] if p.code_dir is None else [str(p.code_dir)])
 
         def end(ch: Any, fd: int, peer: str) -> proto.ChannelEnd:
             return proto.ChannelEnd(name=ch.name, fd=fd, message=ch.message, peer=peer,
                                     rate_per_s=ch.rate_per_s, queue=ch.queue)
 
         return proto.Boot(
-            partition=plan.name, entry=plan.entry, import_path=[str(self.model_dir)],
+            partition=plan.name, entry=plan.entry, import_path=import_path,
             data_dir=str(p.data_dir), config=_service_config(plan, self.model), clock_origin=self.clock.origin,
             clock_scale=self.clock.scale, clock_wall=self.clock.wall_origin,
             heartbeat_ms=plan.heartbeat_ms,
@@ -293,7 +347,7 @@ class Supervisor:
             messages={c.message: self._messages[c.message] for c in plan.inputs + plan.outputs},
             sandbox=proto.SandboxSpec(
                 landlock=self.host.landlock_abi >= 1, seccomp=self.host.seccomp, network=plan.network,
-                read_only=list(plan.read_only), read_write=list(plan.read_write),
+                read_only=read_only, read_write=list(plan.read_write),
                 syscall_groups=list(plan.syscall_groups), bind_ports=list(plan.bind_ports),
             ),
             control_fd=p.child_control.fileno(),
@@ -382,6 +436,9 @@ class Supervisor:
                 p.state = "ready"
                 self.events.emit("ready", partition=name,
                                  startup_ms=round((time.monotonic() - p.started) * 1000, 1))
+                act = self._activation
+                if act is not None and act.target is p and act.phase == "starting":
+                    act.phase, act.ready_at = "probation", time.monotonic()
                 self._check_all_ready()
         elif isinstance(msg, proto.Report):
             if p.events_bucket is not None and not p.events_bucket.admit():
@@ -401,6 +458,8 @@ class Supervisor:
             p.last_fatal = msg.reason
             self.events.emit("partition_error", partition=name, severity="error", reason=msg.reason,
                              detail=msg.detail)
+        elif isinstance(msg, proto.Activate):
+            self._on_activate(p, msg)
 
     def _check_all_ready(self) -> None:
         if not self._ready.is_set() and all(q.state == "ready" for q in self._procs.values()):
@@ -438,8 +497,22 @@ class Supervisor:
         p.state = "stopped" if expected else "exited"
         self.events.emit("exited", partition=p.plan.name, severity="info" if expected else "error",
                          how=how, reason=reason, expected=expected, error=p.last_fatal)
+        why = f"{reason} ({how}){': ' + p.last_fatal if p.last_fatal else ''}"
+        act = self._activation
+        if act is not None and act.target is p:
+            if self._stop_requested or self.outcome != "running":
+                self._end_activation(act, "refused", "the device stopped during the code activation",
+                                     restore=True)
+            elif expected and p.respawn:  # the old code stopped: start the new one
+                p.respawn = False
+                act.phase = "starting"
+                self._spawn(p)
+                return
+            elif not expected and act.phase in ("starting", "probation"):
+                self._roll_back(act, why)
+                return
         if not expected:
-            self._apply_policy(p, f"{reason} ({how}){': ' + p.last_fatal if p.last_fatal else ''}")
+            self._apply_policy(p, why)
 
     def _apply_policy(self, p: _Proc, why: str) -> None:
         name, policy = p.plan.name, p.plan.restart_policy
@@ -473,6 +546,110 @@ class Supervisor:
             for q in self._procs.values():
                 if q is not p and q.plan.service != "audit":
                     self._request_stop(q)
+
+    # ------------------------------------------------------------------ code activation
+    def _on_activate(self, requester: _Proc, msg: proto.Activate) -> None:
+        """An ``Activate`` request: every check is the supervisor's own; a refusal is answered and audited."""
+        target_name, version = msg.target[:64], msg.version[:32]
+        t = self._procs.get(msg.target)
+        try:
+            if requester.plan.service != "update":
+                raise code_update.CodeUpdateError(
+                    f"only the update service may activate partition code; {requester.plan.name} is not it")
+            code_update.check_name(msg.target)
+            if t is None:
+                raise code_update.CodeUpdateError(f"{target_name} is not a partition of this device")
+            new_key = code_update.version_key(msg.version)
+            if t.plan.service is not None:
+                raise code_update.CodeUpdateError(
+                    f"{target_name} runs Septum's {t.plan.service} service, which is updated with Septum itself")
+            if t.plan.criticality == "safety" or t.plan.restart_policy == "fail-safe":
+                raise code_update.CodeUpdateError(
+                    f"{target_name} is a safety partition: its code is not swapped while the device runs "
+                    "(update the device software while it is stopped)")
+            if t.plan.restart_policy == "never":
+                raise code_update.CodeUpdateError(
+                    f"{target_name} has restart policy 'never', so it is not restarted with new code")
+            if self._activation is not None:
+                raise code_update.CodeUpdateError(
+                    f"an activation of {self._activation.target.plan.name} is in progress; retry later")
+            if self._stop_requested or self.outcome != "running":
+                raise code_update.CodeUpdateError(f"the device is not running ({self.outcome})")
+            if t.state != "ready" or t.stop_requested:
+                raise code_update.CodeUpdateError(f"{target_name} is not running normally (state {t.state})")
+            if t.code_version and new_key <= code_update.version_key(t.code_version):
+                raise code_update.CodeUpdateError(
+                    f"version {version} is not newer than the running code {t.code_version} (anti-rollback)")
+            files = code_update.verify_request(msg.target, msg.version, msg.manifest, msg.signature,
+                                               self._update_keys)
+            data = code_update.read_staged(requester.data_dir, msg.target, msg.version, files)
+            try:
+                new_dir = code_update.write_code(self.code_root, msg.target, msg.version, data, t.gid)
+            except OSError as exc:
+                raise code_update.CodeUpdateError(f"could not write the code folder: {exc}") from None
+        except code_update.CodeUpdateError as exc:
+            self.events.emit("code_activation_refused", partition=requester.plan.name, severity="warning",
+                             target=target_name, version=version, reason=str(exc))
+            self._answer(requester, msg.request_id, target_name, version, "refused", str(exc),
+                         t.code_version if t is not None else "")
+            return
+        assert t is not None
+        probation = (HEALTH_PERIODS * t.plan.heartbeat_ms / 1000 if t.plan.heartbeat_ms
+                     else HEALTH_S_NO_HEARTBEAT)
+        act = _Activation(msg.request_id, requester, t, msg.version, t.code_dir, t.code_version, probation,
+                          kill_at=time.monotonic() + self.stop_grace)
+        self._activation = act
+        self.events.emit("code_activating", partition=t.plan.name, severity="notice", version=msg.version,
+                         previous=t.code_version or "model", requester=requester.plan.name,
+                         files=len(data), probation_s=probation)
+        t.code_dir, t.code_version, t.respawn = new_dir, msg.version, True
+        self._request_stop(t)
+
+    def _answer(self, to: _Proc, request_id: str, target: str, version: str, status: str, reason: str,
+                running: str) -> None:
+        reply = proto.ActivateResult(request_id=request_id[:64], target=target, version=version,
+                                     status=status, reason=reason[:500], running=running)
+        try:
+            to.control.send(proto.encoder.encode(reply), socket.MSG_DONTWAIT)
+        except OSError as exc:  # the requester is gone or not reading: the outcome stays in the events
+            self.events.emit("code_answer_lost", partition=to.plan.name, severity="warning",
+                             request_id=request_id[:64], error=str(exc))
+
+    def _check_activation(self, now: float) -> None:
+        act = self._activation
+        if act is None:
+            return
+        t = act.target
+        if act.phase == "stopping" and now >= act.kill_at and t.popen is not None and t.popen.returncode is None:
+            self._kill(t, "did not stop for a code update")
+        elif (act.phase == "probation" and now - act.ready_at >= act.probation_s and t.state == "ready"
+              and t.killed_for is None and t.popen is not None and t.popen.returncode is None):
+            # ready in time and alive (heartbeats on time, or it would have been killed) for the probation
+            code_update.remove_code(self.code_root, t.plan.name, keep={act.version})
+            self.events.emit("code_activated", partition=t.plan.name, severity="notice", version=act.version,
+                             previous=act.old_version or "model", requester=act.requester.plan.name)
+            self._end_activation(act, "activated", f"{t.plan.name} runs {act.version}")
+
+    def _roll_back(self, act: _Activation, why: str) -> None:
+        t = act.target
+        failed = act.version
+        t.code_dir, t.code_version = act.old_dir, act.old_version
+        code_update.remove_code(self.code_root, t.plan.name, keep={act.old_version})
+        reason = f"{failed} failed its health check ({why}); returned to {act.old_version or 'the model code'}"
+        self.events.emit("code_rolled_back", partition=t.plan.name, severity="error", version=failed,
+                         running=act.old_version or "model", why=why)
+        self._end_activation(act, "rolled-back", reason)
+        # the return to the previous code is part of the update, not a policy restart; if the old code
+        # fails in turn, its restart policy applies as usual
+        self._spawn(t)
+
+    def _end_activation(self, act: _Activation, status: str, reason: str, *, restore: bool = False) -> None:
+        if restore:
+            act.target.code_dir, act.target.code_version = act.old_dir, act.old_version
+        act.target.respawn = False
+        self._activation = None
+        self._answer(act.requester, act.request_id, act.target.plan.name, act.version, status, reason,
+                     act.target.code_version)
 
     def _fail(self, text: str) -> None:
         self.failures.append(text)
@@ -553,6 +730,7 @@ class Supervisor:
                 self.events.emit("events_dropped", partition=p.plan.name, severity="warning",
                                  count=p.events_dropped)
                 p.events_dropped = 0
+        self._check_activation(now)
 
     def _check_feed(self) -> None:
         if self._feed is None:

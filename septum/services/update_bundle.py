@@ -75,6 +75,10 @@ class VerifiedBundle:
     manifest: Manifest
     manifest_version: Version
     files: dict[str, bytes]
+    # the signed bytes, kept so a more trusted party (the supervisor activating partition code) can check
+    # the signature and the staged files itself instead of trusting whoever staged them
+    manifest_bytes: bytes = b""
+    signature: bytes = b""
 
 
 def parse_version(text: str) -> Version:
@@ -154,24 +158,45 @@ def verify_bundle(
         raise BundleError(f"malformed bundle: {exc}") from None
     if not box.signature:
         raise BundleError("unsigned bundle")
+    manifest, version = verify_manifest(box.manifest, box.signature, trusted, expect_target=expect_target)
+    missing = sorted(set(manifest.files) - set(box.files))
+    extra = sorted(set(box.files) - set(manifest.files))
+    if missing:
+        raise BundleError(f"file {missing[0]!r} is in the manifest but not in the bundle")
+    if extra:
+        raise BundleError(f"file {extra[0]!r} is in the bundle but not in the signed manifest")
+    for name, entry in manifest.files.items():
+        content = box.files[name]
+        if len(content) != entry.size or hashlib.sha256(content).hexdigest() != entry.sha256:
+            raise BundleError(f"file {name!r} does not match its signed hash")
+    return VerifiedBundle(manifest, version, box.files, box.manifest, box.signature)
+
+
+def verify_manifest(
+    raw: bytes, signature: bytes, trusted: Iterable[Ed25519PublicKey], *, expect_target: str | None = None
+) -> tuple[Manifest, Version]:
+    """Check a manifest's signature by a trusted key and its fields (target, version, file names); the
+    manifest then says exactly which files, with which hashes, make up the bundle."""
+    if not signature:
+        raise BundleError("unsigned bundle")
     keys = list(trusted)
     for k in keys:
         try:
-            k.verify(box.signature, _SIGN_DOMAIN + box.manifest)
+            k.verify(signature, _SIGN_DOMAIN + raw)
             break
         except InvalidSignature:
             continue
     else:
         try:
-            claimed = msgspec.msgpack.decode(box.manifest, type=Manifest).key_id
-        except msgspec.DecodeError:
+            claimed = msgspec.msgpack.decode(raw, type=Manifest).key_id
+        except (msgspec.DecodeError, msgspec.ValidationError):
             claimed = "?"
         if claimed not in {key_id(k).hex() for k in keys}:
             raise BundleError(f"signed by key {claimed}, which is not a trusted update key")
         raise BundleError("bad signature: the manifest was altered after signing")
     try:
-        manifest = msgspec.msgpack.decode(box.manifest, type=Manifest)
-    except msgspec.DecodeError as exc:
+        manifest = msgspec.msgpack.decode(raw, type=Manifest)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise BundleError(f"malformed manifest: {exc}") from None
     if manifest.format != 1:
         raise BundleError(f"unsupported manifest format {manifest.format}")
@@ -183,17 +208,7 @@ def verify_bundle(
         raise BundleError(f"too many files ({len(manifest.files)} > {MAX_FILES})")
     for name in manifest.files:
         check_relpath(name)
-    missing = sorted(set(manifest.files) - set(box.files))
-    extra = sorted(set(box.files) - set(manifest.files))
-    if missing:
-        raise BundleError(f"file {missing[0]!r} is in the manifest but not in the bundle")
-    if extra:
-        raise BundleError(f"file {extra[0]!r} is in the bundle but not in the signed manifest")
-    for name, entry in manifest.files.items():
-        content = box.files[name]
-        if len(content) != entry.size or hashlib.sha256(content).hexdigest() != entry.sha256:
-            raise BundleError(f"file {name!r} does not match its signed hash")
-    return VerifiedBundle(manifest, version, box.files)
+    return manifest, version
 
 
 # ---------------------------------------------------------------------------------------------- install
@@ -246,6 +261,14 @@ class InstallResult:
 
 
 HealthCheck = Callable[[Path], bool]
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A bundle staged and switched to, waiting for its health check (``SlotInstaller.finish``)."""
+
+    verified: VerifiedBundle
+    running: str | None  # the version to return to if the check fails
 
 
 class SlotInstaller:
@@ -306,7 +329,10 @@ class SlotInstaller:
         except Exception as exc:  # any crash of the check is a failed check, never a half-installed device
             return (False, f"health check raised {type(exc).__name__}: {exc}")
 
-    def install(self, bundle: bytes, health_check: HealthCheck) -> InstallResult:
+    def begin(self, bundle: bytes) -> Staged | InstallResult:
+        """Verify, check anti-rollback, stage and switch ``current``; a refusal is an ``InstallResult``.
+        The caller then runs the health check, possibly elsewhere and later (partition code is checked by
+        the supervisor), and calls ``finish``: the floor does not rise before that."""
         running = self.current_version()
         try:
             verified = verify_bundle(bundle, self.trusted, expect_target=self.target)
@@ -320,9 +346,11 @@ class SlotInstaller:
             self._stage(verified)
         except BundleError as exc:
             return InstallResult("refused", running, str(exc))
-        new = verified.manifest.version
-        self._point(self.current_link, new)
-        ok, reason = self._run_health(health_check, self.slots / new)
+        self._point(self.current_link, verified.manifest.version)
+        return Staged(verified, running)
+
+    def finish(self, staged: Staged, ok: bool, reason: str = "health check failed") -> InstallResult:
+        new, running = staged.verified.manifest.version, staged.running
         if not ok:
             self._point(self.current_link, running)
             return InstallResult("rolled-back", running, f"{new}: {reason}; returned to {running or 'nothing'}")
@@ -330,6 +358,13 @@ class SlotInstaller:
         self._point(self.previous_link, running)
         self._prune(keep={new, running})
         return InstallResult("installed", new)
+
+    def install(self, bundle: bytes, health_check: HealthCheck) -> InstallResult:
+        staged = self.begin(bundle)
+        if isinstance(staged, InstallResult):
+            return staged
+        ok, reason = self._run_health(health_check, self.slots / staged.verified.manifest.version)
+        return self.finish(staged, ok, reason)
 
     def boot_check(self, health_check: HealthCheck) -> InstallResult:
         """After a power loss in the middle of an install, ``current`` may name a version that never

@@ -10,11 +10,17 @@ library.
 * The drug library (target ``drug_library``: ``drug_library.yaml`` + its detached Ed25519 signature
   ``drug_library.sig``) is published as ``DrugLibrary(version, data, signature)`` on every channel to a
   receiving partition, at start and after each installed update, so receivers verify it themselves.
+* A bundle for a partition (kind ``partition``) is staged and switched to here, then the supervisor is asked
+  to run it (``Partition.request_activation``): it re-checks the signature and the staged files itself,
+  restarts the partition with the new code and health-checks it (ready in time, then alive for a few
+  heartbeat periods). Only when it answers ``activated`` does the anti-rollback floor rise; otherwise the
+  slot switches back and the answer carries the supervisor's reason.
 * Every outcome is answered with ``UpdateResult`` (on the channel back to the sender, if any) and audited.
 """
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,12 +30,22 @@ import yaml
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from septum.runtime import protocol as proto
+from septum.runtime.code_update import STAGED_ROOT
 from septum.runtime.partition import Partition
 
 from .keys import KeyFileError, load_public_key
 from .provisioning import DRUG_LIBRARY, INITIAL_DIR, LIBRARY_FILE, MANUFACTURER_PUB, SIGNATURE_FILE
 from .service_io import Auditor, ServiceSetupError, build, service_model
-from .update_bundle import BundleError, InstallResult, SlotInstaller, VersionStore, parse_version, verify_bundle
+from .update_bundle import (
+    BundleError,
+    InstallResult,
+    SlotInstaller,
+    Staged,
+    VersionStore,
+    parse_version,
+    verify_bundle,
+)
 
 MAX_REASON = 200
 
@@ -41,6 +57,16 @@ class Partial:
     sender_channel: str
     chunks: dict[int, bytes] = field(default_factory=dict)
     size: int = 0
+
+
+@dataclass
+class PendingCode:
+    """A partition code bundle staged here and handed to the supervisor, awaiting its health check."""
+
+    channel: str | None
+    bundle_id: str
+    installer: SlotInstaller
+    staged: Staged
 
 
 class UpdateService:
@@ -57,7 +83,8 @@ class UpdateService:
         self.max_pending = int(cfg.get("max_pending", 4))
         self.timeout = float(cfg.get("assembly_timeout_s", 60))
         self.store = VersionStore(p.data_dir / "versions.json")
-        self.root = p.data_dir / "slots"
+        self.root = p.data_dir / STAGED_ROOT  # the supervisor reads staged partition code from here
+        self.activations: dict[str, PendingCode] = {}  # request id -> code waiting for the supervisor
         self.partial: dict[str, Partial] = {}
         chunk_msgs = {"bundle_id", "index", "total", "data"}
         self.inputs = [ch for ch in self.model.channels if ch.dst == p.name and ch.name in p.inputs
@@ -157,12 +184,20 @@ class UpdateService:
 
     def install(self, channel: str | None, bid: str, bundle: bytes) -> InstallResult | None:
         try:
-            target = verify_bundle(bundle, [self.key]).manifest.target
+            manifest = verify_bundle(bundle, [self.key]).manifest
         except BundleError as exc:
             self.result(channel, bid, False, str(exc), None)
             return None
+        target = manifest.target
         if target not in self.known_targets:
             self.result(channel, bid, False, f"bundle target {target!r} is not part of this device", None)
+            return None
+        want = "data" if target == DRUG_LIBRARY else "partition"
+        if manifest.kind != want:
+            self.result(channel, bid, False, f"a {manifest.kind} bundle for {target}, which takes {want}", None)
+            return None
+        if want == "partition":
+            self.install_code(channel, bid, bundle, target)
             return None
         try:
             res = self.installer(target).install(bundle, self.health(target))
@@ -171,12 +206,49 @@ class UpdateService:
             return None
         installed = res.status == "installed"
         note = res.reason or f"{target} {res.version} installed"
-        if installed and target != DRUG_LIBRARY:
-            note += "; takes effect when the partition next starts"
         self.result(channel, bid, installed, note, res.version)
         if installed and target == DRUG_LIBRARY:
             self.publish()
         return res
+
+    def install_code(self, channel: str | None, bid: str, bundle: bytes, target: str) -> None:
+        if any(a.installer.target == target for a in self.activations.values()):
+            self.result(channel, bid, False, f"an update of {target} is already being activated; retry later", None)
+            return
+        inst = self.installer(target)
+        try:
+            staged = inst.begin(bundle)
+        except (BundleError, OSError) as exc:
+            self.result(channel, bid, False, f"install failed: {exc}", None)
+            return
+        if isinstance(staged, InstallResult):
+            self.result(channel, bid, False, staged.reason, staged.version)
+            return
+        v = staged.verified
+        rid = secrets.token_hex(8)
+        self.activations[rid] = PendingCode(channel, bid, inst, staged)
+        self.audit("update.activation-requested", "notice", bundle_id=bid, target=target,
+                   version=v.manifest.version)
+        if not self.p.request_activation(rid, target, v.manifest.version, v.manifest_bytes, v.signature):
+            del self.activations[rid]
+            res = inst.finish(staged, False, "the supervisor could not be asked to activate it")
+            self.result(channel, bid, False, res.reason, res.version)
+
+    def on_activation(self, msg: proto.ActivateResult) -> None:
+        pending = self.activations.pop(msg.request_id, None)
+        if pending is None:  # not ours (or from before a restart of this service): nothing to finish
+            self.audit("update.activation-unknown", "warning", request_id=msg.request_id[:64],
+                       target=msg.target, status=msg.status, reason=msg.reason[:MAX_REASON])
+            return
+        ok = msg.status == "activated"
+        try:
+            res = pending.installer.finish(pending.staged, ok, f"supervisor: {msg.status}: {msg.reason}")
+        except (BundleError, OSError) as exc:
+            self.result(pending.channel, pending.bundle_id, False, f"install failed: {exc}", None)
+            return
+        installed = ok and res.status == "installed"
+        note = f"{msg.target} {msg.version} running" if installed else res.reason
+        self.result(pending.channel, pending.bundle_id, installed, note, res.version)
 
     def publish(self) -> None:
         inst = self.installer(DRUG_LIBRARY)
@@ -209,6 +281,7 @@ class UpdateService:
 
 def main(p: Partition) -> None:
     svc = UpdateService(p)
+    p.on_activation_result(svc.on_activation)
     for ch in svc.inputs:
         p.on(ch.name, lambda msg, name=ch.name: svc.on_chunk(name, msg))
     p.every(max(0.5, svc.timeout / 10), svc.expire)
