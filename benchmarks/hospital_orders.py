@@ -1,6 +1,6 @@
 """Hospital link throughput and rejection latency, printed (never asserted).
 
-Run: ``.venv/bin/python benchmarks/hospital_orders.py [--orders N] [--rig]``
+Run: ``.venv/bin/python benchmarks/hospital_orders.py [--orders N] [--rig [--rig-orders M] [--rig-rejections R]]``
 
 Network layer (default): the network partition's hospital link runs in this process on loopback with
 real mutual TLS 1.3, real parsing, our validation and the ECDSA signature pre-check; a stand-in for auth
@@ -9,9 +9,17 @@ orders accepted per second over HTTPS (FHIR, one keep-alive connection) and MLLP
 connection), client-side signing included, and the latency of a rejection (an order with an unknown
 unit) from send to the error answer.
 
-``--rig``: the same against the whole pump under the runtime (network -> auth -> confirmation queue),
-when the pump rig provisions the network partition's TLS material (``PumpRig.hospital_dir``). Note the
-model bounds ``orders_in`` at 5 orders/s: end to end, that bound is the ceiling by design.
+``--rig``: after the network-layer figures, the same questions through the whole pump under the runtime
+(time scale 1, real services; ``PumpRig(services="real")`` provisions the hospital PKI): HTTPS/MLLP ->
+network partition -> ``orders_in`` -> auth -> ``commands`` -> pump_control's confirmation queue. An order
+counts as accepted end to end when pump_control's ``command`` event for ``accept_remote_order`` says
+"order <id> waiting for confirmation" (the hospital's 201/AA only says auth answered). Measured: accepted
+orders/s paced just under the model's bound (``orders_in`` is limited to 5/s, a burst of 5, by design)
+and one at a time as fast as answered; a burst above the bound from several connections, with every
+answer counted by kind and reason and auth's ``channel_drops`` for ``orders_in`` (an order is never lost
+silently: it is accepted, or answered busy/pending/rejected, and a rate drop is counted on the device);
+and the latency of a rejection (unknown unit; signature by a key that is not the client certificate's)
+p50/p99, send to error answer, the order prepared and signed before the clock starts.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -90,35 +99,225 @@ def network_layer(n: int) -> None:
         link.close()
 
 
-def with_rig(n: int) -> int:
+def _pcts(xs: list[float]) -> str:
+    if not xs:
+        return "n=0"
+    xs = sorted(xs)
+    p99 = xs[min(len(xs) - 1, round(0.99 * (len(xs) - 1)))]
+    return f"n={len(xs)} p50 {statistics.median(xs) * 1e3:.2f} ms, p99 {p99 * 1e3:.2f} ms, max {xs[-1] * 1e3:.2f} ms"
+
+
+def _outcome(fmt: str, out: Any) -> str:
+    """accepted | pending | busy | rejected(<code>) from the transport's answer."""
+    if fmt == "fhir":
+        status, body = out
+        reason = ((body.get("issue") or [{}])[0].get("diagnostics", "") if isinstance(body, dict) else "")
+        return {201: "accepted", 202: "pending", 503: "busy"}.get(status, f"rejected {status}") + f"|{reason}"
+    code, text = msa(out)
+    return {"AA": "accepted", "CA": "pending"}.get(code, f"{code}") + f"|{text}"
+
+
+class QueueWatch:
+    """When each order reached pump_control's confirmation queue: its ``command`` event for
+    ``accept_remote_order`` with ok=True ("order <id> waiting for confirmation"), stamped on arrival."""
+
+    def __init__(self, rig: Any) -> None:
+        self.at: dict[str, float] = {}
+        self.refused: dict[str, str] = {}
+        self.drops: list[dict[str, Any]] = []
+        self.cond = threading.Condition()
+        self.unsubscribe = rig.supervisor.events.subscribe(self.on_event)
+
+    def on_event(self, e: Any) -> None:
+        f = e.fields
+        with self.cond:
+            if e.kind == "command" and e.partition == "pump_control" and f.get("action") == "accept_remote_order":
+                words = str(f.get("result", "")).split()
+                oid = words[1] if len(words) > 1 and words[0] == "order" else "?"
+                if f.get("ok"):
+                    self.at.setdefault(oid, time.perf_counter())
+                else:
+                    self.refused[oid] = str(f.get("result", ""))
+            elif e.kind == "channel_drops" and f.get("channel") == "orders_in":
+                self.drops.append(dict(f))
+            self.cond.notify_all()
+
+    def wait(self, ids: list[str], timeout: float) -> None:
+        deadline = time.perf_counter() + timeout
+        with self.cond:
+            while not all(i in self.at for i in ids):
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    return
+                self.cond.wait(left)
+
+
+def rig_paced(rig: Any, client: HospitalClient, watch: QueueWatch, fmt: str, n: int, rate: float) -> None:
+    """n orders, one at a time, at most ``rate`` per second: accepted/s end to end and send -> queue latency."""
+    send = client.send_fhir if fmt == "fhir" else client.send_hl7
+    outcomes: Counter[str] = Counter()
+    sent: dict[str, float] = {}
+    t0 = time.perf_counter()
+    for i in range(n):
+        due = t0 + i / rate
+        if (wait := due - time.perf_counter()) > 0:
+            time.sleep(wait)
+        oid = f"E-{fmt}-{rate:g}-{i}"
+        o = client.order(fmt, order_id=oid, **ORDER)
+        sent[oid] = time.perf_counter()
+        outcomes[_outcome(fmt, send(o)).split("|")[0]] += 1
+    watch.wait(list(sent), timeout=5)
+    queued = sorted(watch.at[i] for i in sent if i in watch.at)
+    span = queued[-1] - t0 if queued else 0.0
+    per_s = (len(queued) - 1) / (queued[-1] - queued[0]) if len(queued) > 1 else 0.0
+    lat = [watch.at[i] - sent[i] for i in sent if i in watch.at]
+    offered = "one at a time, as fast as answered" if rate >= 1000 else f"paced at {rate:g}/s"
+    print(f"  {fmt:6} {offered}: {len(queued)}/{n} reached the confirmation queue in {span:.2f} s = "
+          f"{per_s:.2f} accepted orders/s end to end (first to last queued); answers {dict(outcomes)}")
+    print(f"  {fmt:6}   send -> in pump_control's confirmation queue: {_pcts(lat)}")
+
+
+def rig_burst(rig: Any, watch: QueueWatch, hospital: Path, ports: tuple[int, int], conns: int, per: int) -> None:
+    """Above the 5/s bound: ``conns`` connections send ``per`` orders each as fast as they are answered."""
+    results: list[tuple[str, str]] = []
+    lock = threading.Lock()
+    drops_before = sum(int(d.get("new", 0)) for d in watch.drops)
+
+    def worker(k: int) -> None:
+        c = HospitalClient("127.0.0.1", https_port=ports[0], mllp_port=ports[1], ca=hospital / "hospital-ca.pem",
+                           cert=hospital / "client.pem", key=hospital / "client.key")
+        try:
+            for i in range(per):
+                oid = f"X-{k}-{i}"
+                try:
+                    out = _outcome("fhir", c.send_fhir(c.order("fhir", order_id=oid, **ORDER)))
+                except OSError as exc:
+                    out = f"transport error|{exc}"
+                with lock:
+                    results.append((oid, out))
+        finally:
+            c.close()
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(conns)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    dt = time.perf_counter() - t0
+    ids = [oid for oid, _ in results]
+    watch.wait([oid for oid, out in results if out.startswith("accepted")], timeout=5)
+    time.sleep(1.5)  # partitions report channel drops at most once a second
+    queued = [oid for oid in ids if oid in watch.at]
+    total = conns * per
+    kinds: Counter[str] = Counter(out.split("|")[0] for _, out in results)
+    reasons: Counter[str] = Counter(out for _, out in results if not out.startswith("accepted"))
+    drops = sum(int(d.get("new", 0)) for d in watch.drops) - drops_before
+    last = watch.drops[-1].get("drops") if watch.drops else {}
+    print(f"  above the bound: {conns} FHIR connections x {per} orders, each connection sending its next order as "
+          f"soon as the last is answered ({total} orders in {dt:.1f} s; a pending answer holds its connection 2 s)")
+    print(f"    answers: {dict(kinds)}; {len(queued)} reached the confirmation queue "
+          f"({len(queued) / dt:.2f}/s)")
+    for r, k in reasons.most_common():
+        kind, _, why = r.partition("|")
+        print(f"    {k:4} x {kind}: {why[:110]}")
+    acc_not_q = [oid for oid, out in results if out.startswith("accepted") and oid not in watch.at]
+    pend_q = [oid for oid, out in results if out.startswith("pending") and oid in watch.at]
+    print(f"    auth's receive end of orders_in dropped {drops} order(s) (channel_drops events; counters now "
+          f"{last}); pending answers later queued: {len(pend_q)}; accepted but not queued: {len(acc_not_q)}; "
+          f"unanswered: {total - len(results)}")
+
+
+def _bad_sender(client: HospitalClient, fmt: str, label: str, oid: str, other: Any, i: int) -> Any:
+    """A callable that sends one order the pump must refuse (prepared, and signed, outside the timing)."""
+    from hospital_client.orders import fhir_request, hl7_message, sign
+
+    if label == "bad unit":
+        o = client.order(fmt, order_id=oid, **{**ORDER, "dose_unit": "furlong/h"})
+        if fmt == "fhir":
+            body, headers = fhir_request(o, sign(o, client.key))
+            return lambda: client.post_raw(body, headers)
+        msg = hl7_message(o, sign(o, client.key), control_id=f"RU{i:08d}")
+        return lambda: client.send_hl7_raw(msg)
+    o = client.order(fmt, order_id=oid, **ORDER)  # signed by a key that is not the TLS client certificate's
+    if fmt == "fhir":
+        body, headers = fhir_request(o, sign(o, other))
+        return lambda: client.post_raw(body, headers)
+    msg = hl7_message(o, sign(o, other), control_id=f"RB{i:08d}")
+    return lambda: client.send_hl7_raw(msg)
+
+
+def rig_rejections(client: HospitalClient, n: int) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    other = ec.generate_private_key(ec.SECP256R1())
+    for fmt in ("fhir", "hl7v2"):
+        for label in ("bad unit", "bad signature"):
+            lat: list[float] = []
+            outs: Counter[str] = Counter()
+            client.close()  # the pump closes idle connections: a fresh one, its handshake outside the timing
+            _bad_sender(client, fmt, label, f"R-{fmt}-warm", other, 99999999)()
+            for i in range(n):
+                oid = f"R-{fmt}-{label[4:7]}-{i}"
+                send = _bad_sender(client, fmt, label, oid, other, i)
+                t = time.perf_counter()
+                out = send()
+                lat.append(time.perf_counter() - t)
+                outs[_outcome(fmt, out).split("|")[0]] += 1
+            print(f"  {fmt:6} rejection latency ({label}): {_pcts(lat)}; answers {dict(outs)}")
+
+
+def with_rig(n: int, rejections: int, conns: int) -> int:
     try:
         from septum_pump.rig import PumpRig
     except ImportError as exc:
         print(f"--rig: the pump rig is not importable ({exc})")
         return 1
-    with PumpRig(services="real") as rig:
-        hospital = getattr(rig, "hospital_dir", None)
-        ev = rig.wait_event(lambda e: e.kind == "listening" and e.partition == "network", timeout=10)
+    with PumpRig(time_scale=1.0, services="real") as rig:
+        hospital = rig.hospital_dir
+        ev = rig.wait_event(lambda e: e.kind == "listening" and e.partition == "network", timeout=10, after=0)
         if hospital is None or ev is None:
-            print("--rig: the rig does not provision the network partition's TLS material yet "
-                  "(needs septum_pump.hospital.pki.provision_network and PumpRig.hospital_dir)")
+            print("--rig: the network partition never reported its TLS listeners")
             return 1
-        client = HospitalClient("127.0.0.1", https_port=ev.fields["https"], mllp_port=ev.fields["mllp"],
+        ports = (int(ev.fields["https"]), int(ev.fields["mllp"]))
+        watch = QueueWatch(rig)
+        client = HospitalClient("127.0.0.1", https_port=ports[0], mllp_port=ports[1],
                                 ca=hospital / "hospital-ca.pem", cert=hospital / "client.pem",
                                 key=hospital / "client.key")
-        print(f"whole pump (network -> auth -> confirmation queue), {n} orders per figure")
-        measure(client, n)
+        print("whole pump under the runtime, time scale 1 (HTTPS/MLLP -> network -> orders_in [model bound "
+              "5/s, queue 16] -> auth -> commands -> pump_control's confirmation queue)")
+        try:
+            client.send_fhir(client.order("fhir", order_id="warm-fhir", **ORDER))  # handshakes outside the timing
+            client.send_hl7(client.order("hl7v2", order_id="warm-hl7", **ORDER))
+            time.sleep(1.2)  # let the 5/s bucket refill after the warm-up
+            for fmt in ("fhir", "hl7v2"):
+                rig_paced(rig, client, watch, fmt, n, 4.5)
+                time.sleep(1.2)
+            rig_paced(rig, client, watch, "fhir", n, 1000.0)  # one at a time, as fast as answered
+            time.sleep(2.5)
+            rig_burst(rig, watch, hospital, ports, conns, max(1, n // conns * 2))
+            time.sleep(2.5)
+            rig_rejections(client, rejections)
+            if watch.refused:
+                print(f"  pump_control refused {len(watch.refused)} order(s): {list(watch.refused.values())[:3]}")
+        finally:
+            watch.unsubscribe()
+            client.close()
     return 0
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--orders", type=int, default=300)
-    ap.add_argument("--rig", action="store_true")
+    ap.add_argument("--rig", action="store_true", help="also measure end to end through the whole pump")
+    ap.add_argument("--rig-orders", type=int, default=30, help="orders per end-to-end rate figure")
+    ap.add_argument("--rig-rejections", type=int, default=100, help="orders per end-to-end rejection figure")
+    ap.add_argument("--rig-connections", type=int, default=4, help="connections in the above-the-bound burst")
     args = ap.parse_args()
-    if args.rig:
-        return with_rig(args.orders)
     network_layer(args.orders)
+    if args.rig:
+        print()
+        return with_rig(args.rig_orders, args.rig_rejections, args.rig_connections)
     return 0
 
 
