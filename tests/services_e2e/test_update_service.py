@@ -289,3 +289,17 @@ def test_supervisor_rehashes_staged_code_and_refuses_tampering(device: Device) -
     assert r["kind"] == "code_activated", r
     assert app_reports(sup, "4.0.0", after)
     remove_state_dir(outside.parent)
+
+
+def test_code_that_dies_after_ready_within_the_probation_is_rolled_back(device: Device) -> None:
+    sup = device.sup
+    assert app_reports(sup, "model", 0)
+    after = sup.events.last_seq
+    # ready at once, then fails a tenth of the 3 heartbeat periods (0.6 s) the supervisor waits
+    flaky = (b'def main(p):\n    def boom():\n        raise RuntimeError("crashed after ready")\n'
+             b'    p.ready()\n    p.after(0.06, boom)\n')
+    r = device.send(code_bundle(device.key, "2.0.0", flaky))
+    assert r is not None and r["installed"] is False and "crashed after ready" in r["reason"], r
+    assert any(e.kind == "ready" and e.partition == "app" and e.seq > after for e in sup.events.history)
+    assert not any(e.kind == "code_activated" and e.seq > after for e in sup.events.history)
+    assert sup.code_version("app") == "" and "app" not in floor(sup)
