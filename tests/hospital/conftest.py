@@ -100,11 +100,12 @@ def make_link(pki: HospitalPki, order_type: type[msgspec.Struct], tmp_path: Path
               ) -> Iterator[Callable[..., Harness]]:
     made: list[HospitalLink] = []
 
-    def make(answer: str = "accept", outbound: dict[str, Any] | None = None, **config: Any) -> Harness:
+    def make(answer: str = "accept", outbound: dict[str, Any] | None = None,
+             link_kwargs: dict[str, Any] | None = None, **config: Any) -> Harness:
         data_dir = provision_network(tmp_path / f"network{len(made)}", pki, outbound=outbound)
         auth, audit = FakeAuth(answer=answer), Audit()
         config.setdefault("reply_timeout_s", 2.0)
-        link = HospitalLink(data_dir, config, order_type, auth.forward, audit)
+        link = HospitalLink(data_dir, config, order_type, auth.forward, audit, **(link_kwargs or {}))
         auth.link = link
         made.append(link.start())
         return Harness(link, auth, audit, data_dir)

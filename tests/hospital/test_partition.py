@@ -46,7 +46,7 @@ def test_network_partition_end_to_end_in_process(pki: HospitalPki, tmp_path: Pat
     control, supervisor_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     data_dir = provision_network(tmp_path / "data", pki)
     p = Partition("network", inputs=inputs, outputs=outputs, control=control, clock=clock, data_dir=data_dir,
-                  config={"reply_timeout_s": 5.0}, heartbeat_ms=None)
+                  config={**model.partitions["network"].config, "reply_timeout_s": 5.0}, heartbeat_ms=None)
     network.main(p)
     loop = threading.Thread(target=p.run)
     loop.start()

@@ -5,6 +5,11 @@ threads of their own; this entry point only wires it to the partition's channels
 ``orders_in``; auth's answers arrive on ``order_replies``; pump events arrive on ``pump_events`` and are
 buffered on disk until the hospital acknowledges them; every security-relevant record goes to the audit
 service on ``audit_network`` and to the supervisor's event stream.
+
+``orders_in``'s rate comes from the model, in this partition's ``config`` as ``orders_rate_per_s``: the
+runtime does not tell a sending end the rate its receiver enforces, and without it here auth would drop
+the excess while the hospital is told "pending" (see ``hospital.ratelimit``). A test keeps the config
+equal to the channel's declared rate.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import msgspec
 from septum.runtime.partition import Partition
 
 from .hospital.link import HospitalLink, SetupError
+
+RATE_KEY = "orders_rate_per_s"
 
 
 def main(p: Partition) -> None:
@@ -34,13 +41,21 @@ def main(p: Partition) -> None:
         with lock:
             return p.send("orders_in", order)
 
+    rate = p.config.get(RATE_KEY)
     try:
-        link = HospitalLink(p.data_dir, dict(p.config), p.message_type("orders_in"), forward, emit_audit)
+        # auth's bucket runs on device time (scaled under test rigs): ours must too, or it would admit a
+        # different rate; Retry-After goes back to the hospital in real seconds
+        link = HospitalLink(p.data_dir, dict(p.config), p.message_type("orders_in"), forward, emit_audit,
+                            orders_rate_per_s=rate, clock=p.now, to_real=p.clock.to_real)
     except (SetupError, OSError, ValueError) as exc:
         # without its TLS material the partition must not listen at all; exiting lets the supervisor
         # report it (and its restart policy apply) instead of running a link that accepts nothing
         p.audit("hospital_link_unavailable", severity="alert", detail=str(exc)[:1024])
         raise SystemExit(78) from None
+    if rate is None:
+        p.audit("orders_rate_unknown", severity="warning",
+                detail=f"no {RATE_KEY} in the model's config: orders beyond orders_in's rate are forwarded, "
+                       "dropped by auth and answered 'pending'")
     link.start()
 
     @p.handler("order_replies")
@@ -51,6 +66,6 @@ def main(p: Partition) -> None:
     def on_event(msg: Any) -> None:
         link.on_event(msgspec.structs.asdict(msg))
 
-    p.every(1.0, link.audit.flush)
+    p.every(1.0, link.flush)
     p.event("listening", https=link.https.port, mllp=link.mllp.port,
             outbound=bool(link.sender), buffered=len(link.buffer))

@@ -29,7 +29,9 @@ def next_control_id() -> str:
 
 
 # ------------------------------------------------------------------------------------------ HL7 v2
-HL7_ACKS = {"accepted": "AA", "rejected": "AE", "pending": "CA", "busy": "AE"}
+# rate_limited is AR, not AE: the order's content is fine and the refusal is about the pump's load, which
+# is what AR means (HL7 v2.5 2.9.2: "a problem unrelated to content"); interface engines resend on AR
+HL7_ACKS = {"accepted": "AA", "rejected": "AE", "pending": "CA", "busy": "AE", "rate_limited": "AR"}
 
 
 def answer_hl7(payload: bytes, peer: Peer, desk: OrderDesk) -> tuple[bytes, Outcome]:
@@ -51,8 +53,10 @@ def answer_hl7(payload: bytes, peer: Peer, desk: OrderDesk) -> tuple[bytes, Outc
     if outcome.status != "accepted" and outcome.status != "pending":
         code = hl7_orders.ERR_REJECTED if outcome.stage != "validation" else hl7_orders.ERR_DATA_TYPE
         error = Hl7Error(outcome.reason, where=outcome.field, hl7_code=code)
+    # a rate-limited order was a usable RGV^O15, so it gets its RRG^O16 even though the ack is AR
     return hl7_orders.reply(msg, ack=HL7_ACKS[outcome.status], text=outcome.reason, control_id=next_control_id(),
-                            timestamp=hl7_timestamp(), error=error), outcome
+                            timestamp=hl7_timestamp(), error=error,
+                            order_reply=outcome.status == "rate_limited"), outcome
 
 
 def answer_framing_error(reason: str) -> bytes:
@@ -62,13 +66,13 @@ def answer_framing_error(reason: str) -> bytes:
 
 
 # ------------------------------------------------------------------------------------------ FHIR
-FHIR_STATUS = {"accepted": 201, "pending": 202, "busy": 503}
+FHIR_STATUS = {"accepted": 201, "pending": 202, "busy": 503, "rate_limited": 429}
 
 
 def _outcome_response(status: int, severity: str, code: str, text: str, expression: str = "",
-                      close: bool = False) -> bytes:
+                      close: bool = False, headers: dict[str, str] | None = None) -> bytes:
     return httpio.response(status, fhir_orders.operation_outcome(severity, code, text, expression=expression),
-                           close=close)
+                           headers=headers, close=close)
 
 
 def answer_http_error(exc: httpio.HttpError) -> bytes:
@@ -99,6 +103,9 @@ def answer_fhir(req: httpio.Request, peer: Peer, desk: OrderDesk) -> tuple[bytes
         status = 403 if outcome.stage == "auth" or outcome.code == "security" else 422
         return _outcome_response(status, "error", outcome.code or "invalid", outcome.reason, outcome.field,
                                  close=close), outcome
+    if outcome.status == "rate_limited":
+        return _outcome_response(429, "error", "throttled", outcome.reason, close=close,
+                                 headers={"Retry-After": str(outcome.retry_after_s)}), outcome
     severity = "information" if outcome.status == "accepted" else "warning"
     code = {"accepted": "informational", "busy": "transient"}.get(outcome.status, "incomplete")
     return _outcome_response(FHIR_STATUS[outcome.status], severity, code, outcome.reason, close=close), outcome

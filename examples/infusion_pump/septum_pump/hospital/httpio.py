@@ -15,7 +15,8 @@ MAX_LINE = 8192
 MAX_HEADERS = 48
 REASONS = {200: "OK", 201: "Created", 202: "Accepted", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
            405: "Method Not Allowed", 411: "Length Required", 413: "Content Too Large",
-           415: "Unsupported Media Type", 422: "Unprocessable Content", 431: "Request Header Fields Too Large",
+           415: "Unsupported Media Type", 422: "Unprocessable Content", 429: "Too Many Requests",
+           431: "Request Header Fields Too Large",
            501: "Not Implemented", 503: "Service Unavailable"}
 
 

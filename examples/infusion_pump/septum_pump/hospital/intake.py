@@ -2,8 +2,10 @@
 
 1. complete it with what only the TLS session knows (the peer's identity as ``principal``, its
    certificate as ``cert``), 2. run our own checks (``validate.check_order``) and verify the hospital's
-   signature (auth verifies again: this partition is not trusted), 3. forward it to auth on
-   ``orders_in``, 4. wait (bounded) for auth's ``OrderReply`` and tell the transport the outcome.
+   signature (auth verifies again: this partition is not trusted), 3. apply ``orders_in``'s declared rate
+   (``ratelimit.OrderRate``): an order beyond it is refused now, because auth would drop it unanswered,
+   4. forward it to auth on ``orders_in``, 5. wait (bounded) for auth's ``OrderReply`` and tell the
+   transport the outcome ("pending" therefore means forwarded, never dropped here).
 
 An accepted order is only *pre-filled* at the pump: a clinician must confirm it there (pump_control and
 ui enforce that and expire unconfirmed orders); the answer to the hospital says so. Every refusal is
@@ -20,6 +22,7 @@ from typing import Any
 
 import msgspec
 
+from .ratelimit import OrderRate, RefusalSummary, retry_after_s
 from .tls import verify_order_signature
 from .validate import OrderRejected, check_order
 
@@ -36,12 +39,13 @@ class Peer:
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # accepted | rejected | pending | busy
+    status: str  # accepted | rejected | pending | busy | rate_limited
     reason: str
     order_id: str = ""
     field: str = ""
     code: str = ""  # FHIR issue type for a rejection
     stage: str = ""  # validation | auth | transport
+    retry_after_s: int = 0  # rate_limited: whole seconds until the rate admits an order again
 
 
 class _Waiter:
@@ -55,15 +59,18 @@ class _Waiter:
 
 class OrderDesk:
     def __init__(self, order_type: type[msgspec.Struct], forward: Forward, audit: Audit, *,
-                 reply_timeout_s: float = 2.0, max_in_flight: int = 16) -> None:
+                 reply_timeout_s: float = 2.0, max_in_flight: int = 16, rate: OrderRate | None = None) -> None:
         self.order_type = order_type
         self.forward = forward
         self.audit = audit
+        self.rate = rate  # None: no sender-side bound (auth's bound still applies, unanswered)
+        self.rate_refusals = RefusalSummary(audit, "order_rate_limited")
         self.reply_timeout_s = reply_timeout_s
         self.max_in_flight = max_in_flight
         self._lock = threading.Lock()
         self._waiting: dict[str, _Waiter] = {}
-        self.counts: dict[str, int] = {"accepted": 0, "rejected": 0, "pending": 0, "busy": 0, "forwarded": 0}
+        self.counts: dict[str, int] = {"accepted": 0, "rejected": 0, "pending": 0, "busy": 0, "forwarded": 0,
+                                       "rate_limited": 0}
 
     def _count(self, key: str) -> None:
         with self._lock:
@@ -103,8 +110,17 @@ class OrderDesk:
             self._count("busy")
             self.audit("order_busy", "notice", f"{source} order {order_id!r} from {peer.identity!r}: {busy}")
             return Outcome("busy", busy, order_id, stage="transport")
+        # the rate is taken last, after everything that can refuse the order for another reason, so an
+        # invalid or duplicate order does not spend a token that a valid one then lacks
+        if self.rate is not None and (wait := self.rate.take()) is not None:
+            with self._lock:
+                if self._waiting.get(order_id) is waiter:
+                    del self._waiting[order_id]
+            return self._rate_limited(self.rate, source, order_id, peer, wait)
         try:
             if not self.forward(order):
+                if self.rate is not None:
+                    self.rate.refund()
                 self._count("busy")
                 self.audit("order_busy", "warning", f"{source} order {order_id!r}: orders_in channel full")
                 return Outcome("busy", "the pump is busy (order channel full); retry later", order_id,
@@ -126,6 +142,14 @@ class OrderDesk:
         self._count("rejected")
         return Outcome("rejected", waiter.reason or "refused by the pump's authorisation service", order_id,
                        code="forbidden", stage="auth")
+
+    def _rate_limited(self, rate: OrderRate, source: str, order_id: str, peer: Peer, wait_s: float) -> Outcome:
+        self._count("rate_limited")
+        retry = retry_after_s(wait_s)
+        reason = (f"rate limit: the pump takes at most {rate.rate:g} orders/s; this order was not "
+                  f"forwarded and will not be processed; retry after {retry} s")
+        self.rate_refusals(f"{source} order {order_id[:64]!r} from {peer.identity[:128]!r} refused: {reason}")
+        return Outcome("rate_limited", reason, order_id, code="throttled", stage="transport", retry_after_s=retry)
 
     def on_reply(self, order_id: str, accepted: bool, reason: str) -> None:
         with self._lock:

@@ -21,6 +21,7 @@ from . import tls
 from .buffer import EventBuffer
 from .intake import OrderDesk
 from .outbound import Sender
+from .ratelimit import OrderRate
 from .servers import TlsListener, https_server, mllp_server
 
 DEFAULTS: dict[str, Any] = {"bind": "127.0.0.1", "https_port": 8443, "mllp_port": 2575, "reply_timeout_s": 2.0,
@@ -90,12 +91,24 @@ class AuditSink:
 
 
 class HospitalLink:
+    """``orders_rate_per_s``: the rate the model declares for ``orders_in`` (the host passes it; it is not
+    a setting ``hospital.json`` may change, because only the model's value matches what auth enforces);
+    None forwards without a sender-side bound. ``clock`` must be the clock auth's bucket runs on (device
+    time under the runtime) and ``to_real`` turns its seconds into real ones for the hospital."""
+
     def __init__(self, data_dir: Path, config: dict[str, Any], order_type: type[msgspec.Struct],
-                 forward: Callable[[msgspec.Struct], bool], emit_audit: Callable[[str, str, str], None]) -> None:
+                 forward: Callable[[msgspec.Struct], bool], emit_audit: Callable[[str, str, str], None], *,
+                 orders_rate_per_s: float | None = None, clock: Callable[[], float] = time.monotonic,
+                 to_real: Callable[[float], float] = lambda s: s) -> None:
         self.settings = load_settings(config, data_dir)
         s = self.settings
         self.audit = AuditSink(emit_audit, int(s["audit_per_s"]))
-        self.desk = OrderDesk(order_type, forward, self.audit, reply_timeout_s=float(s["reply_timeout_s"]))
+        try:
+            rate = None if orders_rate_per_s is None else OrderRate(orders_rate_per_s, clock=clock, to_real=to_real)
+        except ValueError as exc:
+            raise SetupError(str(exc)) from None
+        self.desk = OrderDesk(order_type, forward, self.audit, reply_timeout_s=float(s["reply_timeout_s"]),
+                              rate=rate)
         cert, key, ca = (data_dir / f for f in FILES)
         server_ctx = tls.server_context(ca, cert, key)
         self.https = TlsListener("https", s["bind"], int(s["https_port"]), server_ctx,
@@ -120,6 +133,11 @@ class HospitalLink:
         self.mllp.close()
         if self.sender is not None:
             self.sender.stop()
+
+    def flush(self) -> None:
+        """Once a second: report what the bounded audits summarised."""
+        self.desk.rate_refusals.flush()
+        self.audit.flush()
 
     def on_reply(self, order_id: str, accepted: bool, reason: str) -> None:
         self.desk.on_reply(order_id, accepted, reason)
