@@ -44,6 +44,18 @@ ZERO_HASH = b"\x00" * HASH_LEN
 MAX_PAYLOAD = 64 * 1024  # a record larger than this is a bug or an attack, not an audit event
 _LEN = struct.Struct(">I")
 _SIGN_DOMAIN = b"septum-audit-checkpoint-v1\x00"
+# The writer keeps the file this far ahead of the log, filled with real zero bytes (not fallocate, whose
+# unwritten extents still need a journalled metadata update on first write): a commit then overwrites
+# blocks that are allocated and written, and its fdatasync flushes data only, not a size change.
+EXTEND_CHUNK = 1 << 20
+_ZEROS = bytes(EXTEND_CHUNK)
+# One commit never writes more than this many bytes in one go (a larger batch is written and flushed in
+# parts, each ending at a frame boundary). A power cut can only damage the last part written, so damage
+# that reaches further than this from the first bad frame is never a torn commit. Readers and the writer
+# must use the same value: it is part of the format.
+MAX_COMMIT_BYTES = 1 << 20
+SECTOR = 512  # the unit a power cut keeps or loses
+assert _LEN.size + MAX_PAYLOAD + HASH_LEN < MAX_COMMIT_BYTES
 
 Severity = Literal["emergency", "alert", "critical", "error", "warning", "notice", "info", "debug"]
 # RFC 5424 numeric severities; lower is more severe.
@@ -167,33 +179,107 @@ class _Bad:
     offset: int
     torn: bool
     message: str
+    end: int  # where the damaged bytes end (zero bytes after them are unwritten space)
 
 
-def _frames(data: bytes | memoryview, offset: int, index: int = 0) -> Iterator[_Frame | _Bad]:
-    """Split ``data`` into frames from ``offset``; a final ``_Bad`` says why parsing stopped early."""
+def _nonzero_end(data: bytes | memoryview, lo: int) -> int:
+    """One past the last non-zero byte at or after ``lo`` (``lo`` when everything from there is zero).
+
+    Scans backwards in blocks: the zero-filled region the writer keeps ahead of the log is at most a
+    few MiB, and copying the whole log to strip it would double the memory a verify needs."""
+    end = len(data)
+    while end > lo:
+        start = max(lo, end - 65536)
+        kept = bytes(data[start:end]).rstrip(b"\x00")
+        if kept:
+            return start + len(kept)
+        end = start
+    return lo
+
+
+def _frames(
+    data: bytes | memoryview, offset: int, index: int = 0, *, base: int = 0, floor: int = 0
+) -> Iterator[_Frame | _Bad]:
+    """Split ``data`` into frames from ``offset``; a final ``_Bad`` says why parsing stopped early.
+
+    The writer extends the file ahead of the log with zero bytes, so the log ends where only zero bytes
+    remain: that region is "not yet written", never records. A crash (power cut) in the middle of a commit
+    can keep any subset of the commit's sectors, so the damage it leaves is *torn* only when it fits
+    what one unfinished commit can leave (see ``_torn_commit``); anything else is an edit. A file that
+    simply ends inside a frame is torn as before (the head file tells a cut of pinned records apart).
+
+    ``base`` is the file offset of ``data[0]`` (sectors are aligned in the file); damage followed by
+    more data in a frame starting before ``floor`` (a file offset: the checkpoint the head file pins)
+    is never torn."""
     size = len(data)
-    while offset < size:
+    nonzero_end = _nonzero_end(data, offset)
+    while offset < nonzero_end:
         remaining = size - offset
         if remaining < _LEN.size:
-            yield _Bad(index, offset, True, f"{remaining} byte(s) of an incomplete length prefix")
+            yield _Bad(index, offset, True, f"{remaining} byte(s) of an incomplete length prefix", nonzero_end)
             return
         (length,) = _LEN.unpack_from(data, offset)
+        # Only the last commit can be torn, and it lies within MAX_COMMIT_BYTES of its first bad frame.
+        window = offset + MAX_COMMIT_BYTES >= nonzero_end and base + offset >= floor
         if length == 0 or length > MAX_PAYLOAD:
-            # A crash on a file system that zero-fills the unwritten tail looks like this too.
-            if not any(bytes(data[offset:])):
-                yield _Bad(index, offset, True, f"{remaining} zero byte(s) after the last frame")
-            else:
-                yield _Bad(index, offset, False, f"impossible frame length {length}")
+            # Lost sectors read as zeros and can only lower a length (at most MAX_PAYLOAD): a zero length
+            # may be a lost sector, anything larger was written by no writer.
+            torn = window and length == 0
+            msg = "a frame that was never written completely" if torn else f"impossible frame length {length}"
+            yield _Bad(index, offset, torn, msg, nonzero_end)
             return
         end = offset + _LEN.size + length + HASH_LEN
         if end > size:
-            yield _Bad(index, offset, True, f"frame of {length} bytes cut off after {remaining} byte(s)")
+            # The file ends inside the frame. Before ``floor`` that is a cut the head file will name as
+            # truncation; after it, a commit that was cut short.
+            torn = base + offset < floor or _torn_commit(data, offset, end, base, nonzero_end)
+            msg = f"frame of {length} bytes cut off after {remaining} byte(s)"
+            yield _Bad(index, offset, torn, msg if torn else msg + " and not a prefix of a valid frame", nonzero_end)
             return
-        payload = bytes(data[offset + _LEN.size : offset + _LEN.size + length])
+        payload = bytes(data[offset + _LEN.size : end - HASH_LEN])
         digest = bytes(data[end - HASH_LEN : end])
+        if window and hashlib.sha256(payload).digest() != digest:
+            if _torn_commit(data, offset, end, base, nonzero_end):
+                yield _Bad(index, offset, True,
+                           f"frame of {length} bytes with zero-filled sector(s) in the last commit", nonzero_end)
+            else:
+                yield _Bad(index, offset, False, "the record does not match its own hash", nonzero_end)
+            return
         yield _Frame(index, offset, end, payload, digest)
         offset = end
         index += 1
+
+
+def _torn_commit(data: bytes | memoryview, offset: int, end: int, base: int, nonzero_end: int) -> bool:
+    """Can a crash during the commit that wrote the bad frame at ``offset`` explain it?
+
+    Each commit writes one contiguous range over zero bytes; a power cut keeps any subset of its
+    512-byte sectors, so a sector that was not kept reads as zeros (within the frame), bytes past the
+    end of the file were not written, and a write cut anywhere leaves zeros from there to the end. The
+    frame is torn when some of its bytes are "lost" that way and, if the lost bytes are only in the
+    hash, the hash bytes that were kept are the payload's real hash (an edited payload whose hash
+    happens to contain zero bytes stays edited)."""
+    size = len(data)
+    lost: list[tuple[int, int]] = []
+    if end > nonzero_end:
+        lost.append((nonzero_end, end))
+    stop = min(end, size)
+    sector = (base + offset) // SECTOR * SECTOR - base
+    while sector < stop:
+        lo, hi = max(sector, offset), min(sector + SECTOR, stop)
+        if not any(bytes(data[lo:hi])):
+            lost.append((lo, hi))
+        sector += SECTOR
+    if not lost:
+        return False
+    digest_at = end - HASH_LEN
+    if any(lo < digest_at for lo, _ in lost):
+        return True  # part of the length or payload was lost: nothing left to check it against
+    real = hashlib.sha256(bytes(data[offset + _LEN.size : digest_at])).digest()
+    kept = bytes(data[digest_at:stop]).ljust(HASH_LEN, b"\x00")
+    for lo, hi in lost:
+        real = real[: lo - digest_at] + bytes(hi - lo) + real[hi - digest_at :]
+    return kept == real
 
 
 def _decode(frame: _Frame) -> Entry | None:
@@ -250,8 +336,14 @@ def verify(
     frame_digests: dict[int, tuple[int, bytes]] = {}  # checkpoint seq -> (offset, digest), for the head
     last_frame_end = len(MAGIC)
     prev_offset = len(MAGIC)
+    head_file = head_path_for(path) if head == "auto" else head
+    use_head = head_file is not None and not (head == "auto" and not Path(head_file).exists())
+    pinned = _load_head(Path(head_file), public_key) if use_head and head_file is not None else None
+    # Nothing up to the checkpoint the head pins can be a torn commit: it was flushed before the head
+    # was written, and every later commit began after that.
+    floor = pinned.offset + 1 if isinstance(pinned, Head) else 0
 
-    for item in _frames(data, len(MAGIC)):
+    for item in _frames(data, len(MAGIC), floor=floor):
         if isinstance(item, _Bad):
             kind: DamageKind = "torn-tail" if item.torn else "edited"
             msg = item.message + ("" if item.torn else "; the frame was altered")
@@ -308,9 +400,8 @@ def verify(
         prev_offset = item.offset
     result.last_checkpoint_seq = last_good_checkpoint
 
-    head_file = head_path_for(path) if head == "auto" else head
-    if head_file is not None and not (head == "auto" and not Path(head_file).exists()):
-        _check_head(result, Path(head_file), public_key, frame_digests, last_frame_end, expected)
+    if pinned is not None:
+        _check_head(result, pinned, frame_digests, last_frame_end, expected)
     elif head == "auto":
         result.notes.append(f"no head file {head_file}: truncation at a record boundary is not checked")
     if result.unsealed > 0 and result.damage is None:
@@ -322,20 +413,13 @@ def verify(
     return result
 
 
-def _check_head(
-    result: VerifyResult,
-    head_file: Path,
-    public_key: Ed25519PublicKey,
-    digests: dict[int, tuple[int, bytes]],
-    log_end: int,
-    next_seq: int,
-) -> None:
+def _load_head(head_file: Path, public_key: Ed25519PublicKey) -> Head | Damage:
+    """The head file's checkpoint when it is signed by this key, else the ``bad-head`` damage."""
     try:
         head = read_head(head_file)
         entry = _entry_decoder.decode(head.entry)
     except (AuditError, msgspec.DecodeError) as exc:
-        result.damage = result.damage or Damage("bad-head", None, 0, 0, f"head file unusable: {exc}")
-        return
+        return Damage("bad-head", None, 0, 0, f"head file unusable: {exc}")
     cp = entry.body
     valid = isinstance(cp, Checkpoint) and entry.seq == head.seq
     if valid:
@@ -345,9 +429,19 @@ def _check_head(
         except InvalidSignature:
             valid = False
     if not valid:
-        result.damage = result.damage or Damage(
-            "bad-head", None, 0, 0, f"{head_file}: head checkpoint is not signed by this key"
-        )
+        return Damage("bad-head", None, 0, 0, f"{head_file}: head checkpoint is not signed by this key")
+    return head
+
+
+def _check_head(
+    result: VerifyResult,
+    head: Head | Damage,
+    digests: dict[int, tuple[int, bytes]],
+    log_end: int,
+    next_seq: int,
+) -> None:
+    if isinstance(head, Damage):
+        result.damage = result.damage or head
         return
     result.head_seq = head.seq
     if result.damage is not None and result.damage.kind != "torn-tail":
@@ -386,7 +480,13 @@ def read_entries(path: Path) -> tuple[list[LogEntry], Damage | None]:
         return [], Damage("bad-header", None, 0, 0, "not a Septum audit log (bad magic)")
     out: list[LogEntry] = []
     prev = ZERO_HASH
-    for item in _frames(data, len(MAGIC)):
+    floor = 0  # as in verify: nothing up to the head's checkpoint is ever a torn commit
+    if head_path_for(path).exists():
+        try:
+            floor = read_head(head_path_for(path)).offset + 1
+        except AuditError:
+            pass  # no signatures are checked here; verify reports an unusable head
+    for item in _frames(data, len(MAGIC), floor=floor):
         if isinstance(item, _Bad):
             return out, Damage("torn-tail" if item.torn else "edited", len(out), item.index, item.offset, item.message)
         entry = _decode(item)
@@ -446,7 +546,10 @@ class AuditWriter:
         self._since_checkpoint = 0
         self._closed = False
         self._last_checkpoint_at = _time.monotonic()
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o640)
+        # Not O_APPEND: commits overwrite the zero-filled space ahead of the log at ``_end``.
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
+        self._end = 0  # where the next frame goes (the log's logical end)
+        self._size = 0  # the file's size: bytes from _end to here are zeros written ahead
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -467,31 +570,34 @@ class AuditWriter:
             # An emptied log with a head beside it was truncated; starting afresh would hide that.
             raise AuditLogDamaged(Damage("truncated", 0, 0, 0, "the log is empty but its head file exists"))
         if size == 0:
-            os.write(self._fd, MAGIC)
+            os.pwrite(self._fd, MAGIC, 0)
+            self._end = self._size = len(MAGIC)
             self._next_seq, self._prev, self._durable = 0, ZERO_HASH, -1
             self.append(Record(time=now, partition=self.partition, event="audit.log-created",
                                severity="notice", detail={"key_id": self._kid.hex()}))
             self.commit(force_checkpoint=True)
             fsync_dir(self.path.parent)
             return Recovery(created=True, next_seq=self._next_seq)
-        start, seq, prev = len(MAGIC), 0, ZERO_HASH
+        start, seq, prev, floor = len(MAGIC), 0, ZERO_HASH, 0
         if self.head_path.exists():
             head = read_head(self.head_path)
             start, seq, prev = head.offset, head.seq, None  # prev is re-read from the head frame
+            floor = start + 1  # the head's checkpoint and everything before it can never be torn
+        aligned = start - start % SECTOR  # read whole sectors: a power cut keeps or loses sectors
         with open(self.path, "rb") as f:
             if f.read(len(MAGIC)) != MAGIC:
                 raise AuditLogDamaged(Damage("bad-header", None, 0, 0, "not a Septum audit log (bad magic)"))
-            f.seek(start)
+            f.seek(aligned)
             data = f.read()
         last_end = start
         bad: _Bad | None = None
         unsealed = 0
-        for item in _frames(data, 0):
+        for item in _frames(data, start - aligned, base=aligned, floor=floor):
             if isinstance(item, _Bad):
                 bad = item
                 break
             entry = _decode(item)
-            absolute = start + item.offset
+            absolute = aligned + item.offset
             if prev is None:  # the head's own frame must be exactly what the head says
                 if entry is None or entry.seq != seq or item.digest != head.digest:
                     raise AuditLogDamaged(Damage("edited", seq, -1, absolute, "log differs from its head file"))
@@ -499,22 +605,27 @@ class AuditWriter:
                 raise AuditLogDamaged(Damage("edited", seq, -1, absolute, "chain broken after the last checkpoint"))
             if prev is not None:
                 unsealed = 0 if entry is not None and isinstance(entry.body, Checkpoint) else unsealed + 1
-            prev, seq, last_end = item.digest, seq + 1, start + item.end
+            prev, seq, last_end = item.digest, seq + 1, aligned + item.end
+        if prev is None and bad is not None and not bad.torn:
+            raise AuditLogDamaged(Damage("edited", seq, -1, start, "log differs from its head file"))
         if prev is None:
             raise AuditLogDamaged(Damage("truncated", seq, -1, start, "the log ends before its head checkpoint"))
         self._next_seq, self._prev, self._durable = seq, prev, seq - 1
         self._since_checkpoint = unsealed  # so that close() seals what the last run left unsigned
         marker = Path(str(self.path) + ".torn")
         if bad is not None and not bad.torn:
-            raise AuditLogDamaged(Damage("edited", seq, -1, start + bad.offset, bad.message))
+            raise AuditLogDamaged(Damage("edited", seq, -1, aligned + bad.offset, bad.message))
         if bad is not None:
             # A torn tail is the expected result of a crash mid-write: those records were never
             # acknowledged. Note the cut in a marker file first, so that a crash between cutting and
             # logging the cut still ends with an audit record about it, then cut and make it durable.
-            torn_bytes = os.fstat(self._fd).st_size - last_end
+            # A torn tail is what a power cut during the last commit leaves: any subset of its sectors.
+            torn_bytes = aligned + bad.end - last_end  # what was written; the zeros after it never were
             write_atomic(marker, _encode(_TornMarker(offset=last_end, bytes=torn_bytes, next_seq=seq)))
             os.ftruncate(self._fd, last_end)
             os.fsync(self._fd)
+        # Continue right after the last good frame; zeros beyond it (written ahead) are overwritten.
+        self._end, self._size = last_end, os.fstat(self._fd).st_size
         if not marker.exists():
             return Recovery(created=False, next_seq=seq)
         try:
@@ -610,13 +721,15 @@ class AuditWriter:
             checkpoint = self._checkpoint(now)
         if not self._buf:
             return self._durable
-        base = os.lseek(self._fd, 0, os.SEEK_END)
-        view = memoryview(self._buf)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
-        view.release()
-        os.fdatasync(self._fd)
+        base = self._end
+        pos = 0
+        while pos < len(self._buf):  # one part unless the batch exceeds MAX_COMMIT_BYTES
+            stop = self._part_end(pos)
+            self._write_at(base + pos, pos, stop)
+            # Flush before the next part starts: only the last part written can ever be torn.
+            os.fdatasync(self._fd)
+            pos = stop
+        self._end = base + len(self._buf)
         if checkpoint is not None:
             self._write_head(checkpoint[0], base + checkpoint[1])
         self._buf.clear()
@@ -624,6 +737,40 @@ class AuditWriter:
         self._first_pending_at = None
         self._durable = self._next_seq - 1
         return self._durable
+
+    def _part_end(self, pos: int) -> int:
+        """End of the longest run of whole frames from ``pos`` that is at most MAX_COMMIT_BYTES long."""
+        if len(self._buf) - pos <= MAX_COMMIT_BYTES:
+            return len(self._buf)
+        end = pos
+        while True:
+            (length,) = _LEN.unpack_from(self._buf, end)
+            after = end + _LEN.size + length + HASH_LEN
+            if after - pos > MAX_COMMIT_BYTES:
+                return end  # > pos: one frame always fits (MAX_PAYLOAD is far below MAX_COMMIT_BYTES)
+            end = after
+
+    def _write_at(self, base: int, lo: int, hi: int) -> None:
+        """Write ``_buf[lo:hi]`` at ``base`` with one system call (more only after a short write).
+
+        When the batch does not fit in the zero-filled space, the same call also writes zeros up to the
+        next ``EXTEND_CHUNK`` boundary, so only one commit in many changes the file's size."""
+        end = base + hi - lo
+        parts = [memoryview(self._buf)[lo:hi]]
+        if end > self._size:
+            new_size = (end // EXTEND_CHUNK + 1) * EXTEND_CHUNK
+            parts.append(memoryview(_ZEROS)[: new_size - end])
+        total = sum(len(p) for p in parts)
+        written = 0
+        while written < total:
+            n = os.pwritev(self._fd, parts, base + written)
+            written += n
+            while parts and n >= len(parts[0]):  # drop what was written, keep the rest
+                n -= len(parts[0])
+                parts.pop(0)
+            if parts and n:
+                parts[0] = parts[0][n:]
+        self._size = max(self._size, base + total)
 
     def _write_head(self, seq: int, offset: int) -> None:
         # Re-read the frame just written so the head holds exactly the bytes in the log.
@@ -638,6 +785,10 @@ class AuditWriter:
             return
         try:
             self.commit(now, force_checkpoint=True)
+            if self._size > self._end:
+                # A closed log ends at its last frame: the zeros were only there for future commits.
+                os.ftruncate(self._fd, self._end)
+                os.fsync(self._fd)
         finally:
             self._closed = True
             os.close(self._fd)

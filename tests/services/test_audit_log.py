@@ -222,16 +222,23 @@ def _unsealed_log(path: Path, key: Ed25519PrivateKey) -> int:
     return durable
 
 
-@pytest.mark.parametrize("cut", [1, 2, 3, 4, 10, 40, -33, -1])
+@pytest.mark.parametrize("zero_filled", [False, True], ids=["cut-at-eof", "over-zero-fill"])
+@pytest.mark.parametrize("cut", [3, 4, 10, 40, -33, -1])
 def test_torn_tail_is_reported_then_repaired_with_a_record(
-    tmp_path: Path, audit_key: Ed25519PrivateKey, cut: int
+    tmp_path: Path, audit_key: Ed25519PrivateKey, cut: int, zero_filled: bool
 ) -> None:
     log = tmp_path / "audit.log"
     durable = _unsealed_log(log, audit_key)
     last_off, last_end, last = _frames(log)[-1]
     assert last.seq == durable
     keep = last_off + cut if cut > 0 else last_end + cut
-    log.write_bytes(log.read_bytes()[:keep])
+    data = log.read_bytes()
+    if cut == 3:  # make the third length byte non-zero so that the three bytes kept are not all zero
+        assert data[last_off:last_off + 2] == b"\x00\x00"
+        data = data[:last_off + 2] + b"\x01" + data[last_off + 3 :]
+    # A crash mid-commit leaves a prefix of the batch: at the end of the file (a log that grows) or
+    # over the zeros the writer wrote ahead (the file keeps its size).
+    log.write_bytes(data[:keep] + (bytes(len(data) - keep) if zero_filled else b""))
     r = verify(log, audit_key.public_key())
     assert r.damage is not None and (r.damage.kind, r.damage.seq, r.damage.offset) == ("torn-tail", durable, last_off)
     w = AuditWriter(log, audit_key)
@@ -243,12 +250,68 @@ def test_torn_tail_is_reported_then_repaired_with_a_record(
     assert len(notes) == 1 and notes[0].seq == durable and notes[0].body.detail["bytes"] == keep - last_off
 
 
-def test_zero_filled_tail_is_torn(tmp_path: Path, audit_key: Ed25519PrivateKey) -> None:
+@pytest.mark.parametrize("zeros", [0, 2, 512, 3 << 20])
+def test_zero_filled_tail_is_space_not_yet_written(
+    tmp_path: Path, audit_key: Ed25519PrivateKey, zeros: int
+) -> None:
+    """Zeros after the last frame are the space the writer fills ahead, or a crash that wrote nothing
+    but zero bytes (the first bytes of every length prefix): never records, nothing to repair."""
     log = tmp_path / "audit.log"
-    _unsealed_log(log, audit_key)
-    log.write_bytes(log.read_bytes() + b"\x00" * 512)
+    durable = _unsealed_log(log, audit_key)
+    last_end = _frames(log)[-1][1]
+    log.write_bytes(log.read_bytes()[:last_end] + bytes(zeros))
+    r = verify(log, audit_key.public_key())
+    assert r.ok and r.last_seq == durable
+    w = AuditWriter(log, audit_key)
+    assert w.recovery.torn_bytes == 0 and w.recovery.next_seq == durable + 1
+    w.append(_rec(99))
+    w.close()
+    assert log.stat().st_size == _frames(log)[-1][1]  # a closed log ends at its last frame
+    entries, damage = read_entries(log)
+    assert damage is None and [e.body.event for e in entries if isinstance(e.body, Record)][-1] == "test.event"
+    assert not any(isinstance(e.body, Record) and e.body.event == "audit.torn-tail-truncated" for e in entries)
+    assert verify(log, audit_key.public_key()).ok
+
+
+def test_edited_final_record_before_the_zero_fill_is_edited_not_torn(
+    tmp_path: Path, audit_key: Ed25519PrivateKey
+) -> None:
+    log = tmp_path / "audit.log"
+    durable = _unsealed_log(log, audit_key)
+    off, end, _ = _frames(log)[-1]
+    data = bytearray(log.read_bytes())
+    assert len(data) > end  # the writer left zero-filled space after the final frame
+    data[data.index(b"record", off, end)] ^= 0x20
+    data[end - 1] = 0  # even when the hash's last byte reads as zero fill
+    log.write_bytes(bytes(data))
     d = verify(log, audit_key.public_key()).damage
-    assert d is not None and d.kind == "torn-tail"
+    assert d is not None and (d.kind, d.seq, d.offset) == ("edited", durable, off)
+    with pytest.raises(AuditLogDamaged):
+        AuditWriter(log, audit_key)
+
+
+def test_zeroed_sealed_records_are_truncation(log: Path, audit_key: Ed25519PrivateKey) -> None:
+    """Overwriting the end of the log with zeros is not "space not yet written" when the head proves
+    those records were written."""
+    frames = _frames(log)
+    cut = len(frames) - 8
+    data = log.read_bytes()
+    log.write_bytes(data[: frames[cut][0]] + bytes(len(data) - frames[cut][0]))
+    r = verify(log, audit_key.public_key())
+    assert r.damage is not None and (r.damage.kind, r.damage.seq) == ("truncated", frames[cut][2].seq)
+    with pytest.raises(AuditLogDamaged, match="truncated"):
+        AuditWriter(log, audit_key)
+
+
+def test_zeroed_middle_is_edited(log: Path, audit_key: Ed25519PrivateKey) -> None:
+    frames = _frames(log)
+    i = _record_index(frames, 20)
+    off, end, entry = frames[i]
+    data = bytearray(log.read_bytes())
+    data[off:end] = bytes(end - off)
+    log.write_bytes(bytes(data))
+    d = verify(log, audit_key.public_key()).damage
+    assert d is not None and (d.kind, d.seq, d.offset) == ("edited", entry.seq, off)
 
 
 def test_crash_between_cut_and_its_record_still_logs_the_cut(
@@ -256,7 +319,7 @@ def test_crash_between_cut_and_its_record_still_logs_the_cut(
 ) -> None:
     log = tmp_path / "audit.log"
     durable = _unsealed_log(log, audit_key)
-    log.write_bytes(log.read_bytes()[:-7])
+    log.write_bytes(log.read_bytes()[: _frames(log)[-1][1] - 7])
 
     def crash(self: AuditWriter, *a: object, **k: object) -> int:
         raise KeyboardInterrupt("simulated crash after the cut")
