@@ -105,7 +105,7 @@ def main(argv: list[str]) -> None:
                                rate_per_s=c.rate_per_s, clock=clock)
             for c in cfg.inputs
         }
-        outputs = {c.name: SendEnd(c.name, socket.socket(fileno=c.fd), codec(c.message))
+        outputs = {c.name: SendEnd(c.name, socket.socket(fileno=c.fd), codec(c.message), rate_per_s=c.rate_per_s)
                    for c in cfg.outputs}
         devices = {d.name: socket.socket(fileno=d.fd) for d in cfg.devices}
     except Exception as exc:

@@ -64,10 +64,13 @@ class TokenBucket:
 
 
 class SendEnd:
-    def __init__(self, name: str, sock: socket.socket, codec: Codec) -> None:
+    def __init__(self, name: str, sock: socket.socket, codec: Codec, rate_per_s: float | None = None) -> None:
         self.name = name
         self.sock = sock
         self.codec = codec
+        # the rate the receiver enforces (from the model): a sender that answers outside callers (the
+        # network partition) can refuse what the receiver would drop instead of sending it into the void
+        self.rate_per_s = rate_per_s
         self._type = codec.type
         self._encode = codec.encoder.encode
         self._send = sock.send

@@ -97,6 +97,13 @@ class Partition:
     def outputs(self) -> tuple[str, ...]:
         return tuple(self._outputs)
 
+    def output_rate(self, channel: str) -> float | None:
+        """The rate (messages/s) the receiver of an output channel enforces, as the model declares it."""
+        end = self._outputs.get(channel)
+        if end is None:
+            raise KeyError(f"{self.name} may not send on {channel!r} (outputs: {sorted(self._outputs)})")
+        return end.rate_per_s
+
     def message_type(self, channel: str) -> type[msgspec.Struct]:
         end = self._outputs.get(channel) or self._inputs.get(channel)
         if end is None:

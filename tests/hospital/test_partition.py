@@ -41,7 +41,7 @@ def test_network_partition_end_to_end_in_process(pki: HospitalPki, tmp_path: Pat
             inputs[name] = ReceiveEnd(name, rcv, codec, queue=64, rate_per_s=None, clock=clock)
             other[name] = snd
         else:
-            outputs[name] = SendEnd(name, snd, codec)
+            outputs[name] = SendEnd(name, snd, codec, rate_per_s=ch.rate_per_s)
             other[name] = rcv
     control, supervisor_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     data_dir = provision_network(tmp_path / "data", pki)

@@ -43,3 +43,5 @@ def test_only_declared_ports_can_be_bound(tmp_path: Path, monkeypatch: pytest.Mo
         denied = f"PermissionError: errno {errno.EACCES}"
         assert ev.fields["undeclared"] == denied
         assert ev.fields["ephemeral"] == denied
+        # a sending end knows the rate its receiver enforces (rate: 10/s in the model)
+        assert ev.fields["numbers_rate"] == 10.0

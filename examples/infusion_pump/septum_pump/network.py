@@ -6,10 +6,9 @@ threads of their own; this entry point only wires it to the partition's channels
 buffered on disk until the hospital acknowledges them; every security-relevant record goes to the audit
 service on ``audit_network`` and to the supervisor's event stream.
 
-``orders_in``'s rate comes from the model, in this partition's ``config`` as ``orders_rate_per_s``: the
-runtime does not tell a sending end the rate its receiver enforces, and without it here auth would drop
-the excess while the hospital is told "pending" (see ``hospital.ratelimit``). A test keeps the config
-equal to the channel's declared rate.
+``orders_in``'s rate is the one the model declares for the channel (the runtime hands it to the sending
+end too): orders beyond it are refused here, at once and with the reason, because auth would drop them and
+the hospital would be told "pending" (see ``hospital.ratelimit``).
 """
 
 from __future__ import annotations
@@ -23,8 +22,6 @@ import msgspec
 from septum.runtime.partition import Partition
 
 from .hospital.link import HospitalLink, SetupError
-
-RATE_KEY = "orders_rate_per_s"
 
 
 def main(p: Partition) -> None:
@@ -41,7 +38,7 @@ def main(p: Partition) -> None:
         with lock:
             return p.send("orders_in", order)
 
-    rate = p.config.get(RATE_KEY)
+    rate = p.output_rate("orders_in")
     try:
         # auth's bucket runs on device time (scaled under test rigs): ours must too, or it would admit a
         # different rate; Retry-After goes back to the hospital in real seconds
@@ -54,8 +51,7 @@ def main(p: Partition) -> None:
         raise SystemExit(78) from None
     if rate is None:
         p.audit("orders_rate_unknown", severity="warning",
-                detail=f"no {RATE_KEY} in the model's config: orders beyond orders_in's rate are forwarded, "
-                       "dropped by auth and answered 'pending'")
+                detail="the model declares no rate for orders_in: every valid order is forwarded")
     link.start()
 
     @p.handler("order_replies")

@@ -20,4 +20,4 @@ def _bind(port: int) -> str:
 def main(p: Partition) -> None:
     declared = int(p.config["declared"])
     p.event("bind_results", declared=_bind(declared), undeclared=_bind(int(p.config["undeclared"])),
-            ephemeral=_bind(0))
+            ephemeral=_bind(0), numbers_rate=p.output_rate("numbers"))
