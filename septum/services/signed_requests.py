@@ -4,8 +4,8 @@ A signed request (a hospital order) carries ``cert`` (DER), ``signature`` (ECDSA
 certificate's key over ``signed_fields.canonical`` of every other field), ``nonce`` and ``sent_at_ms``.
 The partition that carried it (network) is not trusted: auth checks all of it again here.
 
-``NonceGuard`` is the replay check for requests identified by a random nonce rather than a per-sender
-sequence number (``replay.ReplayGuard`` needs the latter): a request is accepted once within its lifetime;
+``NonceGuard`` is the replay check: a request, identified by its sender and a random nonce, is accepted once
+within its lifetime;
 seen nonces are remembered until they expire (bounded; when full, new requests are refused rather than
 old nonces forgotten) and persisted, so a restart of auth does not open a replay window.
 """
