@@ -56,18 +56,7 @@ def pct(xs: list[float], q: float) -> float:
 
 
 def running(rig: PumpRig) -> None:
-    if not rig.login():
-        raise RigError("login refused")
-    if rig.alarms():  # a fault latched while the device came up (e.g. a late first sensor frame)
-        rig.clear_fault("bench: start-up fault cleared before the trial")
-    ok, why = rig.program("normal-saline", rate=120, vtbi=1000)
-    if not ok:
-        raise RigError(f"program refused: {why}")
-    ok, why = rig.start()
-    if not ok:
-        raise RigError(f"start refused: {why}")
-    if not rig.wait_until(rig.motor_running, timeout=10):
-        raise RigError("the motor never started")
+    rig.run_infusion("normal-saline", rate=120, vtbi=1000, purpose="bench")
 
 
 class Trials:

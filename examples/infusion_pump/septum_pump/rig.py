@@ -276,6 +276,23 @@ class PumpRig:
     def clear_fault(self, reason: str = "checked the pump") -> tuple[bool, str]:
         return self._act("clear_fault", [("reason", reason), ("clear_fault", "")])
 
+    def run_infusion(self, drug: str, rate: float, vtbi: float, *, purpose: str) -> None:
+        """Log in as the clinician, clear a fault latched while the device came up (e.g. a late first sensor
+        frame), program, two-step start, and wait until the motor runs; RigError names the step that failed.
+        ``purpose`` goes into the fault-clearing reason, so the audit log says who cleared it and why."""
+        if not self.login():
+            raise RigError("the provisioned clinician could not log in")
+        if self.alarms():
+            self.clear_fault(f"{purpose}: start-up fault cleared before the infusion")
+        ok, why = self.program(drug, rate=rate, vtbi=vtbi)
+        if not ok:
+            raise RigError(f"program refused: {why}")
+        ok, why = self.start()
+        if not ok:
+            raise RigError(f"start refused: {why}")
+        if not self.wait_until(self.motor_running, timeout=10):
+            raise RigError("the motor never started")
+
     def bolus(self, timeout: float = 5.0) -> tuple[bool, str]:
         """The patient presses the PCA button; (granted, reason)."""
         after = self.seq()

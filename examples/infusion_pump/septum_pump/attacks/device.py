@@ -160,18 +160,7 @@ class AttackRig(PumpRig):
     # ------------------------------------------------------------------ therapy baseline
     def start_baseline(self) -> None:
         """A running infusion the attacks must not change (low rate: it lasts the whole suite)."""
-        if not self.login():
-            raise RigError("the provisioned clinician could not log in")
-        if self.alarms():  # a fault latched while the device came up (e.g. a late first sensor frame)
-            self.clear_fault("attack suite: start-up fault cleared before the baseline")
-        ok, why = self.program(BASELINE["drug"], rate=BASELINE["rate"], vtbi=BASELINE["vtbi"])
-        if not ok:
-            raise RigError(f"baseline program refused: {why}")
-        ok, why = self.start()
-        if not ok:
-            raise RigError(f"baseline start refused: {why}")
-        if not self.wait_until(self.motor_running, timeout=10):
-            raise RigError("baseline infusion never started the motor")
+        self.run_infusion(BASELINE["drug"], BASELINE["rate"], BASELINE["vtbi"], purpose="attack suite")
 
     def restore_baseline(self) -> None:
         """After a fail-safe stop: the clinician clears the latched fault and restarts the baseline."""
