@@ -20,24 +20,46 @@ from septum.model.schema import Model
 
 from .conftest import OSV_FIXTURES, PUMP
 
-# (answer, basis) for every pump item the model decides
+# (answer, basis) for every pump item the model decides, in the form's order
 PUMP_MDS2 = {
-    "MPII-1": ("Yes", "derived"), "MPII-3": ("Yes", "derived"), "MPII-3.1": ("Yes", "derived"),
+    "DOC-1": ("Septum project (example device, not for clinical use)", "derived"),
+    "DOC-2": ("Patient-controlled analgesia / large-volume infusion pump with a hospital link (FHIR R4 over HTTPS, "
+              "HL7 v2 over MLLP/TLS), a front panel, and a safety monitor that limits delivery whatever the network "
+              "or the UI says.", "derived"),
+    "DOC-3": ("Septum reference PCA pump 0.1.0", "derived"), "DOC-10": ("Yes", "derived"),
+    "DOC-11": ("No", "derived"),
+    "MPII-1": ("Yes", "derived"), "MPII-3": ("Yes", "derived"), "MPII-3.3": ("No", "derived"),
+    "MPII-3.4": ("No", "derived"), "MPII-3.5": ("Yes", "derived"), "MPII-3.6": ("No", "derived"),
+    "ALOF-1": ("Yes", "derived"),
     "AUDT-1": ("Yes", "derived"), "AUDT-2": ("Yes", "derived"), "AUDT-2.1": ("Yes", "derived"),
-    "AUDT-4": ("Yes", "derived"), "AUDT-8": ("Yes", "derived"), "AUTH-1": ("Yes", "derived"),
-    "AUTH-1.1": ("Yes", "derived"), "CSUP-1": ("Yes", "derived"), "CSUP-2": ("Yes", "derived"),
-    "CSUP-2.1": ("Yes", "derived"), "EMRG-1": ("Yes", "derived"), "EMRG-1.1": ("Yes", "derived"),
-    "NAUT-1": ("Yes", "derived"), "NAUT-2": ("Yes", "derived"), "CONN-1": ("Yes", "derived"),
-    "CONN-1.1": ("No", "derived"), "CONN-1.1.2": ("No", "derived"), "CONN-1.2": ("No", "derived"),
-    "CONN-1.3": ("No", "derived"), "CONN-3": ("Yes", "derived"), "CONN-7": ("Yes", "derived"),
-    "RDMP-2": ("Yes", "derived"), "SBOM-1": ("Yes", "derived"), "SBOM-2": ("Yes", "derived"),
-    "SBOM-2.1": ("Yes", "derived"), "SBOM-2.2": ("Yes", "derived"), "SBOM-2.3": ("Yes", "derived"),
-    "SAHD-3.1": ("Yes", "derived"), "SAHD-8": ("Yes", "derived"), "SAHD-12": ("No", "derived"),
-    "TXCF-1": ("No", "derived"), "TXCF-2": ("Yes", "derived"), "TXIG-1": ("Yes", "derived"),
+    "AUDT-2.2": ("Yes", "derived"), "AUDT-2.8": ("Yes", "derived"), "AUDT-2.9": ("Yes", "derived"),
+    "AUDT-2.10": ("Yes", "derived"), "AUDT-4.1": ("Yes", "derived"), "AUDT-7": ("Yes", "derived"),
+    "AUTH-1": ("Yes", "derived"), "AUTH-2": ("Yes", "derived"), "AUTH-4": ("Yes", "derived"),
+    "CSUP-1": ("Yes", "derived"), "CSUP-5": ("Yes", "derived"), "CSUP-5.3": ("Yes", "derived"),
+    "CSUP-5.4": ("No", "derived"), "CSUP-10.1": ("Yes", "derived"),
+    "EMRG-1": ("Yes", "derived"),
+    "NAUT-1": ("Yes", "derived"), "NAUT-2": ("Yes", "derived"), "NAUT-3": ("Yes", "derived"),
+    "CONN-1": ("Yes", "derived"), "CONN-1.1": ("No", "derived"), "CONN-1.1.1": ("No", "derived"),
+    "CONN-1.1.2": ("No", "derived"), "CONN-1.1.3": ("No", "derived"), "CONN-1.1.4": ("No", "derived"),
+    "CONN-1.2": ("Yes", "derived"), "CONN-1.2.1": ("Yes", "derived"), "CONN-1.2.2": ("No", "derived"),
+    "CONN-1.2.3": ("No", "derived"), "CONN-1.2.4": ("No", "derived"), "CONN-2": ("Yes", "derived"),
+    "CONN-3": ("Yes", "derived"), "CONN-5": ("Yes", "derived"), "CONN-7": ("Yes", "derived"),
+    "PAUT-3": ("Yes", "derived"), "PAUT-8": ("No", "derived"), "PAUT-11": ("No", "derived"),
+    "PAUT-12": ("Yes", "derived"), "PAUT-14": ("Yes", "derived"), "PAUT-14.1": ("Yes", "derived"),
+    "PLOK-1": ("No", "derived"),
+    "SBOM-1": ("Yes", "derived"), "SBOM-2": ("Yes", "derived"), "SBOM-2.1": ("Yes", "derived"),
+    "SBOM-2.2": ("Yes", "derived"), "SBOM-2.3": ("Yes", "derived"), "SBOM-2.4": ("Yes", "derived"),
+    "SAHD-3": ("Yes", "derived"), "SAHD-3.2": ("Yes", "derived"), "SAHD-5.1": ("Yes", "derived"),
+    "SAHD-8": ("Yes", "derived"),
+    "TXCF-1": ("No", "derived"), "TXCF-2": ("Yes", "derived"), "TXCF-4": ("Yes", "derived"),
+    "TXIG-1": ("Yes", "derived"),
+    "RMOT-3": ("Yes", "derived"),
     # the model suggests, a person confirms
-    "AUDT-1.1": ("See note", "needs confirmation"), "PAUT-1": ("See note", "needs confirmation"),
-    "MLDP-1": ("No", "needs confirmation"), "MLDP-3": ("Yes", "needs confirmation"),
-    "RMOT-1": ("No", "needs confirmation"),
+    "MPII-3.1": ("No", "needs confirmation"), "AUDT-1.1": ("See note", "needs confirmation"),
+    "MLDP-1": ("No", "needs confirmation"), "MLDP-4": ("Yes", "needs confirmation"),
+    "CONN-8": ("See note", "needs confirmation"), "PAUT-1": ("See note", "needs confirmation"),
+    "RDMP-4": ("Yes", "needs confirmation"), "SAHD-3.1": ("Yes", "needs confirmation"),
+    "SAHD-12": ("No", "needs confirmation"), "RMOT-1": ("No", "needs confirmation"),
 }
 
 
@@ -47,8 +69,11 @@ def test_pump_mds2_item_by_item(pump_model: Model) -> None:
         assert (got[qid].answer, got[qid].basis) == (ans, basis), qid
     decided = {q for q, a in got.items() if a.basis != "manual"}
     assert decided == set(PUMP_MDS2), "every model-decided item is pinned above"
-    assert all(a.derived_from for a in got.values() if a.basis == "derived" and a.answer != "N/A")
+    assert all(a.derived_from for a in got.values() if a.basis != "manual" and a.answer != "N/A")
     assert "interface:service_port" in got["SAHD-8"].derived_from
+    assert got["CSUP-5.3"].derived_from == ("channel:updates_in", "channel:authorised_updates")
+    assert "30 s" in got["PAUT-3"].note and "300 s" in got["ALOF-1"].note
+    assert got["PAUT-12"].derived_from == ("role:biomed",)
     assert all(a.answer == "See note" for a in got.values() if a.basis == "manual")
 
 
