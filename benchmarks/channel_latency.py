@@ -4,7 +4,8 @@ Both run in the same run, as two forked processes, pinned to one CPU and unpinne
 and the typed/raw ratio, plus one-way typed throughput. Figures only, no assertions.
 
 The typed side is the real thing on both ends: two ``Partition`` objects running their event loops
-(poll, drain budget, timers, heartbeats on a control channel), with real ``SendEnd``/``ReceiveEnd``
+(each has one input, so the single-input loop: blocking read, waker thread on the control channel,
+timers, heartbeats on the control channel), with real ``SendEnd``/``ReceiveEnd``
 (size, rate, strict decoding and queue bounds all enforced). The client partition sends a message,
 the echo partition's handler sends it back, and the client's handler takes the time and sends the next
 one. The raw side sends exactly the encoded bytes of those messages with one blocking ``send`` and one

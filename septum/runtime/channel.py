@@ -26,6 +26,7 @@ from .clock import Clock
 from .codec import Codec, DecodeErrors
 
 DROP_REASONS = ("malformed", "oversize", "rate", "overflow")
+_DONTWAIT = socket.MSG_DONTWAIT
 PROBE_BACKOFF_MAX = 63  # drains that may skip the read-ahead probe after it keeps finding nothing
 
 
@@ -82,7 +83,7 @@ class SendEnd:
         if type(msg) is not self._type:
             raise TypeError(f"expected a {self.codec.message} message, got {type(msg).__name__}")
         try:
-            self._send(self._encode(msg), socket.MSG_DONTWAIT)
+            self._send(self._encode(msg), _DONTWAIT)
         except BlockingIOError:
             self.full += 1
             return False

@@ -10,17 +10,21 @@ A partition's entry point (``runs: module:function`` in the model) is called wit
 
 When the entry point returns, the runtime runs the partition's event loop (``p.run()``) until the
 supervisor stops it; ``ready()`` is sent when the loop starts unless the entry point sent it earlier.
-The loop drains input channels (enforcing each channel's size, rate, type and queue bounds), calls one
-handler per queued message, runs due timers and sends heartbeats. A handler that raises ends the
-partition (exit code 70), so the supervisor applies its restart policy: errors are never swallowed.
+The loop reads input channels (enforcing each channel's size, rate, type and queue bounds), calls one
+handler per message (one message per channel per turn), runs due timers and sends heartbeats. A handler
+that raises ends the partition (exit code 70), so the supervisor applies its restart policy: errors are
+never swallowed.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import os
 import select
+import signal
 import socket
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,12 +35,16 @@ import msgspec
 from . import protocol as proto
 from .channel import ReceiveEnd, SendEnd
 from .clock import Clock
+from .codec import DecodeErrors
 
 Handler = Callable[[Any], None]
 DeviceHandler = Callable[[bytes], None]
 MAX_DEVICE_PACKET = 64 * 1024  # same bound as septum.runtime.devices (not imported: keep boot lean)
 DRAIN_BUDGET = 256  # messages read per channel per loop turn, so timers and heartbeats keep running
 REPORT_INTERVAL_S = 0.2  # at most this often, changed drop counters are reported to the supervisor
+SERVICE_INTERVAL_S = 0.001  # single-input loop: control, devices, timers looked at this often while busy
+SMALL_MESSAGE = 4096  # single-input loop: channels whose messages fit are read with recv(), not recv_into()
+WAKE_SIGNAL = signal.SIGRTMIN + 3  # single-input loop: the waker thread interrupts the blocking read with it
 
 
 class Timer:
@@ -87,6 +95,8 @@ class Partition:
         self._devices = dict(devices or {})
         self._device_handlers: dict[str, DeviceHandler] = {}
         self._activation_handler: Callable[[proto.ActivateResult], None] | None = None
+        self._due = 0.0  # single-input loop: time.monotonic() at which it next services everything else
+        self._waker: _Waker | None = None  # single-input loop: told about timers that are due earlier
 
     # ------------------------------------------------------------------ declared ends
     @property
@@ -124,6 +134,7 @@ class Partition:
         if channel not in self._inputs:
             raise KeyError(f"{self.name} does not receive on {channel!r} (inputs: {sorted(self._inputs)})")
         self._handlers[channel] = fn
+        self._due = float("-inf")  # the single-input loop looks the handler up again
 
     # ------------------------------------------------------------------ devices
     @property
@@ -197,6 +208,12 @@ class Partition:
 
     def _add_timer(self, t: Timer) -> Timer:
         heapq.heappush(self._timers, (t.deadline, next(self._tick), t))
+        if t.deadline < self._due:
+            self._due = t.deadline
+        waker = self._waker
+        if waker is not None and t.deadline < waker.deadline:
+            waker.deadline = t.deadline
+            waker.poke()
         return t
 
     # ------------------------------------------------------------------ supervisor
@@ -250,6 +267,9 @@ class Partition:
     def stop(self) -> None:
         """End the event loop after the current turn."""
         self._stopping = True
+        self._due = float("-inf")
+        if self._waker is not None:  # the single-input loop may be about to wait for a message
+            self._waker.wake()
 
     # ------------------------------------------------------------------ the loop
     def _report_drops(self, force: bool = False) -> None:
@@ -285,14 +305,167 @@ class Partition:
     def run(self) -> None:
         """Run the event loop until stopped.
 
+        A partition with exactly one input channel waits for its messages with a blocking read and has a
+        helper thread wake it for everything else (``_run_single``); otherwise, or where that thread
+        cannot run, every turn waits in ``poll`` (``_run_polling``). Both give the same guarantees.
+        """
+        if self._running:
+            return
+        self._running = True
+        self.ready()
+        waker = None
+        if len(self._inputs) == 1:
+            (r,) = self._inputs.values()
+            watch = [self._control.fileno(), *(self._devices[d].fileno() for d in self._device_handlers)]
+            waker = _Waker.start(r.fileno(), watch, deadline=time.monotonic() + 3600.0)
+        if waker is None:
+            self._run_polling()
+        else:
+            try:
+                self._run_single(r, waker)
+            finally:
+                self._waker = None
+                waker.close()
+        self._report_drops(force=True)
+
+    def _run_single(self, r: ReceiveEnd, waker: _Waker) -> None:
+        """The loop of a partition with one input channel.
+
+        A turn: one blocking ``recv`` on the input (returns as soon as a message is there, like a raw
+        socket read), one clock reading, the channel's checks in the order ``ReceiveEnd.drain`` applies
+        them (size, rate, strict decoding; every drop counted), a comparison of the clock reading with
+        the next time the loop has something else to do, then the handler, called directly (nothing is
+        queued, so the queue bound holds trivially). Everything else (control channel, devices,
+        heartbeat, timers, drop reports) is serviced when that time comes (at least every
+        ``SERVICE_INTERVAL_S`` while messages keep coming) or when the waker interrupts the read because
+        one of them needs the loop while it waits (see ``_Waker``). A ``Stop`` serviced there ends the
+        loop before the handler, as the polling loop discards what it drained.
+        """
+        poller = select.poll()  # control and devices, looked at without waiting when servicing
+        control_fd = self._control.fileno()
+        poller.register(control_fd, select.POLLIN)
+        dev_fd: dict[int, str] = {}
+        for dname in self._device_handlers:
+            dev_fd[self._devices[dname].fileno()] = dname
+            poller.register(self._devices[dname].fileno(), select.POLLIN)
+        in_fd = r.fileno()
+        monotonic = time.monotonic
+        poll = poller.poll
+        timers = self._timers
+        beat_s = self._heartbeat_s
+        next_beat = monotonic()
+        next_report = self._last_report + REPORT_INTERVAL_S
+        self._waker = waker
+        handler = None
+
+        def service() -> bool:
+            """Control, devices, heartbeat, timers, drop reports; True when the loop must end."""
+            nonlocal next_beat, next_report, handler
+            if waker.error is not None:
+                raise RuntimeError("the event loop's waker thread failed") from waker.error
+            handler = self._handlers.get(r.name)  # on() makes the loop come here
+            woken = waker.woken
+            if woken:  # blocking again first, then the flag (the waker does the reverse, and waits for
+                # the acknowledgement before it can fire again)
+                os.set_blocking(in_fd, True)
+                waker.woken = False
+            if not self._stopping:
+                for fd, _ in poll(0):
+                    if fd == control_fd:
+                        self._on_control()
+                    elif fd in dev_fd and not self._on_device_readable(dev_fd[fd]):
+                        poller.unregister(fd)
+                        waker.unwatch(fd)
+                        del dev_fd[fd]
+            if self._stopping:
+                return True
+            now = monotonic()
+            if beat_s is not None and now >= next_beat:
+                self.heartbeat()
+                next_beat = now + beat_s
+            if timers and timers[0][0] <= now:
+                self._run_timers(now)
+                if self._stopping:
+                    return True
+                now = monotonic()
+            if now >= next_report:
+                self._report_drops()
+                next_report = self._last_report + REPORT_INTERVAL_S
+            wake_at = next_beat if beat_s is not None else now + 1.0
+            if timers and timers[0][0] < wake_at:
+                wake_at = timers[0][0]
+            due = now + SERVICE_INTERVAL_S
+            self._due = min(due, wake_at, next_report)
+            earlier = wake_at < waker.deadline
+            waker.deadline = wake_at
+            if earlier or woken:
+                waker.poke()  # a nearer deadline, or the acknowledgement of a wake-up
+            return False
+
+        size = r.codec.max_size + 1  # one byte more than the largest valid message: oversize is visible
+        if size <= SMALL_MESSAGE:
+            read: Callable[[int], Any] = r.sock.recv  # a bytes object of the message's size: cheapest
+        else:  # not a large buffer per message
+            recv_into = r.sock.recv_into
+            buf = r._buf
+            view = r._view
+
+            def read(_size: int) -> memoryview:
+                return view[:recv_into(buf)]
+        decode = r.codec.decoder.decode
+        bucket = r.bucket
+        rate = cap = origin = 0.0
+        scale = 1.0
+        if bucket is not None:  # TokenBucket.admit, inlined (same arithmetic, same state)
+            rate, cap, origin, scale = bucket.rate, bucket.capacity, bucket.clock.origin, bucket.clock.scale
+        drops = r.drops
+        if service():
+            return
+        while True:
+            try:
+                data = read(size)
+            except BlockingIOError:  # the waker made the read return: something else needs the loop
+                if service():
+                    return
+                continue
+            now = monotonic()  # the turn's one clock reading: rate limit and what else is due
+            msg = None
+            if len(data) >= size:
+                drops["oversize"] += 1
+            else:
+                if bucket is not None:
+                    dev_now = (now - origin) * scale
+                    tokens = bucket.tokens + (dev_now - bucket.last) * rate
+                    if tokens > cap:
+                        tokens = cap
+                    bucket.last = dev_now
+                    if tokens >= 1.0:
+                        bucket.tokens = tokens - 1.0
+                    else:
+                        bucket.tokens = tokens
+                        drops["rate"] += 1
+                        data = None
+                if data is not None:
+                    try:
+                        msg = decode(data)
+                    except DecodeErrors as exc:
+                        drops["malformed"] += 1
+                        r.last_error = str(exc)[:200]
+                    else:
+                        r.received += 1
+            if now >= self._due and service():
+                return
+            if msg is not None and handler is not None:
+                handler(msg)
+
+    def _run_polling(self) -> None:
+        """The loop of a partition with several (or no) input channels.
+
         One turn: heartbeat if due, one ``poll`` (blocking until the next timer or heartbeat unless
         messages are queued), drain the ready channels, one message per channel to its handler, due
         timers, drop reports. The turn is on the path of every message, so it is written to do little:
         local names instead of attribute look-ups, one clock read when nothing else needs a fresh one.
         """
-        if self._running:
-            return
-        self._running = True
         poller = select.poll()  # poll, not epoll: it holds no file descriptor of its own
         by_fd: dict[int, ReceiveEnd] = {}
         for r in self._inputs.values():
@@ -304,7 +477,6 @@ class Partition:
         for dname in self._device_handlers:
             dev_fd[self._devices[dname].fileno()] = dname
             poller.register(self._devices[dname].fileno(), select.POLLIN)
-        self.ready()
         monotonic = time.monotonic
         poll = poller.poll
         timers = self._timers
@@ -353,7 +525,6 @@ class Partition:
             if now >= next_report:  # the turn's clock reading is recent enough for a 0.2 s interval
                 self._report_drops()
                 next_report = self._last_report + REPORT_INTERVAL_S
-        self._report_drops(force=True)
 
     def _run_timers(self, now: float) -> None:
         timers = self._timers
@@ -367,3 +538,130 @@ class Partition:
                 if t.deadline < now:  # fell behind: skip missed ticks rather than bursting
                     t.deadline = now + t.period
                 self._add_timer(t)
+
+
+class _Waker:
+    """Wakes the single-input loop's blocking read when the control channel or a device is readable or a
+    timer/heartbeat deadline has come.
+
+    The loop reads its one input channel with a blocking ``recv`` (one system call per message, like a
+    raw socket) instead of ``poll`` + ``recv``. This thread waits in ``poll`` on everything else (control,
+    devices, the deadline as timeout) and, when one of them needs the loop, makes the input socket
+    non-blocking, sets ``woken`` and sends ``WAKE_SIGNAL`` to the main thread. The order makes the wake-up
+    sound: a ``recv`` that starts after the flag change returns at once (EAGAIN), and one already asleep is
+    interrupted by the signal (EINTR, after which Python retries it and gets EAGAIN). Python signal
+    handlers run late, so the signal is not trusted to do anything itself. The loop then services
+    everything, makes the socket blocking again and acknowledges (a byte on the waker's pipe); the thread
+    does not look again before that, so it never spins on a readable control channel.
+    """
+
+    def __init__(self, in_fd: int, watch_fds: list[int]) -> None:
+        self.in_fd = in_fd
+        self.deadline = 0.0  # time.monotonic() at which the loop has a timer or heartbeat due
+        self.woken = False
+        self.closing = False
+        self._main = threading.get_ident()
+        self._rfd, self._wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._watch = select.poll()
+        for fd in watch_fds:
+            self._watch.register(fd, select.POLLIN)
+        self._watch.register(self._rfd, select.POLLIN)
+        self._ack = select.poll()
+        self._ack.register(self._rfd, select.POLLIN)
+        self._thread: threading.Thread | None = None
+        self._old_handler: Any = None
+        self.error: Exception | None = None  # what ended the thread, if anything did
+
+    @classmethod
+    def start(cls, in_fd: int, watch_fds: list[int], deadline: float) -> _Waker | None:
+        """A running waker, or None where there cannot be one (not the main thread, the wake signal is in
+        use, no thread or pipe can be created): the loop then uses ``poll`` on every turn."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        if signal.getsignal(WAKE_SIGNAL) not in (signal.SIG_DFL, None):
+            return None
+        try:
+            waker = cls(in_fd, watch_fds)
+        except OSError:
+            return None
+        waker.deadline = deadline
+        # the flag belongs to the open file, which the supervisor hands to a restarted partition: a
+        # predecessor killed while woken left it set
+        os.set_blocking(in_fd, True)
+        waker._old_handler = signal.signal(WAKE_SIGNAL, waker._on_signal)  # interrupting (no SA_RESTART)
+        try:
+            waker._thread = threading.Thread(target=waker._loop, name="septum-waker", daemon=True)
+            waker._thread.start()
+        except (RuntimeError, OSError):  # e.g. the partition's task limit
+            waker._thread = None
+            waker.close()
+            return None
+        return waker
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        """The signal only has to interrupt a blocking read (EINTR): the waker did the rest. Should the
+        thread have failed, the loop must not go on without it: the error ends the partition."""
+        if self.error is not None:
+            raise RuntimeError("the event loop's waker thread failed") from self.error
+
+    def wake(self) -> None:
+        """Make the loop service everything as soon as possible (e.g. it was told to stop)."""
+        self.deadline = float("-inf")
+        self.poke()
+
+    def unwatch(self, fd: int) -> None:
+        self._watch.unregister(fd)  # takes effect at the thread's next poll
+
+    def poke(self) -> None:
+        """Make the thread look at ``deadline`` again (it moved earlier), or acknowledge a wake-up."""
+        try:
+            os.write(self._wfd, b"w")
+        except BlockingIOError:  # the pipe is full of pokes already: the thread will look
+            pass
+
+    def _drain(self) -> None:
+        try:
+            while os.read(self._rfd, 256):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _loop(self) -> None:
+        try:
+            self._watch_loop()
+        except Exception as exc:  # handed to the main thread, which raises it: errors are not swallowed
+            self.error = exc
+            signal.pthread_kill(self._main, WAKE_SIGNAL)
+
+    def _watch_loop(self) -> None:
+        monotonic = time.monotonic
+        rfd = self._rfd
+        while not self.closing:
+            left = self.deadline - monotonic()
+            fire = left <= 0
+            # poll's timeout is in ms: rounded up, so that it never wakes before the deadline
+            for fd, _ in self._watch.poll(0 if fire else int(left * 1000) + 1):
+                if fd == rfd:
+                    self._drain()
+                else:
+                    fire = True
+            if self.closing:
+                return
+            if not fire and monotonic() < self.deadline:
+                continue
+            os.set_blocking(self.in_fd, False)  # first (the loop does the reverse: see service())
+            self.woken = True
+            signal.pthread_kill(self._main, WAKE_SIGNAL)
+            while self.woken and not self.closing:  # until the loop has serviced what woke it
+                self._ack.poll()
+                self._drain()
+
+    def close(self) -> None:
+        self.closing = True
+        if self._thread is not None:
+            self.poke()
+            self._thread.join()
+        os.close(self._rfd)
+        os.close(self._wfd)
+        signal.signal(WAKE_SIGNAL, self._old_handler if self._old_handler is not None else signal.SIG_DFL)
+        os.set_blocking(self.in_fd, True)
