@@ -20,12 +20,14 @@ STOP_FAULTS = {
 @pytest.mark.parametrize("fault", list(STOP_FAULTS), ids=[f.value for f in STOP_FAULTS])
 def test_fault_stops_the_motor_and_is_audited(running_rig: PumpRig, fault: Fault) -> None:
     rig = running_rig
+    before = rig.seq()  # events from the injection on (the alarm state may be reported before we wait for it)
     rig.inject(fault)
     assert rig.wait_until(lambda: not rig.motor_running(), timeout=5), f"motor still running after {fault}"
     assert rig.wait_until(lambda: STOP_FAULTS[fault] in rig.alarms(), timeout=5), rig.alarms()
     stopped_at = rig.delivered_ml()
     # it stays stopped while the alarm is latched, whatever pump_control keeps asking for
-    assert rig.wait_event(lambda e: e.kind == "pump_state" and e.fields.get("state") == "alarm", timeout=5)
+    assert rig.wait_event(lambda e: e.kind == "pump_state" and e.fields.get("state") == "alarm", timeout=5,
+                          after=before)
     assert not rig.motor_running()
     assert rig.delivered_ml() == pytest.approx(stopped_at, abs=1e-9)
     assert rig.wait_until(lambda: any(r["event"] == "alarm" and STOP_FAULTS[fault] in r["detail"]

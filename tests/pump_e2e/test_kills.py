@@ -26,8 +26,10 @@ def test_non_safety_partition_killed_therapy_continues(running_rig: PumpRig, par
 
 def test_pump_control_killed_motor_stops_and_device_goes_safe(running_rig: PumpRig) -> None:
     rig = running_rig
+    before = rig.seq()  # the safe state may be reported before the wait starts
     rig.kill("pump_control")
-    assert rig.wait_event(lambda e: e.kind == "safe_state" and e.partition == "pump_control", timeout=10)
+    assert rig.wait_event(lambda e: e.kind == "safe_state" and e.partition == "pump_control", timeout=10,
+                          after=before)
     assert rig.wait_until(lambda: not rig.motor_running(), timeout=5)
     stopped = rig.delivered_ml()
     assert rig.supervisor.partition_state("pump_control") == "failed"  # never restarted
@@ -38,8 +40,10 @@ def test_pump_control_killed_motor_stops_and_device_goes_safe(running_rig: PumpR
 
 def test_pump_control_silent_monitor_latches_before_safe_state(running_rig: PumpRig) -> None:
     rig = running_rig
+    before = rig.seq()
     t = rig.kill("pump_control", how="hang")
-    latched = rig.wait_event(lambda e: e.kind == "latched_fault" and e.partition == "safety_monitor", timeout=5)
+    latched = rig.wait_event(lambda e: e.kind == "latched_fault" and e.partition == "safety_monitor", timeout=5,
+                             after=before)
     assert latched is not None
     assert rig.wait_until(lambda: not rig.motor_running(), timeout=1)
     stop = rig.sim.last_stop_after(t)
