@@ -35,6 +35,14 @@ def require_finite(value: object, what: str) -> float:
     return result
 
 
+def require_positive_fields(obj: object, *names: str) -> None:
+    """Raise ``TherapyError`` unless each named attribute of ``obj`` is a finite number above zero
+    (the period and timeout settings of the controller and of the monitor)."""
+    for name in names:
+        if require_finite(getattr(obj, name), name) <= 0:
+            raise TherapyError(f"{name} must be greater than zero")
+
+
 def require_time(now: object, previous: float | None, what: str = "time") -> float:
     """Validate a clock reading: finite and never earlier than the previous one seen."""
     try:

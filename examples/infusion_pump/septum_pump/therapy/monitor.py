@@ -37,7 +37,7 @@ from .alarms import (
     sensor_conditions,
 )
 from .drug_library import DrugLibrary
-from .errors import ClockError, TherapyError, require_finite, require_time
+from .errors import ClockError, TherapyError, require_finite, require_positive_fields, require_time
 from .ledger import DeliveryLedger
 from .pca import PcaTracker, kvo_rate_ml_h, window_headroom_ml
 from .program import Issue, Origin, Principal, Program, Severity, evaluate, is_local_clinician
@@ -54,9 +54,7 @@ class MonitorConfig:
     watchdog_timeout_s: float = 3.0
 
     def __post_init__(self) -> None:
-        for name in ("period_s", "heartbeat_timeout_s", "watchdog_timeout_s"):
-            if require_finite(getattr(self, name), name) <= 0:
-                raise TherapyError(f"{name} must be greater than zero")
+        require_positive_fields(self, "period_s", "heartbeat_timeout_s", "watchdog_timeout_s")
 
 
 @dataclass(frozen=True)

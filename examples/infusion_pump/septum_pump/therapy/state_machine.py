@@ -22,7 +22,7 @@ from enum import StrEnum
 
 from .alarms import AlarmAction
 from .drug_library import DrugLibrary
-from .errors import TherapyError, require_finite, require_time
+from .errors import require_positive_fields, require_time
 from .ledger import DeliveryLedger
 from .pca import BolusDenial, BolusSource, PcaTracker, kvo_rate_ml_h, plan_period, window_headroom_ml
 from .program import (
@@ -58,9 +58,7 @@ class ControllerConfig:
     edit_confirm_timeout_s: float = 60.0
 
     def __post_init__(self) -> None:
-        for name in ("period_s", "start_confirm_timeout_s", "edit_confirm_timeout_s"):
-            if require_finite(getattr(self, name), name) <= 0:
-                raise TherapyError(f"{name} must be greater than zero")
+        require_positive_fields(self, "period_s", "start_confirm_timeout_s", "edit_confirm_timeout_s")
 
 
 @dataclass(frozen=True)
