@@ -14,8 +14,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.septum-installed
 SYSSTAMP := $(VENV)/.septum-system-deps
-# Debian packages used by the tests (browser tests need chromium); installed only when root.
-DEBIAN_PACKAGES := chromium chromium-driver
+# Debian packages used by the tests (browser tests need chromium, the FDA views graphviz); installed only when root.
+DEBIAN_PACKAGES := chromium chromium-driver graphviz
 
 .PHONY: demo test lint docs bench venv system-deps clean
 
