@@ -94,6 +94,7 @@ class Partition:
         self.control_lost = 0  # event records that could not be handed to the supervisor
         self._devices = dict(devices or {})
         self._device_handlers: dict[str, DeviceHandler] = {}
+        self.device_errors: dict[str, str] = {}  # device -> the read error that ended its link (before fn(b""))
         self._activation_handler: Callable[[proto.ActivateResult], None] | None = None
         self._due = 0.0  # single-input loop: time.monotonic() at which it next services everything else
         self._waker: _Waker | None = None  # single-input loop: told about timers that are due earlier
@@ -163,7 +164,8 @@ class Partition:
                 data = sock.recv(MAX_DEVICE_PACKET, socket.MSG_DONTWAIT)
             except BlockingIOError:
                 return True
-            except (ConnectionResetError, OSError):
+            except (ConnectionResetError, OSError) as exc:
+                self.device_errors[name] = f"{type(exc).__name__}: {exc}"[:200]
                 data = b""
             if fn is not None:
                 fn(data)

@@ -14,6 +14,7 @@ from typing import Any
 
 from septum.runtime.partition import Partition
 
+from .records import Records
 from .therapy.alarms import ALARM_RULES, AlarmAction, AlarmKind
 from .therapy.drug_library import DrugLibrary
 from .therapy.errors import TherapyError
@@ -66,14 +67,12 @@ class PumpControl:
         self.last_status: tuple[Any, ...] = ()
         self.turn = 0
         self._edit: tuple[Entry, bool] | None = None  # an accepted change of a running infusion, to confirm
+        self.records = Records(p, "audit_pump_control")
 
     # ------------------------------------------------------------------ records
     def record(self, event: str, severity: str = "info", **fields: Any) -> None:
-        sev = {"warning": "warning", "alert": "warning", "critical": "critical"}.get(severity, "info")
-        self.p.event(event, severity=sev, **fields)
-        detail = ", ".join(f"{k}={v}" for k, v in fields.items())[:1024]
-        self.p.send("audit_pump_control", event=event[:64], severity=severity, detail=detail,
-                    at_ms=int(self.p.now() * 1000))
+        """Event stream and audit log; what does not get through is counted and reported (``Records``)."""
+        self.records.record(event, severity, **fields)
 
     def say(self, text: str) -> None:
         self.message = text[:128]
@@ -151,6 +150,8 @@ class PumpControl:
         return True, "change pending: press start to confirm"
 
     def send_program(self, entry: Entry, soft: bool) -> None:
+        # ``soft`` says a clinician confirmed a soft-limit excess here; the monitor audits it but acts only
+        # on the clinician's approval that auth forwards to it
         self.program_id += 1
         send_message(self.p, "program", program_id=self.program_id, drug=entry.drug, care_area=self.care_area,
                      concentration=entry.concentration, dose_rate=entry.dose_rate, vtbi_ml=entry.vtbi_ml,
@@ -244,6 +245,8 @@ class PumpControl:
         self.p.send("motor_cmd", seq=cmd_seq, rate_ml_h=rate, bolus=bolus)
         self.p.send("pc_heartbeat", seq=self.turn)
         self.status(rate)
+        if self.turn % 10 == 0:
+            self.records.report()
 
     def status(self, rate: float) -> None:
         ctl = self.ctl

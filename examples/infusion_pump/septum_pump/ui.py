@@ -4,6 +4,10 @@ It holds no authority: every key that asks for an action becomes a ``UiRequest``
 ``auth_replies`` and forwards what it authorised. Login gives a session that later requests carry;
 ``patient_bolus`` (the physical PCA button) and ``emergency_stop`` (break glass) need none. Keys are
 debounced; the screen shows the pump's and the safety monitor's state and the highest alarm.
+
+A soft-limit override is two requests from one key: ``approve_soft_limit`` with the prescription in the
+form (what the clinician entered) and the reason, which auth forwards to the safety monitor, then
+``override_soft_limit`` for pump_control. The monitor runs the excess only with the first.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import Any
 
 from septum.runtime.partition import Partition
 
+from .records import REPORT_EVERY_REAL_S, Records
 from .sim import wire
 from .therapy_io import send_message
 
@@ -42,6 +47,7 @@ class FrontPanel:
         self.monitor: Any = None
         self.note = "please log in"
         self.debounced = 0
+        self.records = Records(p, None)  # events only: losses are reported in the event stream
 
     def request(self, action: str, **fields: Any) -> None:
         if action not in NO_SESSION and not self.session:
@@ -86,21 +92,34 @@ class FrontPanel:
             self.request("logout")
             self.session = self.user = self.role = ""
         elif action == "program_infusion":
-            nums: dict[str, float] = {}
-            for k, name in NUMERIC.items():
-                try:
-                    nums[name] = float(f.get(k, "0") or 0)
-                except ValueError:
-                    self.note = f"{k} is not a number"
-                    self.show()
-                    return
-            self.request(action, drug=f.get("drug", "")[:64], **nums)
+            rx = self.prescription()
+            if rx is not None:
+                self.request(action, **rx)
         elif action in ("confirm_order",):
             self.request(action, order_id=f.get("order_id", "")[:64])
-        elif action in ("override_soft_limit", "clear_fault"):
+        elif action == "override_soft_limit":
+            # the safety monitor's copy of the decision first, bound to the prescription as entered
+            rx = self.prescription()
+            if rx is not None:
+                reason = f.get("reason", "")[:256]
+                self.request("approve_soft_limit", reason=reason, **rx)
+                self.request(action, reason=reason)
+        elif action == "clear_fault":
             self.request(action, reason=f.get("reason", "")[:256])
         else:
             self.request(action)
+
+    def prescription(self) -> dict[str, Any] | None:
+        """The prescription in the form (None, with a note on the display, if a number is not one)."""
+        nums: dict[str, Any] = {}
+        for k, name in NUMERIC.items():
+            try:
+                nums[name] = float(self.form.get(k, "0") or 0)
+            except ValueError:
+                self.note = f"{k} is not a number"
+                self.show()
+                return None
+        return {"drug": self.form.get("drug", "")[:64], **nums}
 
     def on_button(self, data: bytes) -> None:
         if not data:
@@ -169,3 +188,4 @@ def main(p: Partition) -> None:
     p.on("pump_status", fp.on_pump)
     p.on("monitor_alarms", fp.on_monitor)
     p.after(0.0, fp.show)
+    p.every(p.clock.scale * REPORT_EVERY_REAL_S, fp.records.report)

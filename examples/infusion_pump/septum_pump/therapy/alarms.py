@@ -46,11 +46,14 @@ class AlarmKind(StrEnum):
     CONTROLLER_SILENT = "controller-silent"
     WATCHDOG = "monitor-watchdog"
     CLOCK_FAULT = "clock-fault"
+    MOTOR_FAULT = "motor-fault"
+    SENSOR_LINK_FAULT = "sensor-link-fault"
     RESERVOIR_LOW = "reservoir-low"
     UNDER_INFUSION = "under-infusion"
     PAUSED_TOO_LONG = "paused-too-long"
     DOSE_LIMIT = "dose-limit-reached"
     INFUSION_COMPLETE = "infusion-complete"
+    RECORDS_LOST = "records-lost"
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,11 @@ ALARM_RULES: dict[AlarmKind, AlarmRule] = {
     ),
     AlarmKind.WATCHDOG: AlarmRule(Priority.HIGH, AlarmAction.LATCHED_FAULT, "Safety monitor overran its period"),
     AlarmKind.CLOCK_FAULT: AlarmRule(Priority.HIGH, AlarmAction.LATCHED_FAULT, "Clock fault"),
+    # a failed motor write or sensor read: what the motor does or what the line shows is no longer known
+    AlarmKind.MOTOR_FAULT: AlarmRule(Priority.HIGH, AlarmAction.LATCHED_FAULT, "Motor driver write failed"),
+    AlarmKind.SENSOR_LINK_FAULT: AlarmRule(
+        Priority.HIGH, AlarmAction.LATCHED_FAULT, "Sensor link failed or closed"
+    ),
     AlarmKind.RESERVOIR_LOW: AlarmRule(Priority.MEDIUM, AlarmAction.ADVISORY, "Reservoir low"),
     AlarmKind.UNDER_INFUSION: AlarmRule(
         Priority.MEDIUM, AlarmAction.ADVISORY, "Under-infusion: motor delivered less than commanded"
@@ -86,6 +94,8 @@ ALARM_RULES: dict[AlarmKind, AlarmRule] = {
     AlarmKind.PAUSED_TOO_LONG: AlarmRule(Priority.MEDIUM, AlarmAction.ADVISORY, "Infusion paused too long"),
     AlarmKind.DOSE_LIMIT: AlarmRule(Priority.LOW, AlarmAction.ADVISORY, "Dose limit reached: running at KVO"),
     AlarmKind.INFUSION_COMPLETE: AlarmRule(Priority.LOW, AlarmAction.ADVISORY, "Infusion complete: running at KVO"),
+    # event-stream or audit records could not be handed on (the counts are reported once a path works)
+    AlarmKind.RECORDS_LOST: AlarmRule(Priority.MEDIUM, AlarmAction.ADVISORY, "Event or audit records were lost"),
 }
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .alarms import (
+    ALARM_RULES,
     ActiveAlarm,
     AirInLineDetector,
     AlarmAction,
@@ -107,6 +108,7 @@ class SafetyMonitor:
         self._lease: _Lease | None = None
         self._paused_since: float | None = None
         self._advisories: set[AlarmKind] = set()
+        self._held: dict[AlarmKind, float] = {}  # advisories raised from outside the step, shown until then
 
     # ------------------------------------------------------------------------------------- helpers
 
@@ -218,6 +220,8 @@ class SafetyMonitor:
         self._catch_up(now)
 
         conditions: set[AlarmKind] = set(self._advisories)
+        self._held = {k: until for k, until in self._held.items() if now < until}
+        conditions |= set(self._held)
         if self._last_step is not None and now - self._last_step > self.config.watchdog_timeout_s:
             conditions.add(AlarmKind.WATCHDOG)
             reasons.append("monitor step came too late")
@@ -361,6 +365,32 @@ class SafetyMonitor:
         if self.delivered_ml >= program.vtbi_ml - _VOLUME_EPS_ML:
             self._advisories.add(AlarmKind.INFUSION_COMPLETE)
         return max(0.0, volume) / hours, bolus
+
+    # ----------------------------------------------------------------------------- device failures
+
+    def device_fault(self, kind: AlarmKind, now: float, reason: str) -> MotorDecision:
+        """A motor write or sensor read failed: latch ``kind`` (a latched fault) and stop.
+
+        The grant in force is booked up to now and then withdrawn: from here on the monitor permits nothing
+        until a clinician restart, whatever the controller asks. What already ran stays counted.
+        """
+        if ALARM_RULES[kind].action is not AlarmAction.LATCHED_FAULT:
+            raise TherapyError(f"{kind.value} is not a device fault")
+        try:
+            self._now = require_time(now, self._now)
+        except ClockError:
+            kind = AlarmKind.CLOCK_FAULT
+        self._catch_up(self._now)
+        self._lease = None
+        self.pca.end_bolus()
+        self._latch(kind, self._now)
+        return self._decision(self._now, 0.0, False, [reason])
+
+    def hold_advisory(self, kind: AlarmKind, now: float, hold_s: float) -> None:
+        """Show advisory ``kind`` from the next step for ``hold_s`` (e.g. records that were lost)."""
+        if ALARM_RULES[kind].action is not AlarmAction.ADVISORY:
+            raise TherapyError(f"{kind.value} is not an advisory")
+        self._held[kind] = max(self._held.get(kind, now), now + hold_s)
 
     # -------------------------------------------------------------------------------------- people
 

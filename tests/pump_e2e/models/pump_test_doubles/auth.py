@@ -9,7 +9,7 @@ from typing import Any
 from septum.runtime.partition import Partition
 
 CLINICIAN_ACTIONS = {"program_infusion", "start_infusion", "pause_infusion", "stop_infusion", "confirm_order",
-                     "override_soft_limit", "silence_alarm", "clear_fault"}
+                     "override_soft_limit", "approve_soft_limit", "silence_alarm", "clear_fault"}
 COPY = ("drug", "concentration", "dose_rate", "vtbi_ml", "weight_kg", "order_id", "reason")
 
 
@@ -58,6 +58,9 @@ def main(p: Partition) -> None:
                 return
         if msg.action == "clear_fault":
             p.send("fault_reset", principal=principal, reason=msg.reason or "clinician restart")
+        elif msg.action == "approve_soft_limit":
+            p.send("soft_limit_approvals", principal=principal, role=role, reason=msg.reason,
+                   **{k: getattr(msg, k) for k in COPY if k not in ("order_id", "reason")})
         else:
             p.send("commands", request_id=msg.request_id, action=msg.action, principal=principal, role=role,
                    **{k: getattr(msg, k) for k in COPY})
