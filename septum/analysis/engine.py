@@ -46,11 +46,33 @@ def _matches(waiver: s.Waiver, finding: Finding) -> bool:
     return any(waiver.element in (ref.name, str(ref)) for ref in finding.elements)
 
 
-def apply_waivers(ctx: Context, findings: list[Finding]) -> list[Finding]:
+def judged_waivers(model: s.Model, ran: set[str], *, full_run: bool) -> list[int]:
+    """Indices of the waivers this run can judge: those of rules that ran. A waiver of a rule that did not
+    run (not selected, or missing its input such as OSV data) says nothing about this run's findings, so it
+    is neither stale nor expired here. In a full run a waiver naming no known rule is judged (and reported
+    as matching nothing), so a typo in a rule id is not silently ignored."""
+    from .registry import RULES
+
+    out: list[int] = []
+    for i, w in enumerate(model.waivers):
+        rid = w.rule.upper()
+        if rid in ran or (full_run and rid not in RULES):
+            out.append(i)
+    return out
+
+
+def apply_waivers(
+    ctx: Context, findings: list[Finding], ran: set[str] | None = None, *, full_run: bool = True,
+) -> list[Finding]:
+    """Mark the findings the model's waivers cover; report expired and stale waivers of the rules in
+    ``ran`` (default: every waiver)."""
+    indices = (list(range(len(ctx.model.waivers))) if ran is None
+               else judged_waivers(ctx.model, ran, full_run=full_run))
     out: list[Finding] = []
     used: set[int] = set()
     for f in findings:
-        for i, w in enumerate(ctx.model.waivers):
+        for i in indices:
+            w = ctx.model.waivers[i]
             if not _matches(w, f):
                 continue
             used.add(i)
@@ -59,7 +81,8 @@ def apply_waivers(ctx: Context, findings: list[Finding]) -> list[Finding]:
                             waiver_expires=w.expires.isoformat())
                 break
         out.append(f)
-    for i, w in enumerate(ctx.model.waivers):
+    for i in indices:
+        w = ctx.model.waivers[i]
         ref = ElementRef("waiver", f"{w.rule}@{w.element}")
         if w.expires < ctx.today:
             out.append(ctx.finding(
@@ -92,10 +115,12 @@ def check(
         wanted = {r.upper() for r in select}
         rules = [r for r in rules if r.id in wanted or r.family in wanted]
     findings: list[Finding] = []
+    ran: set[str] = set()
     for r in rules:
-        if r.family == "WAIVER":
+        if r.family == "WAIVER" or (r.needs is not None and r.needs not in ctx.options):
             continue
+        ran.add(r.id)
         findings.extend(r.check(ctx))
-    findings = apply_waivers(ctx, findings)
+    findings = apply_waivers(ctx, findings, ran, full_run=select is None)
     findings.sort(key=_sort_key)
     return Report(model=model, source=source, findings=findings, rules=rules)

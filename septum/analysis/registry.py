@@ -26,6 +26,7 @@ FAMILIES: dict[str, str] = {
     "CRED": "Credentials",
     "VULN": "Known vulnerabilities in components",
     "CTRL": "Security control decisions",
+    "LIVE": "Liveness: a partition whose silence matters is watched, fast enough",
     "WAIVER": "Waivers",
 }
 
@@ -38,6 +39,9 @@ class Rule:
     rationale: str
     fix: str
     check: Check
+    # the run option the rule reads (e.g. "osv"); without it the rule does not run, and its waivers are
+    # not judged (a waiver of VULN001 is not "stale" in a check that was given no vulnerability data)
+    needs: str | None = None
 
     @property
     def family(self) -> str:
@@ -47,13 +51,15 @@ class Rule:
 RULES: dict[str, Rule] = {}
 
 
-def rule(id: str, title: str, severity: Severity, *, rationale: str, fix: str) -> Callable[[Check], Check]:
+def rule(
+    id: str, title: str, severity: Severity, *, rationale: str, fix: str, needs: str | None = None,
+) -> Callable[[Check], Check]:
     def deco(fn: Check) -> Check:
         if id in RULES:
             raise RuntimeError(f"rule {id} registered twice")
         if id.rstrip("0123456789") not in FAMILIES:
             raise RuntimeError(f"rule {id} has no known family")
-        RULES[id] = Rule(id, title, severity, " ".join(rationale.split()), " ".join(fix.split()), fn)
+        RULES[id] = Rule(id, title, severity, " ".join(rationale.split()), " ".join(fix.split()), fn, needs)
         return fn
 
     return deco

@@ -98,7 +98,7 @@ def report_cmd(model: str, out_dir: str, osv_path: str | None, formats: str, thr
 
     written = []
     sbom_name = "sbom.cdx.json"
-    _write(out / sbom_name, sbom_json(m))
+    _write(out / sbom_name, sbom_json(m, model_dir=Path(model).resolve().parent))
     _write(out / "mds2.csv", to_csv(data.mds2))
     written += [sbom_name, "mds2.csv"]
     if "html" in wanted:
@@ -119,15 +119,20 @@ def report_cmd(model: str, out_dir: str, osv_path: str | None, formats: str, thr
 @click.command("sbom")
 @click.argument("model", type=click.Path())
 @click.option("-o", "--output", type=click.Path(), help="Write to this file instead of standard output.")
-@click.option("--installed", is_flag=True,
-              help="Also list the installed Python distributions of partitions that run here.")
+@click.option("--installed/--declared-only", default=True, show_default=True,
+              help="Components from the installed Python environment (the model's declarations are checked "
+                   "against it), or only the model's declarations, unverified.")
 @_clean_errors
 def sbom_cmd(model: str, output: str | None, installed: bool) -> None:
-    """CycloneDX 1.6 JSON SBOM of MODEL, validated before it is written."""
-    from septum.compliance.sbom import sbom_json, validate_sbom
+    """CycloneDX 1.6 JSON SBOM of MODEL, validated before it is written. Declarations of the model that the
+    environment contradicts are printed as warnings on stderr (and kept in the SBOM's metadata)."""
+    from septum.compliance.sbom import inventory, sbom_json, validate_sbom
 
     m, _ = _load(model)
-    text = sbom_json(m, installed=installed)
+    inv = inventory(m, installed=installed, model_dir=Path(model).resolve().parent)
+    for issue in inv.issues:
+        click.echo(f"warning: {issue.kind}: {issue}", err=True)
+    text = sbom_json(m, installed=installed, inv=inv)
     errors = validate_sbom(text)
     if errors:
         raise _UserError("generated SBOM does not validate: " + "; ".join(errors[:3]))
@@ -180,7 +185,7 @@ def mds2_cmd(model: str, output: str) -> None:
 @click.option("--osv", "osv_path", required=True, type=click.Path(), help="OSV file, folder or .zip export.")
 @_clean_errors
 def vulns_cmd(model: str, osv_path: str) -> None:
-    """Match MODEL's components against offline OSV records. Exit 1 if any component is affected."""
+    """Match MODEL's components against offline OSV records. Exit 1 if any match is not waived."""
     from septum.analysis import check
     from septum.compliance.osv import load_osv
 
@@ -193,8 +198,12 @@ def vulns_cmd(model: str, osv_path: str) -> None:
         click.echo(f"{f.severity}{' (waived)' if f.waived else ''}: {f.message}")
     if unchecked:
         click.echo("not checked (no purl): " + ", ".join(unchecked))
-    click.echo(f"{len(report.findings)} match(es)")
-    raise SystemExit(1 if report.findings else 0)
+    # exit by this command's own findings: matches that no waiver accepts. A note about a waiver (stale,
+    # expired) is printed above but is not a vulnerability.
+    matches = [f for f in report.findings if f.rule == "VULN001"]
+    open_matches = [f for f in matches if not f.waived]
+    click.echo(f"{len(matches)} match(es), {len(matches) - len(open_matches)} waived")
+    raise SystemExit(1 if open_matches else 0)
 
 
 COMMANDS: list[click.Command] = [report_cmd, sbom_cmd, threats_cmd, mds2_cmd, vulns_cmd]

@@ -12,6 +12,8 @@ from septum.model import load
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 FLAWED = sorted((EXAMPLES / "flawed").glob("*.yaml"))
+# the Simplex-pattern warmer: the model itself (expect: none) and variants that break the pattern
+WARMER = sorted((EXAMPLES / "warmer").rglob("*.yaml"))
 
 
 def test_reference_pump_has_no_findings() -> None:
@@ -33,3 +35,23 @@ def test_flawed_model_reports_what_it_expects(path: Path) -> None:
     report = check(model, source)
     assert {f.rule for f in report.findings} == expected
     assert report.exit_code == 1
+
+
+def _expected(path: Path) -> set[str]:
+    m = re.search(r"^# expect: (.+)$", path.read_text(), re.M)
+    assert m, f"{path.name} has no '# expect:' line"
+    return set() if m.group(1).strip() == "(none)" else set(m.group(1).split())
+
+
+def test_warmer_has_a_clean_model_and_failing_variants() -> None:
+    assert EXAMPLES / "warmer" / "model.yaml" in WARMER
+    assert len([p for p in WARMER if _expected(p)]) >= 5
+
+
+@pytest.mark.parametrize("path", WARMER, ids=lambda p: p.stem)
+def test_warmer_model_reports_what_it_expects(path: Path) -> None:
+    model, source = load(path)
+    report = check(model, source)
+    expected = _expected(path)
+    assert {f.rule for f in report.findings} == expected, [f.message for f in report.findings]
+    assert report.exit_code == (1 if expected else 0)

@@ -169,6 +169,124 @@ def test_med005_monitor_reset_from_monitored() -> None:
     assert only(rep, "MED005") == []
 
 
+def _simplex(d: dict[str, Any]) -> None:
+    """The base model's pump_control made a `high` controller: the Simplex pattern, which is clean."""
+    d["partitions"]["pump_control"]["criticality"] = "high"
+
+
+def test_iso003_simplex_monitor_mediates_its_controller() -> None:
+    rep = run(_simplex)
+    assert rep.findings == []
+
+
+def test_iso003_fix_text_does_not_advise_raising_criticality() -> None:
+    from septum.analysis import get_rule
+
+    rule = get_rule("ISO003")
+    assert rule is not None and "Do not raise the sender's criticality" in rule.fix
+
+
+def test_iso003_simplex_monitor_not_declared() -> None:
+    def m(d: dict[str, Any]) -> None:
+        _simplex(d)
+        d["partitions"]["safety_monitor"]["monitors"] = []
+
+    (f,) = only(run(m), "ISO003")
+    assert "not declared a monitor of 'pump_control'" in f.message
+
+
+def test_med006_controller_owns_an_actuator() -> None:
+    def m(d: dict[str, Any]) -> None:
+        _simplex(d)
+        d["interfaces"]["boost"] = {"kind": "actuator"}
+        d["partitions"]["pump_control"]["owns"] = ["boost"]
+
+    rep = run(m)
+    (f,) = only(rep, "MED006")
+    assert "owns actuator 'boost'" in f.message
+    (i,) = only(rep, "ISO003")
+    assert "does not mediate" in i.message
+
+
+def test_med006_controller_reaches_another_actuator_owner() -> None:
+    def m(d: dict[str, Any]) -> None:
+        _simplex(d)
+        d["interfaces"]["boost"] = {"kind": "actuator"}
+        d["partitions"]["driver"] = {"criticality": "high", "owns": ["boost"], "heartbeat_ms": 100}
+        add_channel(d, name="boost_cmd", **{"from": "ui", "to": "driver"}, message="Motor")
+
+    rep = run(m)
+    (f,) = only(rep, "MED006")
+    assert path_names(f) == ["pump_control", "ui", "driver"]
+    assert len(only(rep, "ISO003")) == 1
+
+
+def test_med006_monitor_without_gating() -> None:
+    def m(d: dict[str, Any]) -> None:
+        _simplex(d)
+        d["partitions"]["safety_monitor"]["mitigation"] = ["monitoring"]
+
+    rep = run(m)
+    (f,) = only(rep, "MED006")
+    assert "motor_cmd" in f.message and "no gating" in f.message
+    assert len(only(rep, "ISO003")) == 1
+
+
+def test_med006_watchdog_of_heartbeats_needs_no_gating() -> None:
+    def m(d: dict[str, Any]) -> None:
+        d["partitions"]["safety_monitor"]["mitigation"] = ["monitoring"]
+        d["channels"] = [c for c in d["channels"] if c["name"] != "motor_cmd"]
+        add_channel(d, name="beat", **{"from": "pump_control", "to": "safety_monitor"}, message="Heartbeat",
+                    purpose="heartbeat")
+
+    assert only(run(m), "MED006") == []
+
+
+def test_iso003_simplex_with_reachable_reset() -> None:
+    def m(d: dict[str, Any]) -> None:
+        _simplex(d)
+        add_channel(d, name="reset", **{"from": "pump_control", "to": "safety_monitor"}, message="Command",
+                    purpose="reset")
+
+    rep = run(m)
+    assert {f.rule for f in rep.findings} == {"ISO003", "MED005"}
+
+
+# ------------------------------------------------------------------------------------------------ LIVE
+
+
+def test_live001_monitored_partition_without_heartbeat() -> None:
+    def m(d: dict[str, Any]) -> None:
+        _simplex(d)
+        del d["partitions"]["pump_control"]["heartbeat_ms"]
+
+    (f,) = only(run(m), "LIVE001")
+    assert f.severity == "error" and "monitored by 'safety_monitor'" in f.message
+
+
+def test_live001_unmonitored_safety_partition_is_a_warning() -> None:
+    (f,) = only(run(lambda d: d["partitions"]["safety_monitor"].pop("heartbeat_ms")), "LIVE001")
+    assert f.severity == "warning" and "safety_monitor" in f.message
+
+
+def test_live002_heartbeat_slower_than_default_tolerance() -> None:
+    # pump_control runs every 50 ms: by default its monitor tolerates 4 periods = 200 ms of silence
+    assert only(run(lambda d: d["partitions"]["pump_control"].update(heartbeat_ms=100)), "LIVE002") == []
+    (f,) = only(run(lambda d: d["partitions"]["pump_control"].update(heartbeat_ms=101)), "LIVE002")
+    assert "202 ms" in f.message and "200 ms" in f.message
+
+
+def test_live002_declared_tolerance() -> None:
+    def m(d: dict[str, Any], key: str, value: Any) -> None:
+        d["partitions"]["safety_monitor"]["config"] = {key: value}
+
+    (f,) = only(run(lambda d: m(d, "max_silence_ms", 150)), "LIVE002")
+    assert "150 ms" in f.message
+    assert only(run(lambda d: m(d, "max_silence_ms.pump_control", 1000)), "LIVE002") == []
+    (bad,) = only(run(lambda d: m(d, "max_silence_ms", "soon")), "LIVE002")
+    assert "not a positive number" in bad.message
+
+
 # ------------------------------------------------------------------------------------------------ PRIV
 
 
@@ -287,3 +405,32 @@ def test_unused_waiver_is_a_note() -> None:
 
     (f,) = only(run(m), "WAIVER002")
     assert f.severity == "note"
+
+
+def test_waivers_of_rules_that_did_not_run_are_not_judged() -> None:
+    def m(d: dict[str, Any]) -> None:
+        d["interfaces"]["hospital_net"]["authentication"] = "none"
+        d["waivers"] = [{"rule": "MED001", "element": "hospital_net", "reason": "bench only",
+                         "by": "QA lead", "expires": "2027-01-01"},
+                        {"rule": "VULN001", "element": "network", "reason": "not reachable",
+                         "by": "QA lead", "expires": "2027-01-01"}]
+
+    data = copy.deepcopy(BASE)
+    m(data)
+    model, source = loads(yaml.safe_dump(data, sort_keys=False), "mutated.yaml")
+    # a full run without OSV data: VULN001 did not run, so its waiver is not stale
+    full = check(model, source, today=TODAY)
+    assert [f.rule for f in full.findings] == ["MED001"] and full.exit_code == 0
+    # only ISO selected: neither waiver is judged
+    assert check(model, source, today=TODAY, select=["ISO"]).findings == []
+    # an expired waiver of a rule that did not run is not reported either
+    data["waivers"][0]["expires"] = "2026-01-01"
+    model, source = loads(yaml.safe_dump(data, sort_keys=False), "mutated.yaml")
+    assert check(model, source, today=TODAY, select=["ISO"]).findings == []
+
+
+def test_waiver_of_unknown_rule_is_reported_in_a_full_run() -> None:
+    def m(d: dict[str, Any]) -> None:
+        d["waivers"] = [{"rule": "ISO999", "element": "ui", "reason": "x", "by": "y", "expires": "2030-01-01"}]
+
+    assert len(only(run(m), "WAIVER002")) == 1

@@ -9,6 +9,7 @@ from septum.model.schema import CRITICALITY_RANK
 from ..context import C, Context, I, P
 from ..finding import ElementRef, Finding, witness_text
 from ..registry import rule
+from ..simplex import is_monitor_of, mediation_gaps
 
 
 @rule(
@@ -62,9 +63,13 @@ def iso002(ctx: Context) -> Iterator[Finding]:
 @rule(
     "ISO003", "A lower-criticality partition writes directly into a safety partition", "error",
     rationale="""A channel from a less trusted partition straight into a safety partition is a backward
-    path around the monitor: whatever compromises the sender can feed the safety core.""",
-    fix="""Send through a guard (a partition with `mitigation`), or raise the sender's criticality if it
-    really is part of the safety core (and then treat it as such).""",
+    path around the monitor: whatever compromises the sender can feed the safety core. The one accepted
+    form is the Simplex pattern: the safety partition is the sender's declared monitor and guard
+    (`monitors: [sender]`, `mitigation: [monitoring, gating]`), gates what it receives, alone drives the
+    actuators, and cannot be reset or overridden from the sender (MED005, MED006).""",
+    fix="""Send through a guard (a partition with `mitigation`), or make the safety partition the sender's
+    monitor that alone owns the actuators and gates every command (the Simplex pattern). Do not raise the
+    sender's criticality to silence this: that puts a complex controller in the safety case.""",
 )
 def iso003(ctx: Context) -> Iterator[Finding]:
     parts = ctx.model.partitions
@@ -72,12 +77,25 @@ def iso003(ctx: Context) -> Iterator[Finding]:
         src, dst = parts[ch.src], parts[ch.dst]
         if dst.criticality != "safety" or src.mitigation:
             continue
-        if CRITICALITY_RANK[src.criticality] < CRITICALITY_RANK[dst.criticality]:
+        if CRITICALITY_RANK[src.criticality] >= CRITICALITY_RANK[dst.criticality]:
+            continue
+        if is_monitor_of(ctx.model, ch.dst, ch.src):
+            gaps = mediation_gaps(ctx, ch.dst, ch.src)
+            if not gaps:
+                continue  # the safety partition is the sender's monitor and mediates it (Simplex)
             yield ctx.finding(
                 "ISO003",
-                f"channel '{ch.name}' goes from '{ch.src}' (criticality {src.criticality}) straight into "
-                f"safety partition '{ch.dst}' without a guard",
+                f"channel '{ch.name}' goes from '{ch.src}' (criticality {src.criticality}) into safety "
+                f"partition '{ch.dst}', which monitors it but does not mediate it: {'; '.join(gaps)}",
                 C(ch.name), P(ch.src), P(ch.dst))
+            continue
+        why = (f"which guards but is not declared a monitor of '{ch.src}'" if dst.mitigation
+               else "without a guard")
+        yield ctx.finding(
+            "ISO003",
+            f"channel '{ch.name}' goes from '{ch.src}' (criticality {src.criticality}) straight into "
+            f"safety partition '{ch.dst}' {why}",
+            C(ch.name), P(ch.src), P(ch.dst))
 
 
 @rule(

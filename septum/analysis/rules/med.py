@@ -8,9 +8,10 @@ from septum.model import schema as s
 from septum.model.schema import CRITICALITY_RANK
 
 from ..context import C, Context, I, P
-from ..finding import ElementRef, Finding, PathStep, witness_text
+from ..finding import ElementRef, Finding, witness_text
 from ..graph import Node
 from ..registry import rule
+from ..simplex import actuator_bypasses, commands_unchecked, reachable_resets
 
 
 def A(name: str) -> ElementRef:
@@ -158,22 +159,47 @@ def med004(ctx: Context) -> Iterator[Finding]:
     (e.g. the authenticated clinician path through auth), or remove it.""",
 )
 def med005(ctx: Context) -> Iterator[Finding]:
-    g = ctx.graph
-    model = ctx.model
-    for mname, mon in model.partitions.items():
+    for mname, mon in ctx.model.partitions.items():
         for watched in mon.monitors:
-            # paths through the auth service are mediated: the watched partition cannot forge a clinician
-            mon_node = g.part(mname)
-            parent = g.bfs([g.part(watched)], blocked=lambda n, m=mon_node: n == m or n in ctx.auth_nodes)
-            for ch in model.channels:
-                if ch.dst != mname or ch.purpose not in ("reset", "override"):
-                    continue
-                src = g.part(ch.src)
-                if src not in parent or (src in ctx.auth_nodes and ch.src != watched):
-                    continue
-                path = (*g.path_to(parent, src), PathStep(P(mname), ch.name))
+            for ch, path in reachable_resets(ctx, mname, watched):
                 yield ctx.finding(
                     "MED005",
                     f"monitor '{mname}' watches '{watched}', but its {ch.purpose} channel '{ch.name}' is "
                     f"reachable from '{watched}': {witness_text(path)}",
                     P(mname), P(watched), C(ch.name), path=path)
+
+
+@rule(
+    "MED006", "A monitor does not stand between what it monitors and the actuators", "error",
+    rationale="""In the Simplex pattern a complex controller is checked by a simple safety monitor that
+    alone drives the actuators. The monitor protects the patient only if every command passes its check:
+    if the controller also reaches an actuator (owns it, writes a shared device, or has a channel path to
+    another partition that owns one) or the monitor forwards commands without gating them, a faulty or
+    compromised controller drives the actuator unchecked.""",
+    fix="""Give the actuators only to the monitor and remove the controller's other paths to them; declare
+    `gating` on the monitor only if it checks every command against its own limits before acting.""",
+)
+def med006(ctx: Context) -> Iterator[Finding]:
+    model = ctx.model
+    for mname, mon in model.partitions.items():
+        if not mon.mitigation:
+            continue
+        for watched in mon.monitors:
+            for ch in commands_unchecked(model, mname, watched):
+                yield ctx.finding(
+                    "MED006",
+                    f"monitor '{mname}' receives {ch.purpose} channel '{ch.name}' from '{watched}' but declares "
+                    "no gating: it forwards what it is sent unchecked",
+                    P(mname), P(watched), C(ch.name))
+            for b in actuator_bypasses(ctx, mname, watched):
+                if b.how == "owns":
+                    how = f"'{watched}' owns actuator '{b.actuator}' itself"
+                elif b.how == "shared":
+                    how = f"'{watched}' writes shared device '{b.actuator}'"
+                else:
+                    how = (f"'{watched}' reaches actuator '{b.actuator}' (owned by '{b.owner}') around the "
+                           f"monitor: {witness_text(b.path)}")
+                yield ctx.finding(
+                    "MED006", f"monitor '{mname}' watches '{watched}', but {how}",
+                    P(mname), P(watched), ElementRef("interface" if b.how != "shared" else "shared", b.actuator),
+                    path=b.path)

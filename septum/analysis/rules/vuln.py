@@ -29,6 +29,7 @@ def reachable_partitions(ctx: Context) -> set[str]:
     interface (then this finding is an error).""",
     fix="""Upgrade the component to a fixed version (the finding lists them), or remove it; if the
     vulnerable code is provably unreachable in this device, waive the finding with that reason.""",
+    needs="osv",
 )
 def vuln001(ctx: Context) -> Iterator[Finding]:
     db = ctx.options.get("osv")
