@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from septum.analysis import Report, check
 from septum.model import schema as s
@@ -48,7 +49,8 @@ def build(model: s.Model, source: SourceMap | None = None, *, osv: OsvDatabase |
                        "(ignored)")
     return ReportData(
         model=model, findings=findings, threats=threats, threat_counts=summary(threats),
-        views=all_views(model), sbom=entries(model), vulns=vulns, osv_summary=osv_summary,
+        views=all_views(model), vulns=vulns, osv_summary=osv_summary,
+        sbom=entries(model, model_dir=Path(source.file).resolve().parent if source else None),
         mds2=mds2.answers(model), mds2_sections=mds2.sections(), controls=control_rows(model),
         generated=(today or dt.date.today()).isoformat(),
     )
