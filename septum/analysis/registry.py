@@ -42,6 +42,10 @@ class Rule:
     # the run option the rule reads (e.g. "osv"); without it the rule does not run, and its waivers are
     # not judged (a waiver of VULN001 is not "stale" in a check that was given no vulnerability data)
     needs: str | None = None
+    # CWE ids of the weakness a finding is evidence of (SARIF tags external/cwe/cwe-N, docs/rules.md)
+    cwe: tuple[int, ...] = ()
+    # how often a finding is a real problem (SARIF/GitHub precision: very-high, high, medium, low)
+    precision: str = ""
 
     @property
     def family(self) -> str:
@@ -49,17 +53,22 @@ class Rule:
 
 
 RULES: dict[str, Rule] = {}
+PRECISIONS = ("very-high", "high", "medium", "low")
 
 
 def rule(
     id: str, title: str, severity: Severity, *, rationale: str, fix: str, needs: str | None = None,
+    cwe: tuple[int, ...] = (), precision: str = "",
 ) -> Callable[[Check], Check]:
     def deco(fn: Check) -> Check:
         if id in RULES:
             raise RuntimeError(f"rule {id} registered twice")
         if id.rstrip("0123456789") not in FAMILIES:
             raise RuntimeError(f"rule {id} has no known family")
-        RULES[id] = Rule(id, title, severity, " ".join(rationale.split()), " ".join(fix.split()), fn, needs)
+        if precision and precision not in PRECISIONS:
+            raise RuntimeError(f"rule {id}: precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+        RULES[id] = Rule(id, title, severity, " ".join(rationale.split()), " ".join(fix.split()), fn, needs,
+                         cwe=tuple(cwe), precision=precision)
         return fn
 
     return deco

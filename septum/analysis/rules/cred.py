@@ -40,6 +40,7 @@ def _walk(obj: Any, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], An
     of the repository: a hard-coded credential, the classic medical-device finding.""",
     fix="""Provision secrets per device at installation (the auth service's provisioning), and refer to them
     by name, never by value.""",
+    cwe=(798,), precision="high",
 )
 def cred001(ctx: Context) -> Iterator[Finding]:
     for pname, part in ctx.model.partitions.items():

@@ -19,6 +19,7 @@ _SENSITIVE = frozenset({"phi", "commands", "credentials"})
     rationale="""Patient data and commands on an external interface without current encryption can be read
     or altered by anyone on the path; FDA guidance expects current cryptography on every such path.""",
     fix="""Set `encryption: tls1.3` (or tls1.2) and a protocol that uses it (https, mllp over TLS).""",
+    cwe=(319, 327), precision="very-high",
 )
 def crypto001(ctx: Context) -> Iterator[Finding]:
     for name, iface in ctx.model.interfaces.items():

@@ -21,6 +21,7 @@ def _ref(cid: str) -> ElementRef:
     a control nobody thought about.""",
     fix="""Add a decision for the control under `controls.decisions`: implemented (with `by:` naming the
     model elements), not-applicable (with a reason), planned, or accepted-risk.""",
+    cwe=(1059,), precision="very-high",
 )
 def ctrl001(ctx: Context) -> Iterator[Finding]:
     controls = ctx.model.controls
@@ -43,6 +44,7 @@ def ctrl001(ctx: Context) -> Iterator[Finding]:
     fix="""Either implement the control (status implemented, naming the elements), or remove the element
     that contradicts the reason, or correct the reason. The patterns are listed in
     septum/data/control_contradictions.yaml.""",
+    cwe=(657, 1059), precision="medium",
 )
 def ctrl002(ctx: Context) -> Iterator[Finding]:
     controls = ctx.model.controls
@@ -64,6 +66,7 @@ def ctrl002(ctx: Context) -> Iterator[Finding]:
     rationale="""An "implemented" decision is evidence only if it says where: which partitions,
     interfaces or services implement the control, so that a reviewer (and the threat model) can trace it.""",
     fix="""List the implementing model elements under `by:`.""",
+    cwe=(1059,), precision="very-high",
 )
 def ctrl003(ctx: Context) -> Iterator[Finding]:
     controls = ctx.model.controls
@@ -80,6 +83,7 @@ def ctrl003(ctx: Context) -> Iterator[Finding]:
     rationale="""Declaring a control not applicable, or accepting the risk of not implementing it, is a
     judgement a reviewer must be able to read and challenge. Without a reason it cannot be checked.""",
     fix="""Write the reason in `reason:` (one sentence about the device, not about the control).""",
+    cwe=(1059,), precision="very-high",
 )
 def ctrl004(ctx: Context) -> Iterator[Finding]:
     controls = ctx.model.controls
@@ -95,6 +99,7 @@ def ctrl004(ctx: Context) -> Iterator[Finding]:
     rationale="""A decision for a control id the catalogue does not have (a typo such as "19", or the
     wrong catalogue) silently leaves the real control undecided.""",
     fix="""Use a catalogue Septum ships (`cis-v8`) and its control ids ("1" to "18").""",
+    cwe=(1059,), precision="very-high",
 )
 def ctrl005(ctx: Context) -> Iterator[Finding]:
     controls = ctx.model.controls

@@ -20,6 +20,7 @@ from ..simplex import is_monitor_of, mediation_gaps
     authenticates it.""",
     fix="""Route the flow through a guard partition (declare `mitigation` on it), or remove the channel that
     makes the path. The witness shows the shortest such path.""",
+    cwe=(653,), precision="high",
 )
 def iso001(ctx: Context) -> Iterator[Finding]:
     g = ctx.graph
@@ -45,6 +46,7 @@ def iso001(ctx: Context) -> Iterator[Finding]:
     the device that bypasses every design decision. In a production build it must not exist.""",
     fix="""Set `enabled: false` on the debug interface and remove `debug: true` channels, or mark the model
     `profile: debug` for a bench build (never shipped).""",
+    cwe=(1191, 489), precision="very-high",
 )
 def iso002(ctx: Context) -> Iterator[Finding]:
     sev = None if ctx.production else "note"
@@ -70,6 +72,7 @@ def iso002(ctx: Context) -> Iterator[Finding]:
     fix="""Send through a guard (a partition with `mitigation`), or make the safety partition the sender's
     monitor that alone owns the actuators and gates every command (the Simplex pattern). Do not raise the
     sender's criticality to silence this: that puts a complex controller in the safety case.""",
+    cwe=(653,), precision="high",
 )
 def iso003(ctx: Context) -> Iterator[Finding]:
     parts = ctx.model.partitions
@@ -104,6 +107,7 @@ def iso003(ctx: Context) -> Iterator[Finding]:
     less critical writer (or several writers) can corrupt what a more critical reader trusts.""",
     fix="""Declare the one-writer channel that serialises updates (`channel:` on the shared element), or
     replace the shared state with a typed channel.""",
+    cwe=(653, 668), precision="high",
 )
 def iso004(ctx: Context) -> Iterator[Finding]:
     parts = ctx.model.partitions

@@ -35,6 +35,7 @@ def _monitors_of(model: s.Model) -> dict[str, list[str]]:
     partition some monitor watches; a warning for a safety partition nobody in the model monitors.""",
     fix="""Declare `heartbeat_ms` on the partition (the runtime then kills and restarts or fails it safe
     after two missed periods), no longer than its monitor tolerates (LIVE002).""",
+    cwe=(754,), precision="high",
 )
 def live001(ctx: Context) -> Iterator[Finding]:
     monitors = _monitors_of(ctx.model)
@@ -84,6 +85,7 @@ def tolerance_ms(model: s.Model, monitor: str, watched: str) -> tuple[int | None
     the monitor's tolerance: `config: {{{TOLERANCE_KEY}: N}}` on the monitor (or
     `{TOLERANCE_KEY}.<partition>` for one of several), by default {DEFAULT_TOLERATED_PERIODS} of the monitored
     partition's periods.""",
+    cwe=(754,), precision="high",
 )
 def live002(ctx: Context) -> Iterator[Finding]:
     model = ctx.model

@@ -25,6 +25,7 @@ def A(name: str) -> ElementRef:
     physically at the device can use it.""",
     fix="""Set `authentication:` on the interface (e.g. mutual-tls, clinician-pin), or
     `authentication: physical-presence-only` for a control only a person at the bedside can reach.""",
+    cwe=(306,), precision="very-high",
 )
 def med001(ctx: Context) -> Iterator[Finding]:
     for name, iface in ctx.model.interfaces.items():
@@ -53,6 +54,7 @@ def _action_entries(model: s.Model, action: s.Action) -> list[str]:
     auth service, an attacker on that entry point can trigger the action unauthenticated.""",
     fix="""Remove the channel that reaches the handler around auth, so every path from the entry point
     to the handler passes the auth service (or a partition with `mitigation: [authenticating]`).""",
+    cwe=(288,), precision="high",
 )
 def med002(ctx: Context) -> Iterator[Finding]:
     g = ctx.graph
@@ -98,6 +100,7 @@ def _protected(ctx: Context, gname: str, guard: s.Partition) -> list[str]:
     guard is decoration.""",
     fix="""Remove the channel that goes around the guard, or route it through the guard. A guard protects
     the partitions named in `protects`, or by default its direct successors of higher criticality.""",
+    cwe=(424,), precision="high",
 )
 def med003(ctx: Context) -> Iterator[Finding]:
     g = ctx.graph
@@ -123,6 +126,7 @@ def med003(ctx: Context) -> Iterator[Finding]:
     every use is seen: audited, and alerted on the display or to the hospital.""",
     fix="""Give the handler of the break-glass action a channel path to the audit service and to a
     partition that owns a display or network interface.""",
+    cwe=(778,), precision="high",
 )
 def med004(ctx: Context) -> Iterator[Finding]:
     g = ctx.graph
@@ -157,6 +161,7 @@ def med004(ctx: Context) -> Iterator[Finding]:
     faulty or compromised controller would silence its own watchdog.""",
     fix="""Feed the monitor's reset/override channel only from a partition the monitored one cannot reach
     (e.g. the authenticated clinician path through auth), or remove it.""",
+    cwe=(653, 284), precision="high",
 )
 def med005(ctx: Context) -> Iterator[Finding]:
     for mname, mon in ctx.model.partitions.items():
@@ -178,6 +183,7 @@ def med005(ctx: Context) -> Iterator[Finding]:
     compromised controller drives the actuator unchecked.""",
     fix="""Give the actuators only to the monitor and remove the controller's other paths to them; declare
     `gating` on the monitor only if it checks every command against its own limits before acting.""",
+    cwe=(424, 653), precision="high",
 )
 def med006(ctx: Context) -> Iterator[Finding]:
     model = ctx.model

@@ -22,6 +22,7 @@ _OUTPUT_KINDS = frozenset({"display", "actuator", "sensor"})
     with no purpose.""",
     fix="""Remove the interface from `owns` (and from the device), or name the role, action or function
     that uses it.""",
+    cwe=(1125,), precision="medium",
 )
 def priv001(ctx: Context) -> Iterator[Finding]:
     model = ctx.model
@@ -54,6 +55,7 @@ def priv001(ctx: Context) -> Iterator[Finding]:
     open sockets or owns a network interface is one exploit away from the network.""",
     fix="""Move the network interface and `allow.net` to a separate, non-safety partition and connect it
     through a guard.""",
+    cwe=(250, 653), precision="very-high",
 )
 def priv002(ctx: Context) -> Iterator[Finding]:
     for pname, part in ctx.model.partitions.items():
@@ -73,6 +75,7 @@ def priv002(ctx: Context) -> Iterator[Finding]:
     exploits; a receiver can only validate completely what is completely bounded.""",
     fix="""Give numeric fields both `min` and `max`, replace `Raw` channels with typed messages, and
     remove channels in a pair whose one direction carries nothing but acknowledgements.""",
+    cwe=(250,), precision="medium",
 )
 def priv003(ctx: Context) -> Iterator[Finding]:
     model = ctx.model
@@ -96,6 +99,7 @@ def priv003(ctx: Context) -> Iterator[Finding]:
     rationale="""Every allowance (network, a file path, a system-call group) is privilege an attacker
     inherits on compromise. An allowance no function needs should not exist.""",
     fix="""Remove the allowance, or declare the function that uses it in `functions:` with `uses:`.""",
+    cwe=(250,), precision="medium",
 )
 def priv004(ctx: Context) -> Iterator[Finding]:
     model = ctx.model
@@ -117,6 +121,7 @@ def priv004(ctx: Context) -> Iterator[Finding]:
     rationale="""A less trusted sender that can send without limit can starve a more critical receiver.
     With `rate:` the runtime drops (and audits) what exceeds it.""",
     fix="""Give the channel a `rate:` such as `10/s`.""",
+    cwe=(770,), precision="high",
 )
 def priv005(ctx: Context) -> Iterator[Finding]:
     parts = ctx.model.partitions

@@ -17,6 +17,7 @@ from ..registry import rule
     (maybe the safety monitor) will miss its deadline.""",
     fix="""Shorten budgets or lengthen periods so each budget <= its period and the sum of budget/period
     over all partitions is at most 1.""",
+    cwe=(400,), precision="very-high",
 )
 def time001(ctx: Context) -> Iterator[Finding]:
     total = 0.0
@@ -48,6 +49,7 @@ def time001(ctx: Context) -> Iterator[Finding]:
     command run for a whole monitor period before it reacts.""",
     fix="""Give the monitor a period no longer than the monitored partition's period and heartbeat
     interval.""",
+    cwe=(754,), precision="high",
 )
 def time002(ctx: Context) -> Iterator[Finding]:
     parts = ctx.model.partitions

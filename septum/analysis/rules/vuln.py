@@ -30,6 +30,7 @@ def reachable_partitions(ctx: Context) -> set[str]:
     fix="""Upgrade the component to a fixed version (the finding lists them), or remove it; if the
     vulnerable code is provably unreachable in this device, waive the finding with that reason.""",
     needs="osv",
+    cwe=(1395,), precision="high",
 )
 def vuln001(ctx: Context) -> Iterator[Finding]:
     db = ctx.options.get("osv")

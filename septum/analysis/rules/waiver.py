@@ -14,6 +14,7 @@ from ..registry import rule
     rationale="""A waiver accepts a finding until a date. After it, the finding is active again and the
     acceptance must be reviewed.""",
     fix="""Fix the finding, or renew the waiver with a new review, reason and expiry date.""",
+    cwe=(1068,), precision="very-high",
 )
 def waiver001(ctx: Context) -> Iterator[Finding]:
     return iter(())
@@ -23,6 +24,7 @@ def waiver001(ctx: Context) -> Iterator[Finding]:
     "WAIVER002", "Waiver that matches no finding", "note",
     rationale="""A waiver that covers nothing is stale and hides the history of what was accepted.""",
     fix="""Remove it.""",
+    cwe=(1068,), precision="very-high",
 )
 def waiver002(ctx: Context) -> Iterator[Finding]:
     return iter(())
