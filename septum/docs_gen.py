@@ -14,6 +14,14 @@ from septum.analysis.registry import FAMILIES, all_rules
 RULES_MD = Path(__file__).resolve().parents[1] / "docs" / "rules.md"
 
 
+def _cwe_list(cwes: tuple[int, ...], *, link: bool = False) -> str:
+    if not cwes:
+        return "no CWE"
+    if link:
+        return ", ".join(f"[CWE-{n}](https://cwe.mitre.org/data/definitions/{n}.html)" for n in cwes)
+    return ", ".join(f"CWE-{n}" for n in cwes)
+
+
 def render_rules() -> str:
     rules = all_rules()
     out = [
@@ -25,17 +33,22 @@ def render_rules() -> str:
         "Severity `error` makes `septum check` exit 1 and `septum run` refuse the model, unless the finding is",
         "waived (see `waivers:` in the model reference).",
         "",
-        "| id | severity | title |",
-        "|---|---|---|",
+        "Each rule names the CWE weaknesses its findings are evidence of and its precision (how often a",
+        "finding is a real problem); `septum check --format sarif` carries both, with the security severity",
+        "(error 8.0, warning 5.0, note 2.0) and a link to the rule's section here.",
+        "",
+        "| id | severity | CWE | title |",
+        "|---|---|---|---|",
     ]
-    out += [f"| [{r.id}](#{r.id.lower()}) | {r.severity} | {r.title} |" for r in rules]
+    out += [f"| [{r.id}](#{r.id.lower()}) | {r.severity} | {_cwe_list(r.cwe)} | {r.title} |" for r in rules]
     for fam, desc in FAMILIES.items():
         fam_rules = [r for r in rules if r.family == fam]
         if not fam_rules:
             continue
         out += ["", f"## {fam} — {desc}"]
         for r in fam_rules:
-            out += ["", f"### {r.id}", "", f"**{r.title}** — severity `{r.severity}`", "",
+            out += ["", f"### {r.id}", "", f"**{r.title}** — severity `{r.severity}`, precision "
+                    f"`{r.precision or 'unset'}`, {_cwe_list(r.cwe, link=True)}", "",
                     f"*Why it matters.* {r.rationale}", "", f"*How to fix.* {r.fix}"]
     return "\n".join(out) + "\n"
 

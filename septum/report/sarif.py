@@ -8,12 +8,20 @@ Mapping (docs/cli.md has the full table):
 - a flow finding's path witness -> one ``codeFlow`` whose thread-flow steps carry the position of the
   channel (or, for the first step, the interface) that makes each hop;
 - a waived finding -> a ``suppression`` of kind ``external`` (the waiver lives in the model, not in code).
+
+For code-scanning services (GitHub ranks and gates alerts by these), every rule descriptor carries
+``properties.security-severity`` (from the rule's severity: error 8.0 = high, warning 5.0 = medium,
+note 2.0 = low on GitHub's 0-10 scale), ``properties.precision`` (the rule's own, from the registry),
+``properties.tags`` (``security``, the family, and ``external/cwe/cwe-N`` for each CWE of the rule) and
+``helpUri``: the rule's section of the rule reference (docs/rules.md, anchor = the lower-case rule id).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata as md
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -27,6 +35,37 @@ from septum.model.errors import Location
 from . import element_location, path_chain, qualified_name
 
 SCHEMA_URI = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/os/schemas/sarif-schema-2.1.0.json"
+
+# GitHub code scanning: > 9.0 critical, 7.0-8.9 high, 4.0-6.9 medium, 0.1-3.9 low
+SECURITY_SEVERITY = {"error": "8.0", "warning": "5.0", "note": "2.0"}
+# where docs/rules.md is published when neither SEPTUM_DOCS_URL nor the installed distribution's
+# Project-URL "Documentation" says (the project's reserved example domain: a placeholder, not a live site)
+DEFAULT_DOCS_URL = "https://septum.example/docs/"
+
+
+def docs_url() -> str:
+    """The base URL of the published docs/ folder (ends with '/')."""
+    url = os.environ.get("SEPTUM_DOCS_URL", "")
+    if not url:
+        try:
+            for entry in md.metadata("septum").get_all("Project-URL") or []:
+                label, _, value = entry.partition(",")
+                if label.strip().lower() == "documentation" and value.strip():
+                    url = value.strip()
+                    break
+        except md.PackageNotFoundError:
+            pass
+    url = url or DEFAULT_DOCS_URL
+    return url if url.endswith("/") else url + "/"
+
+
+def rule_anchor(rule_id: str) -> str:
+    """The anchor of the rule's section in docs/rules.md (its heading is the rule id)."""
+    return rule_id.lower()
+
+
+def help_uri(rule: Rule) -> str:
+    return f"{docs_url()}rules.md#{rule_anchor(rule.id)}"
 
 
 def artifact_uri(file: str, base: Path | None) -> str:
@@ -55,8 +94,14 @@ def _rule_descriptor(rule: Rule) -> dict[str, Any]:
         "shortDescription": {"text": rule.title},
         "fullDescription": {"text": rule.rationale},
         "help": {"text": rule.fix, "markdown": f"**Fix:** {rule.fix}"},
+        "helpUri": help_uri(rule),
         "defaultConfiguration": {"level": rule.severity},
-        "properties": {"family": rule.family, "tags": ["security", rule.family.lower()]},
+        "properties": {
+            "family": rule.family,
+            "tags": ["security", rule.family.lower(), *(f"external/cwe/cwe-{n}" for n in rule.cwe)],
+            "security-severity": SECURITY_SEVERITY[rule.severity],
+            **({"precision": rule.precision} if rule.precision else {}),
+        },
     }
 
 

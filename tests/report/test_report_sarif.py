@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 
 import jsonschema
@@ -12,7 +13,7 @@ import pytest
 from septum.analysis import check
 from septum.model import load
 from septum.report import render
-from septum.report.sarif import artifact_uri, sarif_log
+from septum.report.sarif import SECURITY_SEVERITY, _rule_descriptor, artifact_uri, sarif_log
 
 HERE = Path(__file__).parent
 MODELS = HERE.parent / "cli" / "models"
@@ -123,3 +124,73 @@ def test_repeated_element_stays_schema_valid(validator):
     log = sarif_log(Report(model=model, source=source, findings=[f]))
     assert not list(validator.iter_errors(log))
     assert len(log["runs"][0]["results"][0]["locations"][0]["logicalLocations"]) == 1
+
+
+# ----------------------------------------------------------------------------- what code scanning needs
+
+RULES_MD = HERE.parents[1] / "docs" / "rules.md"
+
+
+def _github_anchors(markdown: str) -> set[str]:
+    # GitHub's heading ids: lower case, punctuation other than '-' and '_' dropped, spaces to '-'
+    out = set()
+    for line in markdown.splitlines():
+        if line.startswith("#"):
+            text = line.lstrip("#").strip().lower()
+            out.add(re.sub(r"[^\w\- ]", "", text).replace(" ", "-"))
+    return out
+
+
+def test_every_registered_rule_carries_cwe_precision_and_security_severity():
+    # every rule, including rules added later: a new rule without CWE ids or precision fails here
+    from septum.analysis.registry import PRECISIONS, all_rules
+
+    rules = all_rules()
+    assert len(rules) >= 20
+    for r in rules:
+        assert r.cwe and all(isinstance(n, int) and n > 0 for n in r.cwe), f"{r.id} has no CWE ids"
+        assert r.precision in PRECISIONS, f"{r.id} has no precision"
+        d = _rule_descriptor(r)
+        props = d["properties"]
+        assert 0.0 < float(props["security-severity"]) <= 10.0, r.id
+        assert props["security-severity"] == SECURITY_SEVERITY[r.severity]
+        assert props["precision"] == r.precision
+        assert "security" in props["tags"]
+        assert {t for t in props["tags"] if t.startswith("external/cwe/")} == {f"external/cwe/cwe-{n}" for n in r.cwe}
+        assert d["helpUri"].startswith(("https://", "http://")) and d["helpUri"].endswith(f"rules.md#{r.id.lower()}")
+
+
+def test_severity_mapping_ranks_as_github_does():
+    # GitHub: >= 7.0 high, 4.0-6.9 medium, < 4.0 low
+    assert float(SECURITY_SEVERITY["error"]) >= 7.0
+    assert 4.0 <= float(SECURITY_SEVERITY["warning"]) < 7.0
+    assert 0.0 < float(SECURITY_SEVERITY["note"]) < 4.0
+
+
+def test_help_uri_points_at_an_existing_section_of_the_rule_reference():
+    from septum.analysis.registry import all_rules
+
+    anchors = _github_anchors(RULES_MD.read_text(encoding="utf-8"))
+    for r in all_rules():
+        fragment = _rule_descriptor(r)["helpUri"].rsplit("#", 1)[1]
+        assert fragment in anchors, f"docs/rules.md has no section #{fragment}"
+        assert f"CWE-{r.cwe[0]}" in RULES_MD.read_text(encoding="utf-8")
+
+
+def test_help_uri_base_can_be_set(monkeypatch):
+    from septum.analysis.registry import get_rule
+
+    monkeypatch.setenv("SEPTUM_DOCS_URL", "https://docs.hospital-devices.test/septum")
+    assert _rule_descriptor(get_rule("ISO001"))["helpUri"] == "https://docs.hospital-devices.test/septum/rules.md#iso001"
+
+
+def test_flawed_model_log_carries_the_code_scanning_properties(validator):
+    log = _sarif("flawed.yaml")
+    assert not list(validator.iter_errors(log))
+    rules = log["runs"][0]["tool"]["driver"]["rules"]
+    iso001 = next(r for r in rules if r["id"] == "ISO001")
+    assert iso001["properties"]["security-severity"] == "8.0"
+    assert "external/cwe/cwe-653" in iso001["properties"]["tags"]
+    assert iso001["properties"]["precision"] == "high"
+    for r in rules:
+        assert {"helpUri"} <= set(r) and {"security-severity", "precision", "tags"} <= set(r["properties"])
