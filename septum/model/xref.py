@@ -72,6 +72,12 @@ def check_references(model: s.Model, raw_channels: list[Any], add: Add) -> None:
                     f"service '{p.service}' is provided twice: by '{services[p.service]}' and by '{pname}'")
             else:
                 services[p.service] = pname
+        if p.service == "health":
+            # refused here rather than at run time: a model the runtime cannot run must not pass `check`
+            add((*at, "service"),
+                f"partition '{pname}': service 'health' is not a partition Septum can run; liveness is the "
+                "supervisor's heartbeat supervision (heartbeat_ms) and the partition-side liveness probes "
+                "(septum.runtime.liveness); remove 'service: health'")
         if p.service and p.runs:
             add((*at, "runs"), f"partition '{pname}' is the Septum '{p.service}' service; it cannot also set 'runs'")
         dup = [n for n, c in Counter(p.owns).items() if c > 1]
