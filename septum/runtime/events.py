@@ -7,6 +7,10 @@ path is given, to a JSON-lines file that the audit service persists and checkpoi
 Subscribers run on the thread that emitted the event; they must be quick and must not raise (an
 exception in a subscriber is counted and otherwise ignored, so a broken observer cannot stop the
 supervisor).
+
+The in-memory history is bounded (``HISTORY_LIMIT`` most recent events): a device runs for months, and a
+partition that makes the supervisor emit events must not be able to grow its memory without bound. The
+file and the audit service keep every event.
 """
 
 from __future__ import annotations
@@ -20,6 +24,18 @@ from typing import Any, Literal
 import msgspec
 
 Severity = Literal["info", "notice", "warning", "error", "critical"]
+SEVERITIES: frozenset[str] = frozenset(("info", "notice", "warning", "error", "critical"))
+# Every kind of event the supervisor itself emits (docs/runtime.md lists them; a test keeps the three in
+# step). A partition's report may not use one of these kinds: it cannot forge the supervisor's word.
+SUPERVISOR_KINDS: frozenset[str] = frozenset((
+    "analysis_skipped", "audit_feed_overflow", "channel_drops", "code_activated", "code_activating",
+    "code_activation_refused", "code_answer_lost", "code_key_unusable", "code_rolled_back",
+    "control_handling_failed", "control_refused", "control_throttled", "debug_override", "device_ready", "exited",
+    "halted", "heartbeat_missed", "host_cannot_enforce", "kill", "not_restarted", "partition_error", "ready",
+    "ready_timeout", "restart", "restart_limit", "safe_state", "spawn_failed", "started", "stopped", "stopping",
+    "supervisor_fault",
+))
+HISTORY_LIMIT = 50_000  # events kept in memory; the oldest are forgotten first (the file keeps them all)
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True):
@@ -36,9 +52,10 @@ Subscriber = Callable[[Event], None]
 
 
 class EventStream:
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, *, history_limit: int = HISTORY_LIMIT) -> None:
         self._lock = threading.Condition()
         self._seq = 0
+        self._limit = max(1, history_limit)
         self._subscribers: list[Subscriber] = []
         self._history: list[Event] = []
         self._file = open(path, "ab", buffering=0) if path is not None else None
@@ -74,6 +91,8 @@ class EventStream:
                 partition=partition, source=source, fields=fields,
             )
             self._history.append(ev)
+            if len(self._history) > 2 * self._limit:  # amortised: trim in halves, not one event at a time
+                del self._history[: len(self._history) - self._limit]
             if self._file is not None:
                 try:
                     self._file.write(self._enc.encode(ev) + b"\n")
@@ -99,13 +118,16 @@ class EventStream:
     ) -> Event | None:
         """Block until an event with ``seq > after`` satisfies ``predicate``; None on timeout."""
         deadline = time.monotonic() + timeout
-        checked = 0
+        checked = after  # every event with seq <= checked has been looked at (or is not wanted)
         with self._lock:
             while True:
-                for ev in self._history[checked:]:
+                hist = self._history
+                start = 0 if not hist else max(0, checked + 1 - hist[0].seq)
+                for ev in hist[start:]:
                     if ev.seq > after and predicate(ev):
                         return ev
-                checked = len(self._history)
+                if hist:
+                    checked = max(checked, hist[-1].seq)
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return None

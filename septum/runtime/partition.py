@@ -47,6 +47,17 @@ SMALL_MESSAGE = 4096  # single-input loop: channels whose messages fit are read 
 WAKE_SIGNAL = signal.SIGRTMIN + 3  # single-input loop: the waker thread interrupts the blocking read with it
 
 
+def _check_report_names(kind: str, fields: dict[str, Any]) -> None:
+    from .control_guard import RESERVED_FIELDS
+    from .events import SUPERVISOR_KINDS
+
+    clash = sorted(RESERVED_FIELDS.intersection(fields))
+    if clash:
+        raise ValueError(f"event field name(s) {', '.join(clash)} are reserved for the event record")
+    if kind in SUPERVISOR_KINDS:
+        raise ValueError(f"event kind {kind!r} is reserved for the supervisor's own events")
+
+
 class Timer:
     __slots__ = ("callback", "cancelled", "deadline", "period")
 
@@ -240,12 +251,26 @@ class Partition:
         self._control_send(proto.Beat(self._beat_seq))
 
     def event(self, kind: str, severity: str = "info", **fields: Any) -> None:
-        """Record an event in the device's event stream (the supervisor stamps it with this partition)."""
-        self._control_send(proto.Report(kind=kind, severity=severity, fields=fields))
+        """Record an event in the device's event stream (the supervisor stamps it with this partition).
+
+        The supervisor refuses reports whose field names are the record's own (``kind``, ``partition``,
+        ``severity``, ``source``, ``audit``, ``seq``, ``time``, ``fields``) or whose kind is one of its own
+        events; this raises ValueError for them here, so the mistake shows where it is made."""
+        _check_report_names(kind, fields)
+        self._control_send(proto.Report(kind=kind, severity=severity, fields=fields))  # type: ignore[arg-type]
 
     def audit(self, kind: str, severity: str = "notice", **fields: Any) -> None:
         """Record a security-relevant event for the audit trail (must reach the supervisor)."""
-        self._control_send(proto.Report(kind=kind, severity=severity, audit=True, fields=fields), must=True)
+        _check_report_names(kind, fields)
+        self._control_send(proto.Report(kind=kind, severity=severity, audit=True, fields=fields),  # type: ignore[arg-type]
+                           must=True)
+
+    def fatal(self, reason: str, detail: str = "") -> None:
+        """End the partition now, from any thread, because of ``reason`` (e.g. a liveness probe failed, a
+        server thread died): the supervisor reports the exit with it and applies the restart policy. For
+        failures found outside the event loop, where raising would end only the thread that found them."""
+        self._control_send(proto.Fatal(reason=reason[:500], detail=detail[-4000:]), must=True)
+        os._exit(proto.EXIT_ENTRY_ERROR)
 
     def request_activation(self, request_id: str, target: str, version: str, manifest: bytes,
                            signature: bytes) -> bool:

@@ -6,11 +6,16 @@ boot reads it without a round trip; later it may send ``Stop``. The partition se
 counters) and ``Fatal`` (why it is about to exit). The update service may send ``Activate`` (run new
 code in a partition); the supervisor answers any partition that sends it with ``ActivateResult``.
 msgspec msgpack, strictly typed: never pickle.
+
+Everything a partition sends is untrusted input to the supervisor (the trusted base). The messages it
+may send form a closed protocol: unknown fields are refused (``forbid_unknown_fields``), every string,
+byte string and map has a bound, and what a ``Report`` may carry is checked again by
+``septum.runtime.control_guard`` (reserved field names, reserved event kinds, nesting and size).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -62,42 +67,57 @@ class Stop(msgspec.Struct, frozen=True, tag=True):
     reason: str = ""
 
 
-class Ready(msgspec.Struct, frozen=True, tag=True):
+# Bounds on what a partition may send (the supervisor refuses anything outside them).
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+EventKind = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_.\-]{0,63}$")]
+ShortText = Annotated[str, msgspec.Meta(max_length=500)]
+LongText = Annotated[str, msgspec.Meta(max_length=4000)]
+Count = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+ReportSeverity = Literal["info", "notice", "warning", "error", "critical"]
+MAX_REPORT_FIELDS = 64
+MAX_DROP_REASONS = 16
+
+
+class _FromPartition(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag=True):
+    """Base of every message a partition sends: closed (unknown fields are an error, never merged)."""
+
+
+class Ready(_FromPartition, frozen=True, tag="Ready"):
     pass
 
 
-class Beat(msgspec.Struct, frozen=True, tag=True):
-    seq: int
+class Beat(_FromPartition, frozen=True, tag="Beat"):
+    seq: Count
 
 
-class Report(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    kind: str
-    severity: str = "info"
+class Report(_FromPartition, frozen=True, kw_only=True, tag="Report"):
+    kind: EventKind
+    severity: ReportSeverity = "info"
     audit: bool = False
-    fields: dict[str, Any] = {}
+    fields: Annotated[dict[Name, Any], msgspec.Meta(max_length=MAX_REPORT_FIELDS)] = {}
 
 
-class Drops(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    channel: str
-    received: int
-    drops: dict[str, int]
-    last_error: str = ""
+class Drops(_FromPartition, frozen=True, kw_only=True, tag="Drops"):
+    channel: Name
+    received: Count
+    drops: Annotated[dict[Name, Count], msgspec.Meta(max_length=MAX_DROP_REASONS)]
+    last_error: ShortText = ""
 
 
-class Fatal(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    reason: str
-    detail: str = ""
+class Fatal(_FromPartition, frozen=True, kw_only=True, tag="Fatal"):
+    reason: Annotated[str, msgspec.Meta(max_length=1024)]
+    detail: LongText = ""
 
 
-class Activate(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+class Activate(_FromPartition, frozen=True, kw_only=True, tag="Activate"):
     """Run version ``version`` of ``target``'s code, staged by the update service. Honoured only from the
     ``service: update`` partition; the supervisor re-checks the signature and every staged file itself."""
 
-    request_id: str
-    target: str
-    version: str
-    manifest: bytes  # the signed manifest bytes of the bundle
-    signature: bytes
+    request_id: Name
+    target: Name
+    version: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+    manifest: Annotated[bytes, msgspec.Meta(max_length=128 * 1024)]  # the signed manifest bytes of the bundle
+    signature: Annotated[bytes, msgspec.Meta(max_length=1024)]
 
 
 class ActivateResult(msgspec.Struct, frozen=True, kw_only=True, tag=True):
@@ -112,7 +132,8 @@ class ActivateResult(msgspec.Struct, frozen=True, kw_only=True, tag=True):
 ToPartition = Boot | Stop | ActivateResult
 FromPartition = Ready | Beat | Report | Drops | Fatal | Activate
 
-MAX_CONTROL_MESSAGE = 256 * 1024
+MAX_CONTROL_MESSAGE = 256 * 1024  # supervisor -> partition (Boot carries the model to services)
+MAX_FROM_PARTITION = 160 * 1024  # partition -> supervisor: larger is refused (an Activate fits)
 encoder = msgspec.msgpack.Encoder()
 to_partition = msgspec.msgpack.Decoder(ToPartition)
 from_partition = msgspec.msgpack.Decoder(FromPartition)

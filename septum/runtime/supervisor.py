@@ -14,6 +14,17 @@ Restart policies: ``always`` (restart with backoff, at most ``max_restarts`` per
 then give up and report), ``never`` (report, do not restart), ``fail-safe`` (never restart; emit
 ``safe_state`` and stop every partition except the audit service: the therapy path stops).
 
+Untrusted partitions: every control message is checked and budgeted by ``septum.runtime.control_guard``
+(closed protocol, per-partition rate and read budget, refusals reported at bounded volume); handling a
+message can fail only the partition that sent it (it is killed and its restart policy applies). Safety
+partitions' control channels are read first, and a heartbeat is judged missing only after the partition's
+channel has been read, so another partition's flood cannot get a safety partition declared silent.
+
+A failing supervisor fails safe: any exception on the supervisor thread stops the therapy path (every
+partition but the audit service is killed: the motor lease then runs out), records ``supervisor_fault`` and
+``safe_state``, gives the audit service a bounded time to make them durable, and sets ``outcome`` to
+``safe_state`` with the fault in ``failures``.
+
 Partition code updates: the update service asks (``Activate``) to run a staged version of a partition's
 code; the supervisor checks it itself (``septum.runtime.code_update``), restarts the partition from its
 own read-only copy, and returns it to the previous code if the new one is not ready in time or does not
@@ -45,17 +56,19 @@ from septum.model.schema import Model
 from . import code_update
 from . import protocol as proto
 from .audit_feed import AuditFeed
-from .channel import TokenBucket, create_pair
+from .channel import create_pair
 from .clock import Clock
+from .control_guard import READ_BATCH, ControlGuard, Refused, describe_exit
 from .devices import HardwareProvider, create_devices
 from .events import EventStream
 from .gate import describe, gate
 from .plan import PartitionPlan, SetupError, message_specs, plan_device
-from .sandbox import identity, limits, probe, spawn
+from .sandbox import disk, identity, limits, probe, spawn
 
 CHILD_ENV = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"}
 MODEL_CONFIG_KEY = "septum.model"  # service partitions' config: the model as plain data
-EVENTS_PER_S = 500.0  # per-partition forwarded event records (more are dropped and counted)
+FAULT_AUDIT_S = 2.0  # after a supervisor fault: time the audit service gets to make the records durable
+LEFTOVER_BUDGET = 100_000  # messages of a previous instance discarded before a restart (a full socket)
 HEALTH_PERIODS = 3  # heartbeat periods new partition code must survive after ready to be kept
 HEALTH_S_NO_HEARTBEAT = 1.0  # the same probation for a partition without heartbeat_ms
 MANUFACTURER_PUB = "manufacturer.pub"  # the update key in the update service's provisioning folder
@@ -87,9 +100,7 @@ class _Proc:
     restarts: list[float] = field(default_factory=list)
     restart_at: float | None = None
     last_fatal: str = ""
-    events_bucket: TokenBucket | None = None
-    events_dropped: int = 0
-    drops_seen: dict[str, int] = field(default_factory=dict)
+    guard: ControlGuard | None = None  # its control channel, as the supervisor accepts it
     code_dir: Path | None = None  # installed code folder first on the import path; None: the model's code
     code_version: str = ""  # "" = the model's own code
     respawn: bool = False  # stopped to be started again at once (a code activation)
@@ -170,6 +181,7 @@ class Supervisor:
         self._stop_requested = False
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._thread: threading.Thread | None = None
+        self.fault: str | None = None  # set when the supervisor thread itself failed (see _fail_safe)
         self._feed: AuditFeed | None = None  # supervisor events -> the audit service (septum.runtime.audit_feed)
         self.code_root = self.state_dir / "code"  # per partition, installed code versions (root-owned)
         self._activation: _Activation | None = None
@@ -286,6 +298,7 @@ class Supervisor:
         for (name, plan), uid in zip(plans.items(), uids, strict=True):
             ddir = data_root / name
             ddir.mkdir(exist_ok=True)
+            disk.attach(self.state_dir, name, ddir, plan.resources.disk_mb)  # its own capped filesystem
             if name in self.provision:
                 _copy_provisioning(self.provision[name], ddir, uid)
             if uid is not None:
@@ -301,7 +314,7 @@ class Supervisor:
             self._procs[name] = _Proc(
                 plan=plan, uid=uid, gid=uid, control=sup_end, child_control=child_end, fds=fds,
                 data_dir=ddir, log_path=self.state_dir / "logs" / f"{name}.log", cgroup=cg,
-                events_bucket=TokenBucket(EVENTS_PER_S, Clock.start()),
+                guard=ControlGuard(name, frozenset(c.name for c in plan.inputs)),
             )
         self._update_keys = self._load_update_keys()
         self._messages = message_specs(self.model)
@@ -356,7 +369,9 @@ class Supervisor:
 
     # ------------------------------------------------------------------ process control
     def _spawn(self, p: _Proc) -> None:
-        self._drain_control(p, forward=False)  # leftovers of a previous instance
+        self._drain_control(p, forward=False, budget=LEFTOVER_BUDGET)  # leftovers of a previous instance
+        if p.guard is not None:
+            p.guard.reset_drops()
         p.control.send(proto.encoder.encode(self._boot_config(p)))
         plan = spawn.SpawnPlan(
             cgroup_procs=tuple(p.cgroup.procs_files()) if p.cgroup else (),
@@ -374,7 +389,7 @@ class Supervisor:
                     start_new_session=True, preexec_fn=spawn.preexec(plan),
                 )
             except (OSError, subprocess.SubprocessError) as exc:
-                self._drain_control(p, forward=False)
+                self._drain_control(p, forward=False, budget=LEFTOVER_BUDGET)
                 p.state = "exited"
                 self.events.emit("spawn_failed", partition=p.plan.name, severity="error", error=str(exc),
                                  log=str(p.log_path))
@@ -412,22 +427,47 @@ class Supervisor:
             except OSError:
                 self._kill(p)
 
-    def _drain_control(self, p: _Proc, *, forward: bool = True) -> None:
-        for _ in range(256):
-            try:
-                data = p.control.recv(proto.MAX_CONTROL_MESSAGE, socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                return
-            if forward:
-                self._on_control(p, data)
+    def _drain_control(self, p: _Proc, *, forward: bool = True, budget: int = READ_BATCH) -> bool:
+        """Read at most ``budget`` of the partition's control messages; True if more may be waiting.
 
-    def _on_control(self, p: _Proc, data: bytes) -> None:
+        Everything read is untrusted (septum.runtime.control_guard): over its rate budget a message is
+        discarded unread, a refused one is reported (bounded), and an error while handling one fails only
+        this partition."""
+        g = p.guard
+        assert g is not None
+        buf = g.buffer
+        for _ in range(budget):
+            try:
+                n = p.control.recv_into(buf, len(buf), socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return False
+            except OSError:
+                return False
+            if not forward:
+                continue
+            if not g.admit():
+                if g.throttled.note(time.monotonic(), "over budget"):
+                    self.events.emit("control_throttled", partition=p.plan.name, severity="warning",
+                                     count=1, total=g.throttled.total, rate_per_s=g.rate)
+                continue
+            try:
+                msg = g.decode(memoryview(buf)[:n])
+            except Refused as exc:
+                if g.refused.note(time.monotonic(), str(exc)):
+                    self.events.emit("control_refused", partition=p.plan.name, severity="warning",
+                                     reason=str(exc), count=1, total=g.refused.total)
+                continue
+            try:
+                self._on_control(p, msg)
+            except Exception as exc:  # a message the supervisor could not handle fails its sender only
+                self.events.emit("control_handling_failed", partition=p.plan.name, severity="error",
+                                 message=type(msg).__name__, error=f"{type(exc).__name__}: {str(exc)[:300]}")
+                self._kill(p, "its control message could not be handled")
+                return False
+        return True
+
+    def _on_control(self, p: _Proc, msg: Any) -> None:
         name = p.plan.name
-        try:
-            msg = proto.from_partition.decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            self.events.emit("control_malformed", partition=name, severity="warning")
-            return
         if isinstance(msg, proto.Beat):
             p.last_beat = time.monotonic()
         elif isinstance(msg, proto.Ready):
@@ -441,19 +481,14 @@ class Supervisor:
                     act.phase, act.ready_at = "probation", time.monotonic()
                 self._check_all_ready()
         elif isinstance(msg, proto.Report):
-            if p.events_bucket is not None and not p.events_bucket.admit():
-                p.events_dropped += 1
-                return
-            sev = msg.severity if msg.severity in ("info", "notice", "warning", "error", "critical") else "info"
-            self.events.emit(msg.kind, partition=name, source="partition", severity=sev,  # type: ignore[arg-type]
-                             audit=msg.audit, **{k: v for k, v in msg.fields.items() if isinstance(k, str)})
+            # kind, severity and field names were checked by the guard: none collides with the record's own
+            self.events.emit(msg.kind, partition=name, source="partition", severity=msg.severity,
+                             audit=msg.audit, **msg.fields)
         elif isinstance(msg, proto.Drops):
-            before = p.drops_seen.get(msg.channel, 0)
-            total = sum(msg.drops.values())
-            p.drops_seen[msg.channel] = total
-            self.events.emit("channel_drops", partition=name, severity="warning", channel=msg.channel,
-                             received=msg.received, drops=msg.drops, new=total - before,
-                             last_error=msg.last_error)
+            assert p.guard is not None
+            fields = p.guard.note_drops(msg, time.monotonic())
+            if fields is not None:
+                self.events.emit("channel_drops", partition=name, severity="warning", **fields)
         elif isinstance(msg, proto.Fatal):
             p.last_fatal = msg.reason
             self.events.emit("partition_error", partition=name, severity="error", reason=msg.reason,
@@ -481,10 +516,7 @@ class Supervisor:
         if p.cgroup is not None:
             p.cgroup.kill_all()
         oom = p.cgroup is not None and p.cgroup.oom_kills() > p.oom_seen
-        if code < 0:
-            how = f"signal {signal.Signals(-code).name}"
-        else:
-            how = f"exit code {code}"
+        how = describe_exit(code)  # any exit code, any signal number (real-time signals included)
         if oom or code == proto.EXIT_MEMORY:
             reason = "memory_limit"
         elif p.killed_for is not None:
@@ -672,13 +704,17 @@ class Supervisor:
         self._poller.register(self._wake_r, select.POLLIN)
         if self._feed is not None:
             self._poller.register(self._feed.fileno(), select.POLLIN)
+        # safety partitions' control channels are read first in every turn (see _priority)
+        prio = {p.control.fileno(): _priority(p.plan) for p in self._procs.values()}
         try:
             order = sorted(self._procs.values(), key=lambda q: q.plan.service != "audit")
             for p in order:
                 if not self._stop_requested:
                     self._spawn(p)
             while not self._stop_requested:
-                for fd, _ in self._poller.poll(self._next_timeout()):
+                ready = self._poller.poll(self._next_timeout())
+                ready.sort(key=lambda r: prio.get(r[0], 0))
+                for fd, _ in ready:
                     if fd == self._wake_r:
                         try:
                             os.read(self._wake_r, 512)
@@ -700,9 +736,54 @@ class Supervisor:
                                      failures=self.failures)
                     break
             self._shutdown()
+        except BaseException as exc:  # the trusted base itself failed: fail safe, say so, never hang
+            self._fail_safe(exc)
         finally:
-            self._teardown()
-            self._done.set()
+            try:
+                self._teardown()
+            finally:
+                self._done.set()
+
+    def _fail_safe(self, exc: BaseException) -> None:
+        """The supervisor thread raised: put the device in its safe state and record why.
+
+        Kept deliberately simple, since the supervisor's own state may be what is broken: kill every
+        partition except the audit service at once (the motor stops when the monitor's lease runs out),
+        record the fault, give the audit service FAULT_AUDIT_S to make the records durable, then stop."""
+        import traceback
+
+        where = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-3:])[-1500:]
+        self.fault = f"{type(exc).__name__}: {str(exc)[:300]}"
+        self.outcome = "safe_state"
+        self.failures.append(f"supervisor: {self.fault}; device in safe state")
+        self._failed.set()
+        audit = [p for p in self._procs.values() if p.plan.service == "audit"]
+        for p in self._procs.values():
+            if p not in audit:
+                p.stop_requested = True
+                p.restart_at = None
+                _best_effort(self._kill, p, "supervisor fault")
+        kept = [p.plan.name for p in audit]
+        _best_effort(self.events.emit, "supervisor_fault", severity="critical", error=self.fault, where=where)
+        _best_effort(self.events.emit, "safe_state", severity="critical", policy="supervisor",
+                     why=f"supervisor fault: {self.fault}", kept_running=kept)
+        deadline = time.monotonic() + FAULT_AUDIT_S
+        feed = self._feed
+        while feed is not None and audit and time.monotonic() < deadline:
+            try:
+                feed.flush()
+                if feed.unacked == 0:
+                    break
+                select.select([feed.fileno()], [], [], 0.05)
+                feed.on_readable()
+            except Exception:
+                break
+        for p in self._procs.values():
+            p.stop_requested = True
+            _best_effort(self._kill, p, "supervisor fault")
+        for p in self._procs.values():
+            if p.popen is not None:
+                _best_effort(p.popen.wait, 2.0)
 
     def _next_timeout(self) -> int:
         return 50  # ms: deadline checks are cheap; partitions are the ones with hard timing
@@ -710,6 +791,7 @@ class Supervisor:
     def _check_deadlines(self) -> None:
         now = time.monotonic()
         for p in list(self._procs.values()):
+            self._report_guard(p, now)
             if p.restart_at is not None and now >= p.restart_at:
                 p.restart_at = None
                 self._spawn(p)
@@ -723,14 +805,31 @@ class Supervisor:
             elif p.state == "ready" and p.plan.heartbeat_ms is not None:
                 late = now - p.last_beat
                 if late > 2 * p.plan.heartbeat_ms / 1000:
+                    # judge what the partition sent, not how fast the supervisor read it: read its channel
+                    # first (beats waiting there while the supervisor was busy elsewhere count)
+                    self._drain_control(p, budget=4 * READ_BATCH)
+                    late = time.monotonic() - p.last_beat
+                if late > 2 * p.plan.heartbeat_ms / 1000 and p.popen.returncode is None:
                     self.events.emit("heartbeat_missed", partition=p.plan.name, severity="error",
                                      silent_ms=round(late * 1000), heartbeat_ms=p.plan.heartbeat_ms)
                     self._kill(p, "heartbeat missed")
-            if p.events_dropped:
-                self.events.emit("events_dropped", partition=p.plan.name, severity="warning",
-                                 count=p.events_dropped)
-                p.events_dropped = 0
         self._check_activation(now)
+
+    def _report_guard(self, p: _Proc, now: float) -> None:
+        """Coalesced drop reports and the summaries of refused and throttled control messages."""
+        g = p.guard
+        if g is None:
+            return
+        for fields in g.due_drops(now):
+            self.events.emit("channel_drops", partition=p.plan.name, severity="warning", **fields)
+        n = g.throttled.summary_due(now)
+        if n:
+            self.events.emit("control_throttled", partition=p.plan.name, severity="warning", count=n,
+                             total=g.throttled.total, rate_per_s=g.rate)
+        n = g.refused.summary_due(now)
+        if n:
+            self.events.emit("control_refused", partition=p.plan.name, severity="warning", count=n,
+                             total=g.refused.total, reason=g.refused.last_reason)
 
     def _check_feed(self) -> None:
         if self._feed is None:
@@ -790,8 +889,28 @@ class Supervisor:
                 os.close(fd)
             except OSError:
                 pass
+        for problem in disk.detach_all(self.state_dir):  # after every partition process is gone
+            self.events.emit("disk_detach_failed", severity="error", error=problem)
         self.events.emit("stopped", outcome=self.outcome, failures=self.failures)
         self.events.close()
+
+
+def _priority(plan: PartitionPlan) -> int:
+    """Order in which ready control channels are read in one turn: safety partitions first, then
+    fail-safe ones, then services, then the rest."""
+    if plan.criticality == "safety":
+        return -3
+    if plan.restart_policy == "fail-safe":
+        return -2
+    return -1 if plan.service is not None else 0
+
+
+def _best_effort(fn: Any, *args: Any, **kwargs: Any) -> None:
+    """Call ``fn`` and ignore its failure: used only on the fail-safe path, where stopping matters most."""
+    try:
+        fn(*args, **kwargs)
+    except Exception:  # noqa: S110 - nothing more can be done about it here
+        pass
 
 
 def _service_config(plan: PartitionPlan, model: Model) -> dict[str, Any]:
