@@ -14,8 +14,9 @@ import click
 
 from septum.services import audit_export as ax
 from septum.services import update_bundle as ub
+from septum.services.audit_anchor import Anchor, AnchorError, load_anchor
 from septum.services.audit_log import AuditError, read_entries, verify
-from septum.services.keys import KeyFileError, generate_keypair, load_private_key, load_public_key
+from septum.services.keys import KeyFileError, generate_keypair, key_id, load_private_key, load_public_key
 
 
 class UserError(click.ClickException):
@@ -65,8 +66,13 @@ def audit_keygen(out_dir: str, name: str) -> None:
 @click.option("--key", "key", required=True, help="Public key (PEM) of the device's audit signing key.")
 @click.option("--head", "head", default=None, help="Head file to check truncation against [default: LOG.head].")
 @click.option("--no-head", is_flag=True, help="Do not check for truncation against a head file.")
-def audit_verify(log: str, key: str, head: str | None, no_head: bool) -> None:
-    """Check every record, link and checkpoint; name the first bad record (exit 1) if any."""
+@click.option("--anchor", "anchors", multiple=True,
+              help="Anchor file from 'septum audit anchor': its seal must be in the log (repeatable).")
+@click.option("--allow-unsealed-tail", is_flag=True,
+              help="Report records after the last seal as a warning instead of failing (they are NOT authenticated).")
+def audit_verify(log: str, key: str, head: str | None, no_head: bool, anchors: tuple[str, ...],
+                 allow_unsealed_tail: bool) -> None:
+    """Check every record, link, seal, the head and any anchors; name the first bad record (exit 1) if any."""
     if head and no_head:
         raise UserError("--head and --no-head exclude each other")
     path = _existing(log, "audit log")
@@ -76,19 +82,56 @@ def audit_verify(log: str, key: str, head: str | None, no_head: bool) -> None:
         head_arg = None
     elif head:
         head_arg = _existing(head, "head file")
+    loaded = []
+    for a in anchors:
+        try:
+            loaded.append(load_anchor(_existing(a, "anchor file")))
+        except AnchorError as exc:
+            raise UserError(str(exc)) from None
     try:
-        result = verify(path, public, head=head_arg)  # type: ignore[arg-type]
+        result = verify(path, public, head=head_arg, anchors=loaded,  # type: ignore[arg-type]
+                        allow_unsealed_tail=allow_unsealed_tail)
     except AuditError as exc:
         raise UserError(str(exc)) from None
+    if no_head:
+        click.echo("warning: --no-head: records cut off after a seal would not be noticed", err=True)
     for note in result.notes:
-        click.echo(f"note: {note}", err=True)
+        click.echo(f"warning: {note}", err=True)
     if result.damage is not None:
         raise Failed(f"{log}: {result.damage.describe()}")
     head_text = f", head at seq {result.head_seq}" if result.head_seq is not None else ""
+    anchor_text = f", {result.anchors_checked} anchor(s) found" if result.anchors_checked else ""
     click.echo(
-        f"{log}: ok: {result.records} records, {result.checkpoints} checkpoints, "
-        f"last seq {result.last_seq}{head_text}"
+        f"{log}: ok: {result.records} records, {result.checkpoints} seals, "
+        f"last seq {result.last_seq}{head_text}{anchor_text}"
     )
+
+
+@audit.command("anchor")
+@click.argument("log")
+@click.option("--key", "key", required=True, help="Public key (PEM) of the device's audit signing key.")
+@click.option("-o", "--output", default=None, help="Write the anchor here instead of stdout.")
+def audit_anchor(log: str, key: str, output: str | None) -> None:
+    """Export the last seal of a log that verifies, to keep off the device ('verify --anchor' checks it)."""
+    path = _existing(log, "audit log")
+    public = _public_key(key)
+    try:
+        result = verify(path, public)  # type: ignore[arg-type]
+    except AuditError as exc:
+        raise UserError(str(exc)) from None
+    if result.damage is not None:
+        raise Failed(f"{log}: not anchored, the log does not verify: {result.damage.describe()}")
+    anchor = Anchor(result.last_checkpoint_seq, result.last_checkpoint_digest, key_id(public),  # type: ignore[arg-type]
+                    result.last_checkpoint_time, result.records)
+    text = anchor.to_json()
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        Path(output).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"{output}: cannot write ({exc.strerror})") from None
+    click.echo(f"wrote {output}: seal seq {anchor.seq} ({result.records} records)", err=True)
 
 
 def _filter_options(fn: Callable[..., None]) -> Callable[..., None]:

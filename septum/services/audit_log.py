@@ -1,4 +1,4 @@
-"""The audit log: append-only, hash-chained, signed at checkpoints, durable by group commit.
+"""The audit log: append-only, hash-chained, every commit sealed by a signature, durable by group commit.
 
 On-disk format (all integers big-endian)::
 
@@ -9,14 +9,24 @@ On-disk format (all integers big-endian)::
 
 Each frame carries its own hash, so a torn final frame (a crash in the middle of a write) is told apart
 from an edit; each payload names the previous frame's hash, so deleting, inserting or reordering frames
-breaks the chain at a known place; and a checkpoint, an entry signed with Ed25519 over (its seq, prev,
-time, key id), makes a rewritten chain detectable without a secret on the verifier's side. The writer also
-keeps a *head* file beside the log (``LOG.head``): a copy of the latest durable checkpoint, replaced
-atomically, so cutting records off the end of the log (truncation at a frame boundary) is detected too.
+breaks the chain at a known place. **Every group commit ends with a seal**: a checkpoint entry signed with
+Ed25519 over (its seq, prev, time, key id, pinned). A record is acknowledged only once the commit that
+holds it, seal included, is on stable storage, so no acknowledged record is ever outside a signature:
+records after the last seal are either an interrupted commit (never acknowledged; the next start removes
+them and says so) or forged, and ``verify`` fails on them either way.
+
+The *head* file beside the log (``LOG.head``, two 512-byte slots) names the latest seal, so cutting
+sealed commits off the end is detected too: the *tip* slot is rewritten after every commit (not flushed:
+a kill keeps it, a power cut may lose the last few updates), the *durable* slot at *pinned* seals (every
+``checkpoint_every`` records or ``checkpoint_interval`` seconds, and at close), flushed before the next
+commit starts. A seal says in its signed body whether it is pinned, so a head older than the last pinned
+seal that has anything after it is proof that the head was rolled back. A head can be rebuilt from the
+log's own bytes, so an attacker who rolls back log *and* head together is caught only by an anchor: the
+last seal's digest, exported off the device (``septum audit anchor``) and checked by ``verify(anchors=)``.
 
 The writer is made for a single-threaded event loop: ``append`` only encodes into a buffer and returns the
-sequence number; ``commit`` writes the batch and fsyncs it, and only then are the records acknowledged
-(``durable_seq``). ``due(now)``/``deadline`` tell the loop when the bounded batching delay is up.
+sequence number; ``commit`` seals the batch, writes and fsyncs it, and only then are the records
+acknowledged (``durable_seq``). ``due(now)``/``deadline`` tell the loop when the bounded batching delay is up.
 """
 
 from __future__ import annotations
@@ -26,7 +36,7 @@ import hashlib
 import os
 import struct
 import time as _time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -35,15 +45,20 @@ import msgspec
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from .audit_anchor import Anchor
 from .durable import fsync_dir, write_atomic
 from .keys import key_id
 
-MAGIC = b"SEPTAUD\x01"
+# Format 2: every commit sealed, pinned flag in the seal, two-slot head file. A format-1 log (sealed only
+# now and then) is refused as "bad-header" rather than judged by rules it was not written under.
+MAGIC = b"SEPTAUD\x02"
 HASH_LEN = 32
 ZERO_HASH = b"\x00" * HASH_LEN
 MAX_PAYLOAD = 64 * 1024  # a record larger than this is a bug or an attack, not an audit event
 _LEN = struct.Struct(">I")
-_SIGN_DOMAIN = b"septum-audit-checkpoint-v1\x00"
+_SIGN_DOMAIN = b"septum-audit-seal-v2\x00"
+HEAD_SLOT = 512  # one sector per head slot: a power cut keeps the old or the new slot, each hash-checked
+_SEAL_RESERVE = 512  # room kept in every commit part for the seal that ends it (a seal frame is ~200 bytes)
 # The writer keeps the file this far ahead of the log, filled with real zero bytes (not fallocate, whose
 # unwritten extents still need a journalled metadata update on first write): a commit then overwrites
 # blocks that are allocated and written, and its fdatasync flushes data only, not a size change.
@@ -78,9 +93,12 @@ class Record(msgspec.Struct, frozen=True, kw_only=True, array_like=True, tag="r"
 
 
 class Checkpoint(msgspec.Struct, frozen=True, kw_only=True, array_like=True, tag="c"):
+    """A seal: ends every commit (and every part of a commit larger than MAX_COMMIT_BYTES)."""
+
     time: float
     key_id: bytes
     signature: bytes
+    pinned: bool = False  # the writer flushed the head's durable slot for this seal (signed, see below)
 
 
 class Entry(msgspec.Struct, frozen=True, array_like=True):
@@ -90,7 +108,7 @@ class Entry(msgspec.Struct, frozen=True, array_like=True):
 
 
 class Head(msgspec.Struct, frozen=True, kw_only=True):
-    """The latest durable checkpoint, kept outside the log to detect truncation."""
+    """A seal the log is known to reach, kept outside the log to detect truncation (one per head slot)."""
 
     seq: int
     offset: int
@@ -116,7 +134,8 @@ class AuditLogDamaged(AuditError):
 
 
 DamageKind = Literal[
-    "bad-header", "edited", "deleted", "reordered", "truncated", "torn-tail", "wrong-key", "bad-head"
+    "bad-header", "edited", "deleted", "reordered", "truncated", "torn-tail", "wrong-key", "bad-head",
+    "unsealed", "missing-head", "old-head", "rolled-back",
 ]
 
 
@@ -142,6 +161,10 @@ class VerifyResult:
     last_seq: int = -1
     last_checkpoint_seq: int = -1
     head_seq: int | None = None
+    pinned_seq: int = -1  # the last seal that says the head was flushed for it
+    last_checkpoint_digest: bytes = b""  # frame hash of the last seal: what an anchor records
+    last_checkpoint_time: float = 0.0
+    anchors_checked: int = 0
     damage: Damage | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -155,8 +178,36 @@ def head_path_for(log_path: Path) -> Path:
     return Path(str(log_path) + ".head")
 
 
-def checkpoint_message(seq: int, prev: bytes, at: float, kid: bytes) -> bytes:
-    return _SIGN_DOMAIN + struct.pack(">Q", seq) + prev + struct.pack(">d", at) + kid
+def checkpoint_message(seq: int, prev: bytes, at: float, kid: bytes, pinned: bool = False) -> bytes:
+    return _SIGN_DOMAIN + struct.pack(">Q", seq) + prev + struct.pack(">d", at) + kid + (b"\x01" if pinned else b"\x00")
+
+
+def _seal_message(seq: int, prev: bytes, cp: Checkpoint) -> bytes:
+    return checkpoint_message(seq, prev, cp.time, cp.key_id, cp.pinned)
+
+
+def encode_head(head: Head) -> bytes:
+    """One head slot: u32 length | msgpack Head | SHA-256, zero-padded to HEAD_SLOT bytes."""
+    payload = _encode(head)
+    blob = _LEN.pack(len(payload)) + payload + hashlib.sha256(payload).digest()
+    if len(blob) > HEAD_SLOT:
+        raise AuditError(f"head of {len(blob)} bytes does not fit a {HEAD_SLOT}-byte slot")
+    return blob.ljust(HEAD_SLOT, b"\x00")
+
+
+def _decode_slot(blob: bytes) -> Head | None:
+    if len(blob) < _LEN.size:
+        return None
+    (length,) = _LEN.unpack_from(blob)
+    if length == 0 or _LEN.size + length + HASH_LEN > len(blob):
+        return None
+    payload = blob[_LEN.size : _LEN.size + length]
+    if hashlib.sha256(payload).digest() != blob[_LEN.size + length : _LEN.size + length + HASH_LEN]:
+        return None
+    try:
+        return _head_decoder.decode(payload)
+    except msgspec.DecodeError:
+        return None
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -305,49 +356,107 @@ def _seq_appears_later(data: bytes, offset: int, index: int, wanted: int) -> boo
 
 
 def read_head(path: Path) -> Head:
+    """The newest valid slot of a head file (a slot torn by a power cut is skipped)."""
     try:
-        return _head_decoder.decode(Path(path).read_bytes())
+        data = Path(path).read_bytes()
     except OSError as exc:
         raise AuditError(f"{path}: cannot read head file ({exc.strerror})") from None
-    except msgspec.DecodeError as exc:
-        raise AuditError(f"{path}: not a head file ({exc})") from None
+    slots = [h for h in (_decode_slot(data[:HEAD_SLOT]), _decode_slot(data[HEAD_SLOT : 2 * HEAD_SLOT])) if h]
+    if not slots:
+        raise AuditError(f"{path}: not a head file (no valid slot)")
+    return max(slots, key=lambda h: h.seq)
+
+
+def required_head(pinned: list[tuple[int, bool]]) -> int:
+    """The oldest seal a genuine head may name, from the log's pinned seals (seq, anything after it?).
+
+    The writer flushes the head's durable slot for a pinned seal before the next commit starts, so once
+    anything follows a pinned seal the head names it or a later one; only a crash right after the
+    pinned commit's flush can leave the head at the pinned seal before it."""
+    if not pinned:
+        return -1
+    seq, followed = pinned[-1]
+    if followed:
+        return seq
+    return pinned[-2][0] if len(pinned) > 1 else -1
+
+
+@dataclass
+class _Walk:
+    """Where the last seal is and what follows it, while walking the log."""
+
+    seal_seq: int = -1
+    records_after: int = 0  # plain records after the last seal
+    first_after: tuple[int, int, int] | None = None  # (seq, index, offset) of the first entry after it
+    pinned: list[tuple[int, bool]] = field(default_factory=list)
 
 
 def verify(
-    path: Path, public_key: Ed25519PublicKey, *, head: Path | Literal["auto"] | None = "auto"
+    path: Path,
+    public_key: Ed25519PublicKey,
+    *,
+    head: Path | Literal["auto"] | None = "auto",
+    anchors: Sequence[Anchor] = (),
+    allow_unsealed_tail: bool = False,
 ) -> VerifyResult:
     """Check the whole log; stop at and name the first bad record.
 
-    ``head="auto"`` uses ``LOG.head`` when it exists (and says in ``notes`` when it does not); ``None``
-    skips the truncation check; a path uses that head file (a copy kept off the device, for instance).
+    ``head="auto"`` checks against ``LOG.head`` and fails when it is missing; a path uses that head file
+    (a copy kept off the device, for instance); ``None`` skips the head checks (the caller accepts that a
+    cut at a seal cannot be seen). Every anchor must name a seal in the log (else ``rolled-back``).
+    Records after the last seal fail the log (``unsealed``) unless ``allow_unsealed_tail``, which turns
+    that into a note: they are then *not* authenticated by anything.
+
+    The head is read before and again after the log, so that a log still being written verifies: the
+    truncation check uses the first read (every seal it names was on disk before the log was read), the
+    rolled-back-head check the second (every pinned seal in the log read had its head flushed by then).
     """
+    head_file = head_path_for(path) if head == "auto" else head
+    first_head: Head | Damage | None = None
+    if head_file is not None:
+        if head == "auto" and not Path(head_file).exists():
+            first_head = Damage("missing-head", None, 0, 0,
+                                f"no head file {head_file}: it was deleted, and a cut at a seal would be hidden")
+        else:
+            first_head = _load_head(Path(head_file), public_key)
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise AuditError(f"{path}: cannot read log ({exc.strerror})") from None
+    second_head = _load_head(Path(head_file), public_key) if isinstance(first_head, Head) else first_head
     result = VerifyResult(ok=False)
     if data[: len(MAGIC)] != MAGIC:
-        result.damage = Damage("bad-header", None, 0, 0, "not a Septum audit log (bad magic)")
+        old = data[: len(MAGIC) - 1] == MAGIC[:-1]
+        msg = "a format-1 Septum audit log (written before every commit was sealed)" if old else (
+            "not a Septum audit log (bad magic)")
+        result.damage = Damage("bad-header", None, 0, 0, msg)
         return result
     kid = key_id(public_key)
     expected = 0
     prev = ZERO_HASH
-    last_good_checkpoint = -1
-    frame_digests: dict[int, tuple[int, bytes]] = {}  # checkpoint seq -> (offset, digest), for the head
+    wanted = {a.seq for a in anchors} | ({first_head.seq} if isinstance(first_head, Head) else set())
+    digests: dict[int, tuple[int, bytes]] = {}  # seq -> (offset, frame hash), for the head and the anchors
+    walk = _Walk()
     last_frame_end = len(MAGIC)
     prev_offset = len(MAGIC)
-    head_file = head_path_for(path) if head == "auto" else head
-    use_head = head_file is not None and not (head == "auto" and not Path(head_file).exists())
-    pinned = _load_head(Path(head_file), public_key) if use_head and head_file is not None else None
-    # Nothing up to the checkpoint the head pins can be a torn commit: it was flushed before the head
-    # was written, and every later commit began after that.
-    floor = pinned.offset + 1 if isinstance(pinned, Head) else 0
+    # Nothing up to the seal the head names can be a torn commit: it was flushed before the head was
+    # written, and every later commit began after that.
+    floor = first_head.offset + 1 if isinstance(first_head, Head) else 0
 
     for item in _frames(data, len(MAGIC), floor=floor):
         if isinstance(item, _Bad):
-            kind: DamageKind = "torn-tail" if item.torn else "edited"
-            msg = item.message + ("" if item.torn else "; the frame was altered")
-            result.damage = Damage(kind, expected, item.index, item.offset, msg)
+            if item.torn:
+                if walk.pinned:  # a commit began after the last pinned seal: its head was flushed first
+                    walk.pinned[-1] = (walk.pinned[-1][0], True)
+                # The unfinished commit starts right after the last seal: all of it is the torn tail.
+                seq, index, offset = walk.first_after or (expected, item.index, item.offset)
+                result.damage = Damage("torn-tail", seq, index, offset,
+                                       item.message + " (an unfinished commit: never acknowledged)")
+                result.records -= walk.records_after
+                result.last_seq = walk.seal_seq
+            else:
+                result.damage = Damage("edited", expected, item.index, item.offset,
+                                       item.message + "; the frame was altered")
             break
         entry = _decode(item)
         if entry is None:
@@ -372,6 +481,8 @@ def verify(
             msg = f"record seq {expected - 1} is not the record that seq {expected} commits to"
             result.damage = Damage("edited", expected - 1, item.index - 1, prev_offset, msg)
             break
+        if entry.seq in wanted:
+            digests[entry.seq] = (item.offset, item.digest)
         if isinstance(entry.body, Checkpoint):
             cp = entry.body
             if cp.key_id != kid:
@@ -379,42 +490,84 @@ def verify(
                 result.damage = Damage("wrong-key", entry.seq, item.index, item.offset, msg)
                 break
             try:
-                public_key.verify(cp.signature, checkpoint_message(entry.seq, entry.prev, cp.time, cp.key_id))
+                public_key.verify(cp.signature, _seal_message(entry.seq, entry.prev, cp))
             except InvalidSignature:
-                first = last_good_checkpoint + 1
+                first = walk.seal_seq + 1
                 msg = (
                     f"checkpoint seq {entry.seq} does not match the chain: records seq {first}.."
                     f"{entry.seq - 1} were rewritten"
                 )
                 result.damage = Damage("edited", first, item.index, item.offset, msg, entry.seq - 1)
                 break
-            last_good_checkpoint = entry.seq
+            if walk.pinned and not walk.pinned[-1][1]:
+                walk.pinned[-1] = (walk.pinned[-1][0], True)
+            if cp.pinned:
+                walk.pinned.append((entry.seq, False))
+            walk.seal_seq = entry.seq
+            walk.records_after, walk.first_after = 0, None
             result.checkpoints += 1
-            frame_digests[entry.seq] = (item.offset, item.digest)
+            result.last_checkpoint_digest, result.last_checkpoint_time = item.digest, cp.time
         else:
+            if walk.pinned and not walk.pinned[-1][1]:
+                walk.pinned[-1] = (walk.pinned[-1][0], True)
+            if walk.first_after is None:
+                walk.first_after = (entry.seq, item.index, item.offset)
+            walk.records_after += 1
             result.records += 1
         result.last_seq = entry.seq
         prev = item.digest
         expected += 1
         last_frame_end = item.end
         prev_offset = item.offset
-    result.last_checkpoint_seq = last_good_checkpoint
+    result.last_checkpoint_seq = walk.seal_seq
+    result.pinned_seq = walk.pinned[-1][0] if walk.pinned else -1
 
-    if pinned is not None:
-        _check_head(result, pinned, frame_digests, last_frame_end, expected)
-    elif head == "auto":
-        result.notes.append(f"no head file {head_file}: truncation at a record boundary is not checked")
-    if result.unsealed > 0 and result.damage is None:
-        result.notes.append(
-            f"{result.unsealed} entr{'y' if result.unsealed == 1 else 'ies'} after the last checkpoint "
-            "are chained but not yet signed"
-        )
+    if result.damage is None and walk.first_after is not None:
+        seq, index, offset = walk.first_after
+        msg = (f"record(s) seq {seq}..{result.last_seq} follow the last seal (seq {walk.seal_seq}) and are not "
+               "signed: forged, or an interrupted commit that was never acknowledged")
+        if allow_unsealed_tail:
+            result.notes.append(f"--allow-unsealed-tail: {msg}; they are NOT authenticated")
+        else:
+            result.damage = Damage("unsealed", seq, index, offset, msg, result.last_seq)
+    if first_head is not None:
+        _check_head(result, first_head, digests, last_frame_end, expected)
+        if result.damage is None and isinstance(second_head, Head):
+            need = required_head(walk.pinned)
+            if second_head.seq < need:
+                result.damage = Damage(
+                    "old-head", need, -1, -1,
+                    f"the head names seal seq {second_head.seq}, older than pinned seal seq {need} that the "
+                    "writer flushed it for: the head file was replaced by an older one", None)
+        elif result.damage is None and isinstance(second_head, Damage):
+            result.damage = second_head
+    if result.damage is None or result.damage.kind == "torn-tail":
+        _check_anchors(result, anchors, digests, data)
     result.ok = result.damage is None
     return result
 
 
+def _check_anchors(result: VerifyResult, anchors: Sequence[Anchor], digests: dict[int, tuple[int, bytes]],
+                   data: bytes) -> None:
+    for anchor in anchors:
+        found = digests.get(anchor.seq)
+        if found is None:
+            result.damage = Damage(
+                "rolled-back", anchor.seq, -1, -1,
+                f"the log ends at seq {result.last_seq} but an anchor exported earlier names seal seq "
+                f"{anchor.seq}: the log was rolled back (with its head, or the head check would have said so)")
+            return
+        if found[1] != anchor.digest:
+            result.damage = Damage(
+                "rolled-back", anchor.seq, -1, found[0],
+                f"the entry at seq {anchor.seq} is not the seal an anchor exported earlier names: the log was "
+                "replaced or rewritten from there on")
+            return
+        result.anchors_checked += 1
+
+
 def _load_head(head_file: Path, public_key: Ed25519PublicKey) -> Head | Damage:
-    """The head file's checkpoint when it is signed by this key, else the ``bad-head`` damage."""
+    """The head file's seal when it is signed by this key, else the ``bad-head`` damage."""
     try:
         head = read_head(head_file)
         entry = _entry_decoder.decode(head.entry)
@@ -425,7 +578,7 @@ def _load_head(head_file: Path, public_key: Ed25519PublicKey) -> Head | Damage:
     if valid:
         assert isinstance(cp, Checkpoint)
         try:
-            public_key.verify(cp.signature, checkpoint_message(entry.seq, entry.prev, cp.time, cp.key_id))
+            public_key.verify(cp.signature, _seal_message(entry.seq, entry.prev, cp))
         except InvalidSignature:
             valid = False
     if not valid:
@@ -444,19 +597,19 @@ def _check_head(
         result.damage = result.damage or head
         return
     result.head_seq = head.seq
-    if result.damage is not None and result.damage.kind != "torn-tail":
+    if result.damage is not None and result.damage.kind not in ("torn-tail", "unsealed"):
         return  # the first damage is already named; the head cannot add anything earlier
     if head.seq in digests:
         if digests[head.seq][1] != head.digest:
             result.damage = Damage("edited", head.seq, -1, digests[head.seq][0], "log differs from head checkpoint")
         return
-    if head.seq >= next_seq:
+    if head.seq >= next_seq or (result.damage is not None and result.damage.seq is not None
+                                and head.seq >= result.damage.seq):
         # Everything up to the head was fsynced before the head was written: a crash cannot lose it.
-        damage = result.damage
-        index = damage.index if damage else -1
+        cut_from = "" if result.damage is None else f" ({result.damage.kind} from seq {result.damage.seq})"
         result.damage = Damage(
-            "truncated", next_seq, index, damage.offset if damage else log_end,
-            f"the log ends before seq {next_seq} but the head checkpoint shows seq {head.seq} was written",
+            "truncated", next_seq, -1, log_end,
+            f"the log ends before seq {next_seq}{cut_from} but the head shows seal seq {head.seq} was written",
             head.seq,
         )
 
@@ -514,11 +667,15 @@ class _TornMarker(msgspec.Struct, frozen=True, kw_only=True):
     offset: int
     bytes: int
     next_seq: int
+    entries: int = -1  # whole unsealed entries removed (-1: unknown)
 
 
 class AuditWriter:
     """Group-committing writer. Not thread-safe: one event loop owns it (and a file lock enforces one
-    writer per log)."""
+    writer per log).
+
+    Every commit is sealed. ``checkpoint_every``/``checkpoint_interval`` say how often a seal is *pinned*:
+    the head file's durable slot is flushed for it (the tip slot follows every commit unflushed)."""
 
     def __init__(
         self,
@@ -541,11 +698,18 @@ class AuditWriter:
         self._key = signing_key
         self._kid = key_id(signing_key.public_key())
         self._buf = bytearray()
+        self._parts: list[int] = []  # buffer offsets where a commit part ends (right after its seal)
+        self._part_start = 0
         self._pending = 0
         self._first_pending_at: float | None = None
-        self._since_checkpoint = 0
+        self._since_checkpoint = 0  # records since the last seal
+        self._since_pin = 0  # records since the head's durable slot was last flushed
         self._closed = False
-        self._last_checkpoint_at = _time.monotonic()
+        self._last_pin_at = _time.monotonic()
+        self._tip: Head | None = None  # the last seal written (what the head's tip slot holds)
+        self._tip_in_buf: tuple[int, int] | None = None  # (offset in buf, seq) of the last seal not yet written
+        self._durable_head_seq = -1  # the seal the head's durable slot was last flushed for
+        self._head_fd: int | None = None
         # Not O_APPEND: commits overwrite the zero-filled space ahead of the log at ``_end``.
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
         self._end = 0  # where the next frame goes (the log's logical end)
@@ -558,10 +722,33 @@ class AuditWriter:
         try:
             self.recovery = self._recover()
         except BaseException:
-            os.close(self._fd)
+            self._close_fds()
             raise
 
     # -- recovery ---------------------------------------------------------------------------------
+
+    def _create(self, now: float) -> Recovery:
+        os.pwrite(self._fd, MAGIC, 0)
+        self._end = self._size = len(MAGIC)
+        self._next_seq, self._prev, self._durable = 0, ZERO_HASH, -1
+        self.append(Record(time=now, partition=self.partition, event="audit.log-created",
+                           severity="notice", detail={"key_id": self._kid.hex()}))
+        self.commit(force_checkpoint=True)
+        fsync_dir(self.path.parent)
+        return Recovery(created=True, next_seq=self._next_seq)
+
+    def _only_a_creation(self, data: bytes) -> bool:
+        """Is this at most the first commit of a new log (a crash before its head file was written)?"""
+        for item in _frames(data, len(MAGIC)):
+            if isinstance(item, _Bad):
+                return item.torn
+            entry = _decode(item)
+            if entry is None or entry.seq > 1:
+                return False
+        return True
+
+    def _damaged(self, kind: DamageKind, seq: int | None, offset: int, message: str) -> AuditLogDamaged:
+        return AuditLogDamaged(Damage(kind, seq, -1, offset, message))
 
     def _recover(self) -> Recovery:
         now = _time.time()
@@ -570,76 +757,108 @@ class AuditWriter:
             # An emptied log with a head beside it was truncated; starting afresh would hide that.
             raise AuditLogDamaged(Damage("truncated", 0, 0, 0, "the log is empty but its head file exists"))
         if size == 0:
-            os.pwrite(self._fd, MAGIC, 0)
-            self._end = self._size = len(MAGIC)
-            self._next_seq, self._prev, self._durable = 0, ZERO_HASH, -1
-            self.append(Record(time=now, partition=self.partition, event="audit.log-created",
-                               severity="notice", detail={"key_id": self._kid.hex()}))
-            self.commit(force_checkpoint=True)
-            fsync_dir(self.path.parent)
-            return Recovery(created=True, next_seq=self._next_seq)
-        start, seq, prev, floor = len(MAGIC), 0, ZERO_HASH, 0
-        if self.head_path.exists():
-            head = read_head(self.head_path)
-            start, seq, prev = head.offset, head.seq, None  # prev is re-read from the head frame
-            floor = start + 1  # the head's checkpoint and everything before it can never be torn
-        aligned = start - start % SECTOR  # read whole sectors: a power cut keeps or loses sectors
+            return self._create(now)
         with open(self.path, "rb") as f:
-            if f.read(len(MAGIC)) != MAGIC:
+            magic = f.read(len(MAGIC))
+            if magic != MAGIC:
                 raise AuditLogDamaged(Damage("bad-header", None, 0, 0, "not a Septum audit log (bad magic)"))
+            if not self.head_path.exists():
+                f.seek(0)
+                if self._only_a_creation(f.read()):
+                    os.ftruncate(self._fd, 0)  # nothing in it was ever acknowledged: begin again
+                    return self._create(now)
+                raise self._damaged("missing-head", None, 0, "the log has records but no head file beside it")
+            try:
+                head = read_head(self.head_path)
+            except AuditError as exc:
+                raise self._damaged("bad-head", None, 0, str(exc)) from None
+            start = head.offset
+            aligned = start - start % SECTOR  # read whole sectors: a power cut keeps or loses sectors
             f.seek(aligned)
             data = f.read()
+        floor = start + 1  # the head's seal and everything before it can never be torn
+        seq, prev = head.seq, b""
         last_end = start
         bad: _Bad | None = None
-        unsealed = 0
+        seal: tuple[Entry, Head] | None = None  # the last seal found, and the head that would name it
+        seal_end = start
+        pinned: list[tuple[int, bool]] = []
         for item in _frames(data, start - aligned, base=aligned, floor=floor):
             if isinstance(item, _Bad):
                 bad = item
                 break
             entry = _decode(item)
             absolute = aligned + item.offset
-            if prev is None:  # the head's own frame must be exactly what the head says
+            if not prev:  # the head's own frame must be exactly what the head says
                 if entry is None or entry.seq != seq or item.digest != head.digest:
-                    raise AuditLogDamaged(Damage("edited", seq, -1, absolute, "log differs from its head file"))
+                    raise self._damaged("edited", seq, absolute, "log differs from its head file")
             elif entry is None or entry.seq != seq or entry.prev != prev:
-                raise AuditLogDamaged(Damage("edited", seq, -1, absolute, "chain broken after the last checkpoint"))
-            if prev is not None:
-                unsealed = 0 if entry is not None and isinstance(entry.body, Checkpoint) else unsealed + 1
+                raise self._damaged("edited", seq, absolute, "chain broken after the head's seal")
+            if pinned and not pinned[-1][1]:
+                pinned[-1] = (pinned[-1][0], True)
+            if isinstance(entry.body, Checkpoint):
+                seal = (entry, Head(seq=entry.seq, offset=absolute, digest=item.digest, entry=item.payload))
+                seal_end = aligned + item.end
+                if entry.body.pinned and prev:
+                    pinned.append((entry.seq, False))
             prev, seq, last_end = item.digest, seq + 1, aligned + item.end
-        if prev is None and bad is not None and not bad.torn:
-            raise AuditLogDamaged(Damage("edited", seq, -1, start, "log differs from its head file"))
-        if prev is None:
-            raise AuditLogDamaged(Damage("truncated", seq, -1, start, "the log ends before its head checkpoint"))
-        self._next_seq, self._prev, self._durable = seq, prev, seq - 1
-        self._since_checkpoint = unsealed  # so that close() seals what the last run left unsigned
-        marker = Path(str(self.path) + ".torn")
+        if not prev and bad is not None and not bad.torn:
+            raise self._damaged("edited", seq, start, "log differs from its head file")
+        if not prev or seal is None:
+            raise self._damaged("truncated", seq, start, "the log ends before the seal its head names")
         if bad is not None and not bad.torn:
-            raise AuditLogDamaged(Damage("edited", seq, -1, aligned + bad.offset, bad.message))
-        if bad is not None:
-            # A torn tail is the expected result of a crash mid-write: those records were never
-            # acknowledged. Note the cut in a marker file first, so that a crash between cutting and
-            # logging the cut still ends with an audit record about it, then cut and make it durable.
-            # A torn tail is what a power cut during the last commit leaves: any subset of its sectors.
-            torn_bytes = aligned + bad.end - last_end  # what was written; the zeros after it never were
-            write_atomic(marker, _encode(_TornMarker(offset=last_end, bytes=torn_bytes, next_seq=seq)))
-            os.ftruncate(self._fd, last_end)
+            raise self._damaged("edited", seq, aligned + bad.offset, bad.message)
+        if pinned and bad is not None:
+            pinned[-1] = (pinned[-1][0], True)
+        need = required_head(pinned)
+        if head.seq < need:
+            raise self._damaged("old-head", need, -1, f"the head names seal seq {head.seq}, older than pinned "
+                                f"seal seq {need}: the head file was replaced by an older one")
+        entry, tip = seal
+        assert isinstance(entry.body, Checkpoint)
+        # The last seal vouches for the whole chain before it: never continue (and so re-seal) a chain
+        # whose last seal this key did not make.
+        if entry.body.key_id != self._kid:
+            raise self._damaged("wrong-key", entry.seq, tip.offset, "the last seal was made by another key")
+        try:
+            self._key.public_key().verify(entry.body.signature, _seal_message(entry.seq, entry.prev, entry.body))
+        except InvalidSignature:
+            raise self._damaged("edited", entry.seq, tip.offset, "the last seal's signature is not valid") from None
+        self._next_seq, self._prev, self._durable = entry.seq + 1, tip.digest, entry.seq
+        self._tip = tip
+        self._durable_head_seq = head.seq
+        self._head_fd = os.open(self.head_path, os.O_RDWR)
+        marker = Path(str(self.path) + ".torn")
+        if bad is not None or last_end > seal_end:
+            # What follows the last seal is a commit that never finished (a crash mid-write: never
+            # acknowledged) or was forged; either way it is not sealed and must not be sealed now. Note the
+            # cut in a marker file first, so that a crash between cutting and logging the cut still ends
+            # with an audit record about it, then cut and make it durable.
+            cut_end = aligned + bad.end if bad is not None else last_end  # zeros after it were never written
+            entries = seq - (entry.seq + 1)
+            write_atomic(marker, _encode(_TornMarker(offset=seal_end, bytes=cut_end - seal_end,
+                                                     next_seq=entry.seq + 1, entries=entries)))
+            os.ftruncate(self._fd, seal_end)
             os.fsync(self._fd)
-        # Continue right after the last good frame; zeros beyond it (written ahead) are overwritten.
-        self._end, self._size = last_end, os.fstat(self._fd).st_size
+        # Continue right after the last seal; zeros beyond it (written ahead) are overwritten.
+        self._end, self._size = seal_end, os.fstat(self._fd).st_size
         if not marker.exists():
-            return Recovery(created=False, next_seq=seq)
+            if head.seq < tip.seq:  # the head lagged (a power cut lost tip updates): bring it up to date
+                self._write_head(tip, durable=True)
+            return Recovery(created=False, next_seq=self._next_seq)
         try:
             info = msgspec.msgpack.decode(marker.read_bytes(), type=_TornMarker)
         except (OSError, msgspec.DecodeError):
-            info = _TornMarker(offset=last_end, bytes=-1, next_seq=seq)  # the cut happened; size unknown
+            info = _TornMarker(offset=seal_end, bytes=-1, next_seq=self._next_seq)  # the cut happened; size unknown
         self.append(Record(time=now, partition=self.partition, event="audit.torn-tail-truncated",
                            severity="warning",
-                           message=f"removed {info.bytes} byte(s) of an incomplete final record after a crash",
-                           detail={"offset": info.offset, "bytes": info.bytes, "next_seq": info.next_seq}))
+                           message=f"removed {info.bytes} byte(s) of an unfinished, unsealed commit after a crash",
+                           detail={"offset": info.offset, "bytes": info.bytes, "next_seq": info.next_seq,
+                                   "entries": info.entries}))
         self.commit(force_checkpoint=True)
         marker.unlink()
         fsync_dir(self.path.parent)
-        return Recovery(created=False, next_seq=seq, torn_bytes=info.bytes, torn_offset=info.offset)
+        return Recovery(created=False, next_seq=info.next_seq, torn_bytes=info.bytes, torn_offset=info.offset)
 
     # -- appending --------------------------------------------------------------------------------
 
@@ -670,10 +889,16 @@ class AuditWriter:
         return self._pending >= self.max_batch or now - self._first_pending_at >= self.max_delay
 
     def _add(self, body: Record | Checkpoint) -> int:
-        seq = self._next_seq
-        payload = _encode(Entry(seq, self._prev, body))
+        payload = _encode(Entry(self._next_seq, self._prev, body))
         if len(payload) > MAX_PAYLOAD:
             raise AuditError(f"record of {len(payload)} bytes exceeds the {MAX_PAYLOAD}-byte limit")
+        frame_len = _LEN.size + len(payload) + HASH_LEN
+        if (isinstance(body, Record) and len(self._buf) > self._part_start
+                and len(self._buf) - self._part_start + frame_len + _SEAL_RESERVE > MAX_COMMIT_BYTES):
+            # This part is full: seal it, so that a crash after it is flushed leaves only sealed records.
+            self._seal(pinned=False)
+            payload = _encode(Entry(self._next_seq, self._prev, body))
+        seq = self._next_seq
         digest = hashlib.sha256(payload).digest()
         self._buf += _LEN.pack(len(payload))
         self._buf += payload
@@ -693,62 +918,67 @@ class AuditWriter:
             self._first_pending_at = _time.monotonic() if now is None else now
         self._pending += 1
         self._since_checkpoint += 1
+        self._since_pin += 1
         return seq
 
-    def _checkpoint(self, now: float) -> tuple[int, int]:
+    def _seal(self, *, pinned: bool) -> None:
         seq = self._next_seq
-        wall = _time.time()  # recorded for readers; decisions use the loop's monotonic ``now``
-        sig = self._key.sign(checkpoint_message(seq, self._prev, wall, self._kid))
+        wall = _time.time()  # recorded for readers; decisions use the loop's monotonic clock
+        sig = self._key.sign(checkpoint_message(seq, self._prev, wall, self._kid, pinned))
         offset_in_buf = len(self._buf)
-        self._add(Checkpoint(time=wall, key_id=self._kid, signature=sig))
+        self._add(Checkpoint(time=wall, key_id=self._kid, signature=sig, pinned=pinned))
+        self._tip_in_buf = (offset_in_buf, seq)
+        self._parts.append(len(self._buf))
+        self._part_start = len(self._buf)
         self._since_checkpoint = 0
-        self._last_checkpoint_at = now
-        return seq, offset_in_buf
+
+    def _pin_due(self, now: float, force: bool) -> bool:
+        return (force or self._since_pin >= self.checkpoint_every
+                or now - self._last_pin_at >= self.checkpoint_interval)
 
     def commit(self, now: float | None = None, *, force_checkpoint: bool = False) -> int:
-        """Write and fsync everything pending (plus a checkpoint when one is due); return durable_seq.
+        """Seal everything pending, write and fsync it, update the head; return durable_seq.
 
-        ``now`` is the loop's monotonic clock (the same one given to ``append`` and ``due``)."""
+        The seal is pinned (the head's durable slot flushed for it) when ``force_checkpoint`` is given or
+        a pin is due; an idle log gets its head flushed when a pin is due. ``now`` is the loop's
+        monotonic clock (the same one given to ``append`` and ``due``)."""
         if self._closed:
             raise AuditError("audit writer is closed")
         now = _time.monotonic() if now is None else now
-        checkpoint: tuple[int, int] | None = None
-        if self._since_checkpoint and (
-            force_checkpoint
-            or self._since_checkpoint >= self.checkpoint_every
-            or now - self._last_checkpoint_at >= self.checkpoint_interval
-        ):
-            checkpoint = self._checkpoint(now)
+        pin = self._pin_due(now, force_checkpoint)
+        if self._since_checkpoint:
+            self._seal(pinned=pin)
+        elif pin and self._tip is not None and self._durable_head_seq < self._tip.seq and not self._buf:
+            self._write_head(self._tip, durable=True)  # idle: flush the head for the last seal
+            self._last_pin_at, self._since_pin = now, 0
+            return self._durable
         if not self._buf:
             return self._durable
         base = self._end
-        pos = 0
-        while pos < len(self._buf):  # one part unless the batch exceeds MAX_COMMIT_BYTES
-            stop = self._part_end(pos)
-            self._write_at(base + pos, pos, stop)
+        start = 0
+        for stop in self._parts:  # one part unless the batch exceeds MAX_COMMIT_BYTES
+            self._write_at(base + start, start, stop)
             # Flush before the next part starts: only the last part written can ever be torn.
             os.fdatasync(self._fd)
-            pos = stop
+            start = stop
+        assert start == len(self._buf), "every commit part ends with a seal"
         self._end = base + len(self._buf)
-        if checkpoint is not None:
-            self._write_head(checkpoint[0], base + checkpoint[1])
+        assert self._tip_in_buf is not None
+        at, seq = self._tip_in_buf
+        (length,) = _LEN.unpack_from(self._buf, at)
+        payload = bytes(self._buf[at + _LEN.size : at + _LEN.size + length])
+        digest = bytes(self._buf[at + _LEN.size + length : at + _LEN.size + length + HASH_LEN])
+        self._write_head(Head(seq=seq, offset=base + at, digest=digest, entry=payload), durable=pin)
+        if pin:
+            self._last_pin_at, self._since_pin = now, 0
         self._buf.clear()
+        self._parts.clear()
+        self._part_start = 0
+        self._tip_in_buf = None
         self._pending = 0
         self._first_pending_at = None
         self._durable = self._next_seq - 1
         return self._durable
-
-    def _part_end(self, pos: int) -> int:
-        """End of the longest run of whole frames from ``pos`` that is at most MAX_COMMIT_BYTES long."""
-        if len(self._buf) - pos <= MAX_COMMIT_BYTES:
-            return len(self._buf)
-        end = pos
-        while True:
-            (length,) = _LEN.unpack_from(self._buf, end)
-            after = end + _LEN.size + length + HASH_LEN
-            if after - pos > MAX_COMMIT_BYTES:
-                return end  # > pos: one frame always fits (MAX_PAYLOAD is far below MAX_COMMIT_BYTES)
-            end = after
 
     def _write_at(self, base: int, lo: int, hi: int) -> None:
         """Write ``_buf[lo:hi]`` at ``base`` with one system call (more only after a short write).
@@ -772,15 +1002,30 @@ class AuditWriter:
                 parts[0] = parts[0][n:]
         self._size = max(self._size, base + total)
 
-    def _write_head(self, seq: int, offset: int) -> None:
-        # Re-read the frame just written so the head holds exactly the bytes in the log.
-        (length,) = _LEN.unpack(os.pread(self._fd, _LEN.size, offset))
-        frame = os.pread(self._fd, _LEN.size + length + HASH_LEN, offset)
-        payload, digest = frame[_LEN.size : _LEN.size + length], frame[-HASH_LEN:]
-        write_atomic(self.head_path, _encode(Head(seq=seq, offset=offset, digest=digest, entry=payload)))
+    def _write_head(self, head: Head, *, durable: bool) -> None:
+        """Name ``head`` (a seal already flushed in the log) in the tip slot, and in the durable slot
+        (flushed) when ``durable``. Both slots are written in place: no new inode, no directory flush."""
+        blob = encode_head(head)
+        self._tip = head
+        if self._head_fd is None:  # the first seal of a new log: create the file with both slots
+            write_atomic(self.head_path, blob + blob, 0o640)
+            self._head_fd = os.open(self.head_path, os.O_RDWR)
+            self._durable_head_seq = head.seq
+            return
+        os.pwrite(self._head_fd, blob, HEAD_SLOT)
+        if durable:
+            os.pwrite(self._head_fd, blob, 0)
+            os.fdatasync(self._head_fd)
+            self._durable_head_seq = head.seq
+
+    def _close_fds(self) -> None:
+        os.close(self._fd)
+        if self._head_fd is not None:
+            os.close(self._head_fd)
+            self._head_fd = None
 
     def close(self, now: float | None = None) -> None:
-        """Commit what is pending, seal it with a final checkpoint, release the log."""
+        """Commit what is pending, pin its seal (head flushed), release the log."""
         if self._closed:
             return
         try:
@@ -791,7 +1036,7 @@ class AuditWriter:
                 os.fsync(self._fd)
         finally:
             self._closed = True
-            os.close(self._fd)
+            self._close_fds()
 
     def __enter__(self) -> AuditWriter:
         return self

@@ -9,8 +9,10 @@ Inputs:
 
 Records are appended to ``<data dir>/audit.log`` with ``AuditWriter`` and group-committed on this
 partition's event loop: a commit happens when the batch bound is reached or the oldest record has waited
-``max_delay`` (a one-shot ``p.after`` timer), and a periodic timer seals idle logs with a checkpoint. The
-checkpoint key ``audit.key`` is provisioned into the data dir (``septum provision``).
+``max_delay`` (a one-shot ``p.after`` timer). Every commit is sealed (signed) before anything in it is
+acknowledged; ``checkpoint_interval_s`` is how often a seal is pinned (the head file flushed for it), and a
+periodic timer flushes the head of an idle log. The signing key ``audit.key`` is provisioned into the data
+dir (``septum provision``).
 """
 
 from __future__ import annotations
@@ -215,7 +217,7 @@ def main(p: Partition) -> None:
         p.on_device(FEED_NAME, svc.on_feed)
         svc._ack()  # tell a (re)starting supervisor feed where this log stands
     period = max(0.05, svc.writer.checkpoint_interval)
-    p.every(period * p.clock.scale, svc.commit)  # seals an idle log with a checkpoint
+    p.every(period * p.clock.scale, svc.commit)  # flushes the head of an idle log when a pin is due
     p.audit("audit_started", severity="notice", log=LOG_NAME, next_seq=svc.writer.next_seq,
             torn_bytes=svc.writer.recovery.torn_bytes)
     try:

@@ -158,15 +158,20 @@ def test_duplicated_record_is_reordered(log: Path, audit_key: Ed25519PrivateKey)
     assert d is not None and (d.kind, d.seq, d.index) == ("reordered", frames[i][2].seq + 1, i + 1)
 
 
-def test_truncation_at_a_frame_boundary_is_detected_by_the_head(log: Path, audit_key: Ed25519PrivateKey) -> None:
+@pytest.mark.parametrize("at_a_seal", [True, False], ids=["after-a-seal", "mid-commit"])
+def test_truncation_at_a_frame_boundary_is_detected_by_the_head(
+    log: Path, audit_key: Ed25519PrivateKey, at_a_seal: bool
+) -> None:
     frames = _frames(log)
     cut = len(frames) - 8
+    if at_a_seal:  # the hardest cut: what remains ends with a valid seal
+        cut = max(i for i in range(cut) if isinstance(frames[i][2].body, Checkpoint)) + 1
     log.write_bytes(log.read_bytes()[: frames[cut][0]])
     r = verify(log, audit_key.public_key())
     assert r.damage is not None and (r.damage.kind, r.damage.seq) == ("truncated", frames[cut][2].seq)
-    # Without the head, the same cut cannot be told from a log that simply ends there: say so.
+    # Without the head, a cut right after a seal cannot be told from a log that simply ends there.
     r2 = verify(log, audit_key.public_key(), head=None)
-    assert r2.ok
+    assert r2.ok if at_a_seal else (r2.damage is not None and r2.damage.kind == "unsealed")
 
 
 def test_truncating_a_sealed_checkpoint_mid_frame_is_truncation_not_a_crash(
@@ -177,10 +182,13 @@ def test_truncating_a_sealed_checkpoint_mid_frame_is_truncation_not_a_crash(
     assert d is not None and d.kind == "truncated"
 
 
-def test_missing_head_is_noted(log: Path, audit_key: Ed25519PrivateKey) -> None:
+def test_missing_head_is_an_error(log: Path, audit_key: Ed25519PrivateKey) -> None:
     al.head_path_for(log).unlink()
     r = verify(log, audit_key.public_key())
-    assert r.ok and any("no head file" in n for n in r.notes)
+    assert not r.ok and r.damage is not None and r.damage.kind == "missing-head"
+    assert verify(log, audit_key.public_key(), head=None).ok  # only when the caller explicitly skips it
+    with pytest.raises(AuditLogDamaged, match="missing-head"):
+        AuditWriter(log, audit_key)  # the writer does not start a new head over a hidden cut either
 
 
 def test_forged_head_is_rejected(log: Path, audit_key: Ed25519PrivateKey) -> None:
@@ -210,16 +218,23 @@ def test_appended_garbage_is_not_mistaken_for_a_torn_tail(log: Path, audit_key: 
         AuditWriter(log, audit_key)
 
 
-def _unsealed_log(path: Path, key: Ed25519PrivateKey) -> int:
-    """A log whose writer 'crashed' after a commit that was not sealed by a checkpoint."""
+def _crashed_log(path: Path, key: Ed25519PrivateKey, *, mid_commit: bool = False) -> tuple[int, int]:
+    """A log whose writer 'crashed' after a commit (sealed, not pinned): (its first seq, its seal's seq).
+
+    ``mid_commit``: the crash came while that commit was written, so the head is the one from before it
+    (the tip slot is updated only after the commit's flush); the caller then damages the commit."""
     w = AuditWriter(path, key, checkpoint_every=10**9, checkpoint_interval=1e9)
+    head_before = al.head_path_for(path).read_bytes()
+    first = w.next_seq
     for i in range(5):
         w.append(_rec(i))
     durable = w.commit()
-    os_fd = w._fd
-    al.os.close(os_fd)  # abandon the writer without close(): as after kill -9
+    al.os.close(w._fd)  # abandon the writer without close(): as after kill -9
+    w._close_fds = lambda: None  # type: ignore[method-assign]
     w._closed = True
-    return durable
+    if mid_commit:
+        al.head_path_for(path).write_bytes(head_before)
+    return first, durable
 
 
 @pytest.mark.parametrize("zero_filled", [False, True], ids=["cut-at-eof", "over-zero-fill"])
@@ -228,9 +243,10 @@ def test_torn_tail_is_reported_then_repaired_with_a_record(
     tmp_path: Path, audit_key: Ed25519PrivateKey, cut: int, zero_filled: bool
 ) -> None:
     log = tmp_path / "audit.log"
-    durable = _unsealed_log(log, audit_key)
+    first, durable = _crashed_log(log, audit_key, mid_commit=True)
     last_off, last_end, last = _frames(log)[-1]
-    assert last.seq == durable
+    assert last.seq == durable and isinstance(last.body, Checkpoint)  # every commit ends with its seal
+    start = next(off for off, _, e in _frames(log) if e.seq == first)  # where the commit began
     keep = last_off + cut if cut > 0 else last_end + cut
     data = log.read_bytes()
     if cut == 3:  # make the third length byte non-zero so that the three bytes kept are not all zero
@@ -240,14 +256,19 @@ def test_torn_tail_is_reported_then_repaired_with_a_record(
     # over the zeros the writer wrote ahead (the file keeps its size).
     log.write_bytes(data[:keep] + (bytes(len(data) - keep) if zero_filled else b""))
     r = verify(log, audit_key.public_key())
-    assert r.damage is not None and (r.damage.kind, r.damage.seq, r.damage.offset) == ("torn-tail", durable, last_off)
+    # The whole unfinished commit is the torn tail: its records were never acknowledged or sealed.
+    assert r.damage is not None and (r.damage.kind, r.damage.seq, r.damage.offset) == ("torn-tail", first, start)
+    assert r.last_seq == first - 1
     w = AuditWriter(log, audit_key)
-    assert w.recovery.torn_bytes == keep - last_off and w.recovery.next_seq == durable
+    # Bytes written, not counting zeros the cut happens to end on (the seal's random signature may end so).
+    written = len(data[:keep].rstrip(b"\x00")) - start
+    assert w.recovery.torn_bytes == written and w.recovery.next_seq == first
     w.close()
     assert verify(log, audit_key.public_key()).ok
     entries, _ = read_entries(log)
     notes = [e for e in entries if isinstance(e.body, Record) and e.body.event == "audit.torn-tail-truncated"]
-    assert len(notes) == 1 and notes[0].seq == durable and notes[0].body.detail["bytes"] == keep - last_off
+    assert len(notes) == 1 and notes[0].seq == first and notes[0].body.detail["bytes"] == written
+    assert notes[0].body.detail["entries"] == durable - first  # the five records, not their cut seal
 
 
 @pytest.mark.parametrize("zeros", [0, 2, 512, 3 << 20])
@@ -257,7 +278,7 @@ def test_zero_filled_tail_is_space_not_yet_written(
     """Zeros after the last frame are the space the writer fills ahead, or a crash that wrote nothing
     but zero bytes (the first bytes of every length prefix): never records, nothing to repair."""
     log = tmp_path / "audit.log"
-    durable = _unsealed_log(log, audit_key)
+    _, durable = _crashed_log(log, audit_key)
     last_end = _frames(log)[-1][1]
     log.write_bytes(log.read_bytes()[:last_end] + bytes(zeros))
     r = verify(log, audit_key.public_key())
@@ -277,11 +298,11 @@ def test_edited_final_record_before_the_zero_fill_is_edited_not_torn(
     tmp_path: Path, audit_key: Ed25519PrivateKey
 ) -> None:
     log = tmp_path / "audit.log"
-    durable = _unsealed_log(log, audit_key)
+    _, durable = _crashed_log(log, audit_key)
     off, end, _ = _frames(log)[-1]
     data = bytearray(log.read_bytes())
     assert len(data) > end  # the writer left zero-filled space after the final frame
-    data[data.index(b"record", off, end)] ^= 0x20
+    data[off + 20] ^= 0x20  # inside the final seal's payload
     data[end - 1] = 0  # even when the hash's last byte reads as zero fill
     log.write_bytes(bytes(data))
     d = verify(log, audit_key.public_key()).damage
@@ -318,7 +339,7 @@ def test_crash_between_cut_and_its_record_still_logs_the_cut(
     tmp_path: Path, audit_key: Ed25519PrivateKey, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     log = tmp_path / "audit.log"
-    durable = _unsealed_log(log, audit_key)
+    first, _ = _crashed_log(log, audit_key, mid_commit=True)
     log.write_bytes(log.read_bytes()[: _frames(log)[-1][1] - 7])
 
     def crash(self: AuditWriter, *a: object, **k: object) -> int:
@@ -332,7 +353,7 @@ def test_crash_between_cut_and_its_record_still_logs_the_cut(
     AuditWriter(log, audit_key).close()  # ... and the next start logs that it was cut
     entries, _ = read_entries(log)
     notes = [e for e in entries if isinstance(e.body, Record) and e.body.event == "audit.torn-tail-truncated"]
-    assert [n.seq for n in notes] == [durable]
+    assert [n.seq for n in notes] == [first]
 
 
 def test_emptied_log_with_head_is_refused(log: Path, audit_key: Ed25519PrivateKey) -> None:

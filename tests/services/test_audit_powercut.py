@@ -24,8 +24,8 @@ def _rec(i: int, pad: int = 0) -> Record:
 
 
 def _abandon(w: AuditWriter) -> None:
-    """Drop the writer without close(), as after a power cut (no final checkpoint, no truncation)."""
-    al.os.close(w._fd)
+    """Drop the writer without close(), as after a power cut (no final pin, no truncation)."""
+    w._close_fds()
     w._closed = True
 
 
@@ -51,7 +51,7 @@ def _prepare(path: Path, key: Ed25519PrivateKey, *, last_batch: int, reopen: boo
             r = _rec(b * 10 + i, pad)
             w.append(r)
             acked.append(r)
-        w.commit(force_checkpoint=b == 1)  # one checkpoint pinned by the head, then unsealed commits
+        w.commit(force_checkpoint=b == 1)  # one seal pinned by the head's durable slot, then unpinned ones
     if reopen:  # a closed log ends at its last frame, so the last commit also grows the file
         w.close()
         w = AuditWriter(path, key, checkpoint_every=10**9, checkpoint_interval=1e9)
@@ -91,7 +91,8 @@ def _check_recovers(path: Path, key: Ed25519PrivateKey, cut: Cut) -> None:
     r = verify(path, pub)
     if r.damage is not None:
         # Torn somewhere in the last commit, never before it: every acknowledged record checks out.
-        assert r.damage.kind == "torn-tail", r.damage
+        # torn-tail, or "unsealed" when the sectors kept end exactly at a frame boundary
+        assert r.damage.kind in ("torn-tail", "unsealed"), r.damage
         assert r.damage.seq is not None and r.damage.seq >= cut.first_unacked
         assert r.damage.offset >= cut.start
     w = AuditWriter(path, key)
@@ -112,7 +113,7 @@ def _check_recovers(path: Path, key: Ed25519PrivateKey, cut: Cut) -> None:
     assert records[-1] == _rec(5000)
 
 
-@pytest.mark.parametrize("checkpoint", [False, True], ids=["unsealed", "with-checkpoint"])
+@pytest.mark.parametrize("checkpoint", [False, True], ids=["unpinned-seal", "pinned-seal"])
 def test_every_sector_subset_of_a_small_last_commit_recovers(
     tmp_path: Path, audit_key: Ed25519PrivateKey, checkpoint: bool
 ) -> None:
@@ -160,10 +161,12 @@ def test_prefix_of_the_last_commit_cut_at_any_byte_recovers(tmp_path: Path, audi
 
 
 def _big_unsealed_log(path: Path, key: Ed25519PrivateKey) -> list[tuple[int, int, al.Entry]]:
-    """A log with a pinned checkpoint followed by more than MAX_COMMIT_BYTES of unsealed records."""
+    """A log with a pinned seal followed by more than MAX_COMMIT_BYTES of commits (sealed, not pinned),
+    after a power cut that lost every update of the head's tip slot (so the head names the pinned seal)."""
     w = AuditWriter(path, key, checkpoint_every=10**9, checkpoint_interval=1e9)
     w.append(_rec(0))
     w.commit(force_checkpoint=True)
+    pinned_head = al.head_path_for(path).read_bytes()
     i = 1
     while w._end < 2 * al.MAX_COMMIT_BYTES:
         for _ in range(200):
@@ -171,6 +174,7 @@ def _big_unsealed_log(path: Path, key: Ed25519PrivateKey) -> list[tuple[int, int
             i += 1
         w.commit()
     _abandon(w)
+    al.head_path_for(path).write_bytes(pinned_head)
     data = path.read_bytes()
     out = []
     for f in al._frames(data, len(al.MAGIC)):
