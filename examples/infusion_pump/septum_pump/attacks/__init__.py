@@ -10,15 +10,20 @@ from __future__ import annotations
 import traceback
 from collections.abc import Callable, Iterable
 
-from . import hospital_side, inside, pin, surface, updates
+from . import hospital_side, inside, pin, runtime, surface, updates
 from .base import Scenario, ScenarioResult
 from .device import AttackRig
 
 SCENARIOS: dict[str, Scenario] = {s.id: s for s in (
-    *inside.SCENARIOS, *hospital_side.SCENARIOS, *updates.SCENARIOS, *pin.SCENARIOS, *surface.SCENARIOS)}
+    *inside.SCENARIOS, *hospital_side.SCENARIOS, *updates.SCENARIOS, *pin.SCENARIOS, *surface.SCENARIOS,
+    *runtime.SCENARIOS)}  # runtime last: its final scenario kills (and restarts) the attacking partition
+RUNTIME = tuple(s.id for s in runtime.SCENARIOS)  # the attacks on the trusted base (issue 11)
 
 
 def run_one(rig: AttackRig, sc: Scenario) -> ScenarioResult:
+    alive, why = runtime.supervisor_alive(rig)
+    if not alive:  # an earlier scenario took the device down: say so instead of a confusing failure
+        return ScenarioResult(sc.id, sc.title, error=f"the device is down before this scenario: {why}")
     try:
         return sc.run(rig)
     except Exception as exc:  # a crashed scenario is a failed one, with the reason, never a silent pass
@@ -41,4 +46,4 @@ def run_suite(ids: Iterable[str] | None = None, *, on_result: Callable[[Scenario
     return out
 
 
-__all__ = ["SCENARIOS", "AttackRig", "Scenario", "ScenarioResult", "run_one", "run_suite"]
+__all__ = ["RUNTIME", "SCENARIOS", "AttackRig", "Scenario", "ScenarioResult", "run_one", "run_suite"]

@@ -8,7 +8,10 @@ was stopped AND all three hold, so a scenario whose attack got through can never
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+import re
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +79,8 @@ class Check:
             rig.restore_baseline()
         self.ev_seq = rig.seq()
         self.audit_seq = rig.audit_last_seq() + 1
+        # records caused by the attack were made after this instant (ms floor: some records carry ms)
+        self.t_wall = math.floor(time.time() * 1000) / 1000
         self.motor_index = len(rig.sim.motor_log)
         self.delivered = rig.delivered_ml()
         self.t0 = rig.device_time()
@@ -96,11 +101,26 @@ class Check:
         else:
             self.got_through(tried, how or "not stopped")
 
+    # -------------------------------------------------------------- evidence
+    def mark(self) -> tuple[int, float, int]:
+        """Where the device's records stand now: (audit seq, wall time, event seq) for ``since``."""
+        return (self.rig.audit_last_seq() + 1, math.floor(time.time() * 1000) / 1000, self.rig.seq())
+
+    def since(self, mark: tuple[int, float, int], pred: Callable[[dict[str, Any]], bool],
+              timeout: float = 5.0) -> dict[str, Any] | None:
+        """The first audit record matching ``pred`` that was made after ``mark`` (bounded wait)."""
+        return self.rig.wait_audit(after_mark(mark, pred), mark[0], timeout=timeout)
+
     # -------------------------------------------------------------- the verdict
     def finish(self, *records: Callable[[dict[str, Any]], bool], names: tuple[str, ...] = (),
-               from_seq: int | None = None) -> ScenarioResult:
-        """Decide therapy, audit and recording. ``records``: predicates each matched by some audit record
-        written since the snapshot (``names`` describes them for the report)."""
+               refusals: Iterable[tuple[str, str]] = ()) -> ScenarioResult:
+        """Decide therapy, audit and recording.
+
+        ``records``: predicates each matched by some audit record made after this check's snapshot (never an
+        older one: a record every run has cannot count); ``names`` describes them for the report.
+        ``refusals``: (attempt, detail) pairs of refusals the attack itself received from the kernel, for the
+        defences that refuse without a record (seccomp, Landlock): they count as the evidence only when every
+        one names an errno, and the report says that no audit record exists for them."""
         rig, res = self.rig, self.res
         problems: list[str] = []
         limit = BASELINE["rate"] * RATE_TOLERANCE
@@ -129,19 +149,51 @@ class Check:
                                               f"{'running' if rig.motor_running() else 'stopped'}{failsafe}")
         found: list[str] = []
         missing: list[str] = []
+        mark = (self.audit_seq, self.t_wall, self.ev_seq)
         for i, pred in enumerate(records):
             name = names[i] if i < len(names) else f"record {i}"
-            rec = rig.wait_audit(pred, self.audit_seq if from_seq is None else from_seq, timeout=5.0)
+            rec = rig.wait_audit(after_mark(mark, pred), self.audit_seq, timeout=5.0)
             if rec is None:
                 missing.append(name)
             else:
                 found.append(f"#{rec['seq']} {rec['partition']}:{rec['event']}")
+        received = list(refusals)
+        for attempt, detail in received:
+            if ERRNO.search(detail):
+                found.append(f"refusal received: {attempt}: {detail}"[:160])
+            else:
+                missing.append(f"a kernel refusal for {attempt!r} (got {detail!r})"[:160])
+        if received:
+            found.append("no audit record: the kernel refuses these silently")
         res.records = found
-        res.recorded = bool(records) and not missing
+        res.recorded = bool(records or received) and not missing
         if missing:
             res.records.append("MISSING: " + ", ".join(missing))
         res.audit_ok, res.audit = rig.verify_audit()
         return res
+
+
+ERRNO = re.compile(r"\b(EPERM|EACCES|ENOSYS|EINVAL|ENOSPC|EDQUOT|EFBIG|EAFNOSUPPORT|EPROTONOSUPPORT)\b")
+
+
+RecordPred = Callable[[dict[str, Any]], bool]
+
+
+def after_mark(mark: tuple[int, float, int], pred: RecordPred) -> RecordPred:
+    """``pred``, restricted to records made after ``mark``: later in the log, later in time and, for the
+    supervisor's records (they carry its event number), caused by an event after the mark."""
+    audit_seq, t_wall, ev_seq = mark
+
+    def check(rec: dict[str, Any]) -> bool:
+        if int(rec.get("seq", -1)) < audit_seq or float(rec.get("time", 0.0)) < t_wall:
+            return False
+        detail = rec.get("detail")
+        sup_seq = detail.get("sup_seq") if isinstance(detail, dict) else None
+        if isinstance(sup_seq, int) and sup_seq <= ev_seq:
+            return False
+        return pred(rec)
+
+    return check
 
 
 def event_is(*names: str, partition: str | None = None, contains: str = "") -> Callable[[dict[str, Any]], bool]:

@@ -22,6 +22,7 @@ from hospital_client.orders import fhir_request, hl7_message, sign
 
 START, END = b"\x0b", b"\x1c\x0d"
 IO_TIMEOUT = 10.0
+TRUNCATED_ID = "MAL-TRUNC"  # the order whose frame is sent cut in half (and, whole, in other attempts)
 
 
 def client(rig: AttackRig, cred_dir: Path | None = None) -> HospitalClient:
@@ -221,7 +222,7 @@ def malformed(rig: AttackRig) -> ScenarioResult:
             o = order(c, "hl7v2", f"MAL-{len(res.tried)}", **over)
             return hl7_message(o, sign(o, c.key), control_id=f"ATK{len(res.tried):05d}")
 
-        good = msg()
+        good = msg(order_id=TRUNCATED_ID)
         hl7("100 kB drug field", good.replace(b"normal-saline^normal-saline", big.encode() + b"^x"))
         hl7("format strings in the patient id", good.replace(b"MRN-42", b"%s%n%x%p"))
         hl7("rate field not a number", good.replace(b"|50.0|mL/h", b"|fifty|mL/h"))
@@ -230,16 +231,25 @@ def malformed(rig: AttackRig) -> ScenarioResult:
         hl7("not UTF-8", good.replace(b"MRN-42", b"MRN\xff\xfe42"))
         hl7("frame over 64 KiB", START + b"MSH|" + b"A" * 70_000 + END, framed=True)
         # a truncated frame: start byte, half a message, then the connection closes mid-frame
+        # the evidence: the link's own record of the unfinished frame, made after it was sent, and no order
+        # from those bytes reaching auth
+        truncated = "HL7: truncated MLLP frame (connection closed mid-frame)"
         try:
             c.close()
             c._mllp = None
+            mark = chk.mark()
             raw = socket.create_connection(("127.0.0.1", rig.mllp_port), timeout=IO_TIMEOUT)
             s = c.ctx.wrap_socket(raw, server_hostname="127.0.0.1")
             s.sendall(START + good[: len(good) // 2])
             s.close()
-            chk.stopped("HL7: truncated MLLP frame (connection closed mid-frame)", "MLLP framing (audited, no order)")
+            rec = chk.since(mark, event_is("mllp_rejected", partition="network", contains="frame"))
+            forwarded = chk.since(mark, event_is("auth.", partition="auth", contains=TRUNCATED_ID), timeout=0.5)
+            chk.expect(truncated, rec is not None and forwarded is None,
+                       f"MLLP framing: {(rec or {}).get('message', '')}"[:120],
+                       "no mllp_rejected record for the unfinished frame" if rec is None
+                       else f"the half frame reached auth: {forwarded}")
         except OSError as exc:
-            chk.got_through("HL7: truncated MLLP frame", f"could not even send it: {exc}")
+            chk.got_through(truncated, f"could not even send it: {exc}")
         hl7("bytes outside a frame", b"garbage before the frame" + START + good + END, framed=True)
         # the link still serves the hospital after all of that
         code, text = msa(c.send_hl7_raw(msg(order_id="MAL-OK")))

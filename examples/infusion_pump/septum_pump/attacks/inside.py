@@ -67,13 +67,25 @@ def sandbox(rig: AttackRig) -> ScenarioResult:
 def backdoor(rig: AttackRig) -> ScenarioResult:
     res = ScenarioResult("net-backdoor-listener", "compromised network partition opens its own TCP listener")
     chk = Check(rig, res)
+    from .surface import _listening_inodes, _socket_inodes
+
     ev = rig.inside("backdoor", port=0)
+    refusals: list[tuple[str, str]] = []
     for name, outcome, detail in _results(ev):
-        chk.expect(name, outcome == "blocked", f"runtime: {detail}", f"{outcome}: {detail}")
-    # there is nothing the device records about a bind it allows; with a bind it refuses, seccomp/Landlock
-    # return EPERM silently: the record is the network partition's own listening report (declared ports)
-    return chk.finish(event_is("supervisor.started", contains="network"), from_seq=0,
-                      names=("the audit record of the network partition's start (its declared listeners)",))
+        chk.expect(name, outcome == "blocked", f"Landlock: {detail}", f"{outcome}: {detail}")
+        refusals.append((name, detail))
+    # checked from outside too, while a listener that worked is still held open: the network partition's
+    # listening sockets are only its declared ports
+    pid = rig.supervisor.partition_pids().get("network")
+    if pid is None:
+        chk.got_through("network partition still running after the attempt", "it is gone")
+    else:
+        mine = {port for ino, port in _listening_inodes(pid).items() if ino in _socket_inodes(pid)}
+        extra = mine - {rig.https_port, rig.mllp_port}
+        chk.expect(f"network partition's TCP listeners after the attempt: {sorted(mine)}", not extra,
+                   "only the declared hospital_https/hospital_mllp ports", f"undeclared listener(s) {sorted(extra)}")
+    # Landlock refuses the bind with EACCES and records nothing: the evidence is the refusal the attack got
+    return chk.finish(refusals=refusals)
 
 
 def flood(rig: AttackRig) -> ScenarioResult:
@@ -114,6 +126,7 @@ SCENARIOS = [
              "2000 messages as fast as it can on orders_in, updates_in and audit_network",
              "per-channel token bucket and queue bound at the receiver; drops counted and reported", flood),
     Scenario("net-backdoor-listener", "compromised network partition opens an undeclared TCP listener",
-             "bind+listen on 127.0.0.1 (a telnet-style backdoor)",
-             "nothing yet: Landlock TCP rules are applied only to partitions without network (see docs)", backdoor),
+             "bind+listen on 127.0.0.1 (a telnet-style backdoor); its listeners checked from outside",
+             "Landlock (ABI >= 4): a partition with network binds only its own interfaces' ports (EACCES, not "
+             "audited: the evidence is the refusal the attack received)", backdoor),
 ]

@@ -23,7 +23,10 @@ import ctypes
 import errno
 import json
 import os
+import select
+import signal
 import socket
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +34,7 @@ from typing import Any
 
 import msgspec
 
+from septum.runtime import protocol as proto
 from septum.runtime.partition import Partition
 
 from .. import network
@@ -287,17 +291,22 @@ class Attacker:
         results: list[Result] = []
         port = int(params.get("port", 0))
 
+        held: list[socket.socket] = []
+
         def listen() -> str:
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            held.append(s)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("127.0.0.1", port))
             s.listen(1)
             bound = s.getsockname()[1]
-            s.close()
             return f"listening on 127.0.0.1:{bound} (a telnet-style backdoor would be reachable)"
 
         attempt(results, f"open an undeclared TCP listener on 127.0.0.1:{port or 'any'}", listen)
         self.report(req, results)
+        # a listener that worked stays open a while, so the rig can see it from outside (/proc/<pid>/net/tcp)
+        hold = float(params.get("hold_s", 3.0))
+        self.later(hold, lambda: [s.close() for s in held])
 
     # ------------------------------------------------------------------ crafted update bundles
     def family_updates(self, req: dict[str, Any], params: dict[str, Any]) -> None:
@@ -312,6 +321,166 @@ class Attacker:
             results.append([f"push bundle {name} ({len(data)} bytes) on updates_in", "sent",
                             f"{sent}/{len(chunks)} chunks"])
         self.report(req, results)
+
+    # ------------------------------------------------------------------ the control channel (issue 11)
+    def family_report_fields(self, req: dict[str, Any], params: dict[str, Any]) -> None:
+        """Reports whose fields collide with the supervisor's own event arguments."""
+        results: list[Result] = []
+        for name in ("partition", "source", "severity", "kind"):
+            msg = proto.Report(kind="attack_probe", fields={name: "supervisor", "note": f"field {name}"})
+            ok = self.p._control_send(msg, must=True)
+            results.append([f"Report with a field named {name!r}", "sent" if ok else "blocked",
+                            "the supervisor must refuse it and keep running"])
+        self.report(req, results)
+
+    def family_rt_signal(self, req: dict[str, Any], params: dict[str, Any]) -> None:
+        """Die of a real-time signal (after the report is out, so the rig knows it was tried)."""
+        sig = signal.SIGRTMIN + int(params.get("offset", 5))
+        self.report(req, [[f"kill itself with SIGRTMIN+{sig - signal.SIGRTMIN} ({sig})", "sent",
+                           "the supervisor must apply the restart policy"]], signal=int(sig))
+        self.later(float(params.get("delay_s", 0.3)), lambda: os.kill(os.getpid(), sig))
+
+    def family_control_flood(self, req: dict[str, Any], params: dict[str, Any]) -> None:
+        """``Drops`` and ``Report`` messages on the control channel as fast as the socket takes them, for
+        ``seconds``, from a thread (the partition's own loop keeps heartbeating, so only the supervisor's
+        handling of the flood is under test)."""
+        seconds = float(params.get("seconds", 5.0))
+        ctl = self.p._control
+        self.busy = True
+
+        def run() -> None:
+            sent = {"Drops": 0, "Report": 0}
+            full = 0
+            pad = "x" * int(params.get("pad", 400))  # valid messages (the protocol bounds text at 500)
+            poller = select.poll()
+            poller.register(ctl.fileno(), select.POLLOUT)
+            deadline = time.monotonic() + seconds
+            i = 0
+            while time.monotonic() < deadline:
+                i += 1
+                kind = "Drops" if i % 2 else "Report"
+                msg: Any = (proto.Drops(channel="orders_in", received=i, drops={"rate": i, "queue": i},
+                                        last_error=pad) if kind == "Drops"
+                            else proto.Report(kind="flood", fields={"i": i, "pad": pad}))
+                try:
+                    ctl.send(proto.encoder.encode(msg), socket.MSG_DONTWAIT)
+                    sent[kind] += 1
+                except BlockingIOError:
+                    full += 1
+                    poller.poll(5)
+                except OSError:
+                    break
+            results = [[f"control flood for {seconds:g} s: {sent['Drops']} Drops + {sent['Report']} Reports",
+                        "sent", f"{full} times the socket was full"]]
+            self.report(req, results, sent=sum(sent.values()), full=full)
+
+        threading.Thread(target=run, name="attack-control-flood", daemon=True).start()
+
+    # ------------------------------------------------------------------ system calls the sandbox must refuse
+    def family_namespaces(self, req: dict[str, Any], params: dict[str, Any]) -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.syscall.restype = ctypes.c_long
+        results: list[Result] = []
+        nr = SYSCALLS.get(os.uname().machine)
+        if nr is None:
+            self.report(req, [["namespaces", "blocked", f"no syscall table for {os.uname().machine}"]])
+            return
+
+        def reap(pid: int) -> None:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+
+        def clone(flags: int) -> Callable[[], str]:
+            def run() -> str:
+                pid = libc.syscall(nr["clone"], ctypes.c_ulong(flags | signal.SIGCHLD), None, None, None, None)
+                if pid == 0:  # the child (it worked): leave at once, touching nothing
+                    os._exit(0)
+                if pid < 0:
+                    e = ctypes.get_errno()
+                    raise OSError(e, os.strerror(e))
+                reap(pid)
+                return f"clone created child {pid} in new namespace(s)"
+            return run
+
+        def clone3(flags: int) -> Callable[[], str]:
+            def run() -> str:
+                args = (ctypes.c_uint64 * 11)(flags, 0, 0, 0, signal.SIGCHLD, 0, 0, 0, 0, 0, 0)
+                pid = libc.syscall(nr["clone3"], args, ctypes.sizeof(args))
+                if pid == 0:
+                    os._exit(0)
+                if pid < 0:
+                    e = ctypes.get_errno()
+                    raise OSError(e, os.strerror(e))
+                reap(pid)
+                return f"clone3 created child {pid}"
+            return run
+
+        for label, flags in NAMESPACE_FLAGS:
+            attempt(results, f"clone({label})", clone(flags))
+        for label, flags in NAMESPACE_FLAGS:
+            attempt(results, f"clone3({label})", clone3(flags))
+
+        def personality() -> str:
+            old = libc.syscall(nr["personality"], ctypes.c_ulong(0xFFFFFFFF))  # query
+            rc = libc.syscall(nr["personality"], ctypes.c_ulong(READ_IMPLIES_EXEC))
+            if rc < 0:
+                e = ctypes.get_errno()
+                raise OSError(e, os.strerror(e))
+            now = libc.syscall(nr["personality"], ctypes.c_ulong(0xFFFFFFFF))
+            libc.syscall(nr["personality"], ctypes.c_ulong(old))
+            if not now & READ_IMPLIES_EXEC:
+                raise PermissionError("personality returned but READ_IMPLIES_EXEC is not set")
+            return "READ_IMPLIES_EXEC set (mappings readable are executable)"
+
+        def memfd() -> str:
+            fd = libc.syscall(nr["memfd_create"], b"septum-attack", 0)
+            if fd < 0:
+                e = ctypes.get_errno()
+                raise OSError(e, os.strerror(e))
+            os.close(fd)
+            return f"memfd_create gave fd {fd} (anonymous executable memory)"
+
+        attempt(results, "personality(READ_IMPLIES_EXEC)", personality)
+        attempt(results, "memfd_create", memfd)
+        self.report(req, results)
+
+    # ------------------------------------------------------------------ disk
+    def family_fill_disk(self, req: dict[str, Any], params: dict[str, Any]) -> None:
+        """Write ``mib`` MiB into the data folder (in a thread: the loop keeps heartbeating); report how far
+        it got and the error that stopped it, then delete the file."""
+        mib = int(params.get("mib", 300))
+        path = self.p.data_dir / "attack-fill.bin"
+        self.busy = True
+
+        def run() -> None:
+            written = 0
+            chunk = b"\xa5" * (1 << 20)
+            outcome: Result
+            try:
+                with open(path, "wb") as f:
+                    for _ in range(mib):
+                        written += f.write(chunk)
+                        f.flush()
+                    os.fsync(f.fileno())
+                outcome = [f"write {mib} MiB into its data folder", "open", f"wrote {written >> 20} MiB"]
+            except OSError as exc:
+                outcome = [f"write {mib} MiB into its data folder", "blocked",
+                           f"{_err(exc)} after {written >> 20} MiB"]
+            finally:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            self.report(req, [outcome], written=written)
+
+        threading.Thread(target=run, name="attack-fill-disk", daemon=True).start()
+
+
+READ_IMPLIES_EXEC = 0x0400000
+NAMESPACE_FLAGS = (("CLONE_NEWUSER", 0x10000000), ("CLONE_NEWUSER|CLONE_NEWNS", 0x10000000 | 0x00020000),
+                   ("CLONE_NEWUSER|CLONE_NEWNET", 0x10000000 | 0x40000000),
+                   ("CLONE_NEWUSER|CLONE_NEWPID", 0x10000000 | 0x20000000),
+                   ("CLONE_NEWNS", 0x00020000), ("CLONE_NEWNET", 0x40000000), ("CLONE_NEWPID", 0x20000000))
+SYSCALLS = {"x86_64": {"clone": 56, "clone3": 435, "personality": 135, "memfd_create": 319},
+            "aarch64": {"clone": 220, "clone3": 435, "personality": 92, "memfd_create": 279}}
 
 
 def main(p: Partition) -> None:

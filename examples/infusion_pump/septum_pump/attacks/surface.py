@@ -45,6 +45,72 @@ def _socket_inodes(pid: int) -> set[int]:
     return out
 
 
+TLS_ALERT = 0x15  # TLS record content type of an alert
+ALERTS = {40: "handshake_failure", 70: "protocol_version", 71: "insufficient_security", 80: "internal_error"}
+
+
+def tls12_probe(port: int, host: str = "127.0.0.1", timeout: float = 5.0) -> tuple[str, str]:
+    """Offer at most TLS 1.2 to ``host:port``; ("refused" | "accepted" | "dead" | "unclear", detail).
+
+    "refused" only when the server itself answered with a TLS alert (e.g. protocol_version): a listener
+    that is gone (connection refused) or drops the connection before sending any byte is "dead", which a
+    scan must treat as a failure, never as "TLS 1.3 only". The handshake runs over memory BIOs so the
+    server's raw bytes are seen."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        raw = socket.create_connection((host, port), timeout=timeout)
+    except OSError as exc:
+        return "dead", f"no listener: {type(exc).__name__}: {exc}"[:120]
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(incoming, outgoing)
+    server = bytearray()
+    with raw:
+        while True:
+            try:
+                tls.do_handshake()
+                return "accepted", f"handshake completed with {tls.version()}"
+            except ssl.SSLWantReadError:
+                pass
+            except ssl.SSLError as exc:
+                alert = _alert(bytes(server))
+                if alert:
+                    return "refused", f"server alert {alert}; {exc.reason or exc}"[:120]
+                return "unclear", f"handshake failed without a server alert: {exc}"[:120]
+            try:
+                if outgoing.pending:
+                    raw.sendall(outgoing.read())
+                data = raw.recv(16384)
+            except OSError as exc:
+                alert = _alert(bytes(server))
+                if alert:
+                    return "refused", f"server alert {alert}, then {type(exc).__name__}"
+                what = "before any server byte" if not server else f"after {len(server)} server bytes, no alert"
+                return "dead", f"{type(exc).__name__} {what}"[:120]
+            if not data:
+                alert = _alert(bytes(server))
+                if alert:
+                    return "refused", f"server alert {alert}, then closed"
+                return "dead", ("closed before any server byte" if not server
+                                else f"closed after {len(server)} server bytes without an alert")
+            server += data
+            incoming.write(data)
+
+
+def _alert(data: bytes) -> str:
+    """The first TLS alert among the server's records ("" if none)."""
+    i = 0
+    while i + 5 <= len(data):
+        kind, length = data[i], int.from_bytes(data[i + 3:i + 5], "big")
+        if kind == TLS_ALERT and i + 7 <= len(data):
+            desc = data[i + 6]
+            return ALERTS.get(desc, f"#{desc}")
+        i += 5 + length
+    return ""
+
+
 def port_scan(rig: AttackRig) -> ScenarioResult:
     res = ScenarioResult("port-scan", "port scan: only the declared TLS services answer")
     chk = Check(rig, res)
@@ -79,16 +145,9 @@ def port_scan(rig: AttackRig) -> ScenarioResult:
             plain = bool(re.match(rb"(HTTP/|220|SSH-|login:|\x0b|[ -~]{4})", data))
             chk.expect(f"probe :{port} with {probe[:12]!r} for a banner / clear-text answer", not plain,
                        "TLS only: a clear-text client gets no banner and no answer", f"answered {data[:40]!r}")
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=5.0) as raw, ctx.wrap_socket(raw) as s:
-                s.recv(1)
-            chk.got_through(f"TLS 1.2 to :{port}", "handshake succeeded")
-        except (ssl.SSLError, OSError) as exc:
-            chk.stopped(f"TLS 1.2 downgrade to :{port}", f"TLS 1.3 only ({type(exc).__name__})")
+        verdict, detail = tls12_probe(port)
+        chk.expect(f"TLS 1.2 downgrade to :{port}", verdict == "refused", f"TLS 1.3 only: the server refused "
+                   f"the TLS 1.2 handshake ({detail})", f"{verdict}: {detail}")
     chk.expect("debug console (service_port UART)", not rig.supervisor.model.interfaces["service_port"].enabled,
                "model: service_port enabled: false (production profile); no partition owns it", "enabled")
     return chk.finish(event_is("tls_refused", partition="network"), names=("tls_refused for the probes",))
@@ -103,6 +162,7 @@ SECRET_PATTERNS = [
     ("AWS-style key", re.compile(rb"AKIA[0-9A-Z]{16}")),
 ]
 SKIP_DIRS = {"__pycache__", "attacks"}  # the attack suite's own patterns are not device files
+DEFAULT_LOGINS = (("admin", "0000"), ("service", "1234"), ("root", "123456"))  # factory defaults seen in the field
 KEY_FILES = {"server.key", "audit.key"}  # per-device key material, generated at provisioning
 
 
@@ -152,8 +212,15 @@ def credentials(rig: AttackRig) -> ScenarioResult:
     log = (state / "logs")
     leaked_logs = [p.name for p in log.rglob("*") if p.is_file() and any(x in p.read_bytes() for x in pins)]
     chk.expect("partition logs free of PINs", not leaked_logs, "PINs never logged", f"{leaked_logs}")
-    return chk.finish(event_is("audit.log-created"), from_seq=0,
-                      names=("the audit log's creation record naming its per-device key",))
+    # what an attacker does with a credential search's result: try the default credentials at the keypad
+    # (users the device does not have, so no real user is locked out for the scenarios after this one)
+    for user, pin in DEFAULT_LOGINS:
+        ok, why = rig._act("login", [("user", user), ("pin", pin), ("login", "")])
+        chk.expect(f"log in as {user} with the default PIN {pin}", not ok, f"auth: {why}"[:80],
+                   "logged in with a default credential")
+    first = DEFAULT_LOGINS[0][0]
+    return chk.finish(lambda r: event_is("auth.login-failed", partition="auth")(r) and r.get("principal") == first,
+                      names=("auth.login-failed for the default credential",))
 
 
 SCENARIOS = [
@@ -163,6 +230,7 @@ SCENARIOS = [
              "the model declares two TLS services; other partitions have no network", port_scan),
     Scenario("credential-search", "search of the built device for hard-coded credentials",
              "private keys, password/token assignments, PIN literals, default credentials in the model, code, "
-             "generated seL4 files, the provisioned state and the logs",
-             "per-device provisioning: generated PINs stored as argon2id hashes, generated keys", credentials),
+             "generated seL4 files, the provisioned state and the logs; then default logins at the keypad",
+             "per-device provisioning: generated PINs stored as argon2id hashes, generated keys; no default "
+             "users (auth.login-failed)", credentials),
 ]
