@@ -76,9 +76,11 @@ class Resources(_Base):
     period_ms: Annotated[int, Meta(ge=1)] | None = None
     budget_ms: Annotated[int, Meta(ge=1)] | None = None
     priority: Annotated[int, Meta(ge=0, le=254)] = 100
-    cpu_percent: Annotated[int, Meta(ge=1, le=100)] | None = None
+    cpu_percent: Annotated[int, Meta(ge=1, le=100)] = 100  # of one CPU (cgroup cpu quota)
     max_pids: Annotated[int, Meta(ge=1, le=4096)] = 32
     max_open_files: Annotated[int, Meta(ge=8, le=65536)] = 64
+    # the data folder's own filesystem (septum.runtime.sandbox.disk); ext4 metadata takes a few percent
+    disk_mb: Annotated[int, Meta(ge=4, le=1_048_576)] = 64
 
 
 class Allow(_Base):

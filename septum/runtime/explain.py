@@ -12,6 +12,11 @@ from .sandbox import seccomp
 from .sandbox.probe import HostSupport, probe
 
 
+def policy_of(plan: PartitionPlan) -> seccomp.Policy:
+    """The system-call policy boot installs for this plan (the same inputs: network and allow.syscalls)."""
+    return seccomp.Policy.of(network=plan.network, allow_groups=plan.syscall_groups)
+
+
 def _lines(plan: PartitionPlan, host: HostSupport) -> list[tuple[str, str, bool]]:
     """(what, mechanism, enforced-on-this-host) rows."""
     r = plan.resources
@@ -34,10 +39,14 @@ def _lines(plan: PartitionPlan, host: HostSupport) -> list[tuple[str, str, bool]
         rows.append(("no socket() of any family", "seccomp", host.seccomp))
         rows.append(("no TCP bind/connect", f"Landlock ABI {host.landlock_abi} (needs 4)",
                      host.landlock_abi >= 4))
-    denied = ", ".join(n for n in ("execve", "ptrace", "io_uring_setup", "mount", "unshare", "bpf"))
-    groups = f"; re-allowed groups: {', '.join(plan.syscall_groups)}" if plan.syscall_groups else ""
-    rows.append((f"denied system calls ({len(seccomp.BASELINE_DENY)}: {denied}, ...){groups}",
-                 "seccomp-BPF (EPERM; foreign arch killed)", host.seccomp))
+    pol = policy_of(plan)
+    per_group = ", ".join(f"{g.name} {len(g.calls)}" for g in pol.groups)
+    rows.append((f"system calls: allow-list of {len(pol.calls) + 1} calls in groups {per_group} "
+                 "(+ personality query only); everything else EPERM, clone3 and unknown numbers ENOSYS",
+                 "seccomp-BPF (foreign arch killed, x32 refused)", host.seccomp))
+    clone = "threads only (CLONE_THREAD)" if not pol.processes else "threads and fork (allow.syscalls: processes)"
+    rows.append((f"clone: {clone}, never a namespace or trace flag; refused: {', '.join(seccomp.NOTABLE_REFUSED)}",
+                 "seccomp-BPF argument checks", host.seccomp))
     rows.append((f"files: read-write only {', '.join(plan.read_write)}",
                  f"Landlock ABI {host.landlock_abi}", host.landlock_abi >= 1))
     rows.append((f"files: read-only code and system ({len(plan.read_only)} paths)",
@@ -48,12 +57,15 @@ def _lines(plan: PartitionPlan, host: HostSupport) -> list[tuple[str, str, bool]
                  host.uid_drop))
     rows.append((f"address space <= {r.memory_mb} MiB + headroom, {r.max_open_files} open files, "
                  f"{r.max_pids} processes, no core files", "rlimits", True))
-    rows.append((f"memory <= {r.memory_mb} MiB (OOM kill)", f"cgroup v{host.cgroup.version} memory",
-                 host.cgroup_controller("memory")))
-    rows.append((f"tasks <= {r.max_pids}", f"cgroup v{host.cgroup.version} pids", host.cgroup_controller("pids")))
-    if r.cpu_percent is not None:
-        rows.append((f"cpu <= {r.cpu_percent}%", f"cgroup v{host.cgroup.version} cpu",
-                     host.cgroup_controller("cpu")))
+    rows.append((f"memory <= {r.memory_mb} MiB, no swap (OOM kill, reported as memory_limit)",
+                 f"cgroup v{host.cgroup.version} memory", host.cgroup_controller("memory")))
+    rows.append((f"tasks (processes + threads) <= {r.max_pids} (fork/thread creation refused)",
+                 f"cgroup v{host.cgroup.version} pids", host.cgroup_controller("pids")))
+    rows.append((f"cpu <= {r.cpu_percent}% of one CPU (throttled)", f"cgroup v{host.cgroup.version} cpu quota",
+                 host.cgroup_controller("cpu")))
+    disk_how = "own loop-mounted ext4 image (nosuid,nodev,noexec)" if host.disk_quota else \
+        f"own loop-mounted ext4 image: {host.disk_unavailable}"
+    rows.append((f"data folder <= {r.disk_mb} MiB (ENOSPC beyond)", disk_how, host.disk_quota))
     rows.append(("dies with the supervisor", "PR_SET_PDEATHSIG(SIGKILL)", True))
     hb = f"heartbeat every {plan.heartbeat_ms} ms, missed after 2 periods" if plan.heartbeat_ms else \
         "no heartbeat declared: only process exit is supervised"
@@ -70,7 +82,8 @@ def explain(model: Model, model_dir: Path, state_dir: Path) -> tuple[str, int]:
     unenforced = 0
     out.append(f"device {model.device.name} (profile {model.device.profile}) on this host: "
                f"root={host.root} seccomp={host.seccomp} landlock_abi={host.landlock_abi} "
-               f"netns={host.netns} cgroup=v{host.cgroup.version} {sorted(host.cgroup.bases)}")
+               f"netns={host.netns} cgroup=v{host.cgroup.version} {sorted(host.cgroup.bases)} "
+               f"disk_quota={host.disk_quota}")
     for name, plan in plans.items():
         out.append("")
         out.append(f"partition {name}  [{plan.criticality}]  runs {plan.entry}")

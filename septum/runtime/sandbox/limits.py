@@ -142,7 +142,7 @@ class PartitionCgroup:
         if "pids" in self.dirs:
             self._write("pids", "pids.max", str(res.max_pids))
             self.applied["pids"] = f"{res.max_pids} tasks"
-        if "cpu" in self.dirs and res.cpu_percent is not None:
+        if "cpu" in self.dirs:
             quota = CFS_PERIOD_US * res.cpu_percent // 100
             if v2:
                 self._write("cpu", "cpu.max", f"{quota} {CFS_PERIOD_US}")
@@ -150,6 +150,22 @@ class PartitionCgroup:
                 self._write("cpu", "cpu.cfs_period_us", str(CFS_PERIOD_US))
                 self._write("cpu", "cpu.cfs_quota_us", str(quota))
             self.applied["cpu"] = f"{res.cpu_percent}% of one CPU"
+
+    def cpu_stat(self) -> dict[str, int]:
+        """The cpu controller's counters (``nr_periods``, ``nr_throttled``, ``throttled_time`` or
+        ``throttled_usec``): how often the quota stopped the partition."""
+        d = self.dirs.get("cpu")
+        out: dict[str, int] = {}
+        if d is None:
+            return out
+        try:
+            for line in (d / "cpu.stat").read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if value.strip().isdigit():
+                    out[key] = int(value)
+        except OSError:
+            return {}
+        return out
 
     def procs_files(self) -> list[str]:
         """The files the child writes its pid into (deduplicated: v2 has one directory)."""

@@ -7,7 +7,7 @@ import functools
 import os
 from dataclasses import dataclass
 
-from . import landlock, limits, seccomp
+from . import disk, landlock, limits, seccomp
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,11 @@ class HostSupport:
     netns: bool
     uid_drop: bool
     cgroup: limits.CgroupHost
+    disk_unavailable: str | None = None  # why a data folder cannot get its own capped filesystem
+
+    @property
+    def disk_quota(self) -> bool:
+        return self.disk_unavailable is None
 
     def cgroup_controller(self, name: str) -> bool:
         return name in self.cgroup.bases
@@ -32,6 +37,8 @@ class HostSupport:
             out.append("network namespaces (needs root)")
         if not self.uid_drop:
             out.append("per-partition uids (needs root)")
+        if self.disk_unavailable is not None:
+            out.append(f"per-partition disk quota ({self.disk_unavailable})")
         for ctrl in limits.CONTROLLERS:
             if not self.cgroup_controller(ctrl):
                 out.append(f"cgroup {ctrl} controller")
@@ -58,4 +65,5 @@ def probe() -> HostSupport:
         netns=root and os.path.exists("/proc/self/ns/net"),
         uid_drop=root,
         cgroup=limits.detect(),
+        disk_unavailable=disk.unavailable(),
     )

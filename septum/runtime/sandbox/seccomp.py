@@ -1,10 +1,19 @@
-"""The seccomp-BPF system-call filter, built and installed with plain ctypes.
+"""The seccomp-BPF system-call filter: a per-partition allow-list, built and installed with plain ctypes.
 
-Installed by ``septum.runtime.boot`` after exec (the filter forbids execve, so it cannot be installed
-before the interpreter starts) and before any thread exists; TSYNC is requested anyway. Denied calls
-return EPERM rather than killing the process, so a partition sees an ordinary error it can handle and
-the tests can observe it. A foreign architecture (i386/x32 entry points, whose syscall numbers differ)
-kills the process: a denylist is only sound for the table it was written for.
+A partition may make only the system calls of its groups (``GROUPS``, each with the reason it exists);
+every other call is refused without reaching the kernel. Which groups a partition gets comes from the
+model (``groups_for``): the baseline every partition needs to run CPython, its threads and its channels,
+``network`` when it owns a network interface or has ``allow.net``, and what ``allow.syscalls`` names.
+The table was derived by tracing the real partitions of the reference pump, the services and the test
+partitions (``strace -f``), then trimmed to what is needed; docs/runtime.md has the table.
+
+Answers: a refused call gets EPERM, a number this table does not know (newer than it) and ``clone3``
+get ENOSYS, which is what makes glibc fall back (``clone3`` -> ``clone``, whose flags BPF can read:
+``clone3`` passes them in memory a filter cannot see). A foreign architecture (i386 entry points, whose
+numbers differ) kills the process; x32 numbers (x86_64 arch value, bit 30 set) are refused.
+
+Installed by ``septum.runtime.boot`` after exec (the filter has no execve) and before any thread exists;
+TSYNC is requested anyway. Why hand-written and not libseccomp: see docs/runtime.md ("The seccomp filter").
 """
 
 from __future__ import annotations
@@ -14,65 +23,126 @@ import errno
 import os
 import platform
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from .syscalls_x86_64 import MAX_KNOWN, NAMES, NUMBERS
 
 AUDIT_ARCH_X86_64 = 0xC000003E
 X32_SYSCALL_BIT = 0x40000000
 
 SECCOMP_RET_KILL_PROCESS = 0x80000000
 SECCOMP_RET_ERRNO = 0x00050000
+SECCOMP_RET_USER_NOTIF = 0x7FC00000
 SECCOMP_RET_ALLOW = 0x7FFF0000
 SECCOMP_SET_MODE_FILTER = 1
 SECCOMP_FILTER_FLAG_TSYNC = 1
+SECCOMP_FILTER_FLAG_NEW_LISTENER = 8
 PR_SET_NO_NEW_PRIVS = 38
-PR_GET_SECCOMP = 21
 NR_SECCOMP = 317
 
 # BPF opcodes used here
 _LD_W_ABS = 0x20
 _JEQ_K = 0x15
+_JGT_K = 0x25
 _JGE_K = 0x35
+_JSET_K = 0x45
 _RET_K = 0x06
 
 # struct seccomp_data offsets
 _OFF_NR = 0
 _OFF_ARCH = 4
-_OFF_ARG0_LO = 16  # little-endian low 32 bits of args[0]
 
-AF_UNIX, AF_INET, AF_INET6 = 1, 2, 10
 
-# x86_64 syscall numbers (from asm/unistd_64.h).
-SYSCALLS: dict[str, int] = {
-    "socket": 41, "execve": 59, "execveat": 322, "ptrace": 101,
-    "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
-    "mount": 165, "umount2": 166, "pivot_root": 155, "chroot": 161, "unshare": 272, "setns": 308,
-    "fsopen": 430, "fsmount": 432, "move_mount": 429, "open_tree": 428, "fspick": 433,
-    "mount_setattr": 442, "bpf": 321, "perf_event_open": 298, "userfaultfd": 323,
-    "kexec_load": 246, "kexec_file_load": 320, "init_module": 175, "finit_module": 313,
-    "delete_module": 176, "process_vm_readv": 310, "process_vm_writev": 311, "pidfd_getfd": 438,
-    "keyctl": 250, "add_key": 248, "request_key": 249, "reboot": 169, "swapon": 167, "swapoff": 168,
-    "acct": 163, "syslog": 103, "iopl": 172, "ioperm": 173, "quotactl": 179,
-    "open_by_handle_at": 304, "name_to_handle_at": 303,
-    "settimeofday": 164, "clock_settime": 227, "clock_adjtime": 305, "adjtimex": 159,
-}
+def _off_arg_lo(i: int) -> int:
+    return 16 + 8 * i  # little-endian low 32 bits of args[i]
 
-# Denied for every partition. Why: exec would leave the sandboxed interpreter; ptrace/process_vm_*/
-# pidfd_getfd reach into other processes; io_uring bypasses seccomp for the operations it performs;
-# the rest administer the kernel, mounts, namespaces or keys.
-BASELINE_DENY: tuple[str, ...] = (
-    "execve", "execveat", "ptrace", "io_uring_setup", "io_uring_enter", "io_uring_register",
-    "mount", "umount2", "pivot_root", "chroot", "unshare", "setns", "fsopen", "fsmount", "move_mount",
-    "open_tree", "fspick", "mount_setattr", "bpf", "perf_event_open", "userfaultfd", "kexec_load",
-    "kexec_file_load", "init_module", "finit_module", "delete_module", "process_vm_readv",
-    "process_vm_writev", "pidfd_getfd", "keyctl", "add_key", "request_key", "reboot", "swapon",
-    "swapoff", "acct", "syslog", "iopl", "ioperm", "quotactl", "open_by_handle_at", "name_to_handle_at",
-    "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
+
+AF_INET, AF_INET6 = 2, 10
+CLONE_VM, CLONE_THREAD = 0x100, 0x10000
+# every namespace flag clone() takes (CLONE_NEWTIME shares its bit with the exit signal there and is
+# refused by the kernel in clone(); unshare and clone3, the other ways to ask for it, are refused here)
+CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS = 0x20000, 0x02000000, 0x04000000
+CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x08000000, 0x10000000, 0x20000000, 0x40000000
+CLONE_PTRACE, CLONE_UNTRACED = 0x2000, 0x00800000
+CLONE_REFUSED = (CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID
+                 | CLONE_NEWNET | CLONE_PTRACE | CLONE_UNTRACED)
+PER_LINUX, PER_QUERY = 0, 0xFFFFFFFF
+TIOCSTI, TIOCLINUX = 0x5412, 0x541C  # inject input into / drive a terminal
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    reason: str
+    calls: tuple[str, ...]
+
+
+# Every partition gets these. Reasons are what the traced partitions used the calls for.
+BASE_GROUPS: tuple[Group, ...] = (
+    Group("process", "CPython and glibc at run time: memory, own ids and limits, exit, randomness; "
+          "seccomp itself (a filter can only be narrowed further)",
+          ("brk", "mmap", "munmap", "mprotect", "mremap", "madvise", "mincore", "msync", "exit", "exit_group",
+           "getpid", "gettid", "getppid", "getuid", "geteuid", "getgid", "getegid", "getresuid", "getresgid",
+           "getgroups", "getpgrp", "getpgid", "getsid", "uname", "arch_prctl", "set_tid_address", "prlimit64",
+           "getrlimit", "getrusage", "sysinfo", "getrandom", "prctl", "seccomp", "sched_getaffinity",
+           "sched_yield", "sched_getparam", "sched_getscheduler", "getcpu", "umask", "restart_syscall",
+           "futex", "set_robust_list", "get_robust_list", "rseq", "capget", "times")),
+    Group("threads", "Python threads (the event loop's waker, argon2's lanes, the hospital link's servers): "
+          "clone only with CLONE_THREAD and no namespace or trace flag; clone3 is answered ENOSYS so glibc "
+          "falls back to clone",
+          ("clone", "futex_waitv", "futex_wake", "futex_wait", "futex_requeue", "membarrier")),
+    Group("files", "imports, the data folder (the audit log's pwritev + fdatasync, atomic replace by rename), "
+          "/proc/self; which paths is Landlock's business, not this filter's",
+          ("read", "write", "pread64", "pwrite64", "readv", "writev", "preadv", "pwritev", "preadv2",
+           "pwritev2", "open", "openat", "openat2", "close", "close_range", "lseek", "fstat", "stat", "lstat",
+           "newfstatat", "statx", "statfs", "fstatfs", "access", "faccessat", "faccessat2", "readlink",
+           "readlinkat", "getdents64", "getcwd", "chdir", "fchdir", "dup", "dup2", "dup3", "fcntl", "ioctl",
+           "pipe", "pipe2", "flock", "fsync", "fdatasync", "sync_file_range", "ftruncate", "truncate",
+           "fallocate", "fadvise64", "rename", "renameat", "renameat2", "unlink", "unlinkat", "mkdir",
+           "mkdirat", "rmdir", "fchmod", "chmod", "fchmodat", "fchmodat2", "utimensat", "copy_file_range",
+           "sendfile", "link", "linkat", "symlink", "symlinkat")),
+    Group("time", "the runtime clock, timers and sleeps (setting the clock is the realtime-clock group)",
+          ("clock_gettime", "clock_getres", "clock_nanosleep", "nanosleep", "gettimeofday", "time",
+           "timerfd_create", "timerfd_settime", "timerfd_gettime", "getitimer", "setitimer", "alarm")),
+    Group("signals", "Python's signal handling and the waker's SIGRTMIN+3 to its own main thread; which "
+          "processes a partition can signal is bounded by its uid and Landlock's signal scope",
+          ("rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "rt_sigpending", "rt_sigtimedwait",
+           "rt_sigsuspend", "sigaltstack", "kill", "tgkill", "tkill", "pause")),
+    Group("wait", "waiting on the channel, control and device fds (poll, epoll for asyncio and selectors)",
+          ("poll", "ppoll", "select", "pselect6", "epoll_create", "epoll_create1", "epoll_ctl", "epoll_wait",
+           "epoll_pwait", "epoll_pwait2", "eventfd", "eventfd2")),
+    Group("channels", "messages on the socket fds it was handed (channels, control, devices); "
+          "socketpair makes only a connected pair no one else can reach",
+          ("recvfrom", "recvmsg", "recvmmsg", "sendto", "sendmsg", "sendmmsg", "shutdown", "getsockopt",
+           "setsockopt", "getsockname", "getpeername", "socketpair")),
 )
 
-# ``allow.syscalls`` groups: each re-allows some baseline-denied calls.
-GROUPS: dict[str, tuple[str, ...]] = {
-    "realtime-clock": ("settimeofday", "clock_settime", "clock_adjtime", "adjtimex"),
+# Granted by the model. ``network``: owning a network interface or ``allow.net``; the rest by name in
+# ``allow.syscalls``.
+MODEL_GROUPS: dict[str, Group] = {
+    "network": Group("network", "TCP/TLS for a partition that owns a network interface or has allow.net; "
+                     "socket() only for AF_INET/AF_INET6",
+                     ("socket", "connect", "bind", "listen", "accept", "accept4")),
+    "processes": Group("processes", "allow.syscalls: processes -- fork (clone without CLONE_THREAD, still no "
+                       "namespace flags) and waiting for its children; exec stays refused",
+                       ("fork", "vfork", "wait4", "waitid", "setpgid", "setsid")),
+    "realtime-clock": Group("realtime-clock", "allow.syscalls: realtime-clock -- set the wall clock",
+                            ("settimeofday", "clock_settime", "clock_adjtime", "adjtimex")),
 }
+GROUPS = {g: MODEL_GROUPS[g] for g in ("processes", "realtime-clock")}  # the names allow.syscalls takes
+
+# Answered ENOSYS (the better signal: callers fall back) rather than EPERM.
+ENOSYS_CALLS = ("clone3",)
+
+# The kernel runs these without consulting seccomp at all (Linux 6.11+/6.17+): they only act inside a
+# uprobe trampoline the kernel itself maps; called from anywhere else they raise SIGILL / return ENXIO.
+KERNEL_UNFILTERED = ("uretprobe", "uprobe")
+
+# Called out in --explain and docs: refused although a naive list might keep them.
+NOTABLE_REFUSED = ("execve", "execveat", "ptrace", "process_vm_readv", "process_vm_writev", "memfd_create",
+                   "unshare", "setns", "mount", "bpf", "io_uring_setup", "userfaultfd", "perf_event_open",
+                   "personality (only query/PER_LINUX)", "clone3 (ENOSYS)", "SysV/POSIX IPC", "setuid")
 
 
 class SeccompError(RuntimeError):
@@ -87,63 +157,148 @@ def unknown_groups(groups: Iterable[str]) -> list[str]:
     return [g for g in groups if g not in GROUPS]
 
 
+def groups_for(*, network: bool, allow_groups: Iterable[str] = ()) -> tuple[Group, ...]:
+    """The groups a partition gets, from what the model declares it does."""
+    extra = [MODEL_GROUPS["network"]] if network else []
+    extra += [GROUPS[g] for g in dict.fromkeys(allow_groups)]
+    return BASE_GROUPS + tuple(extra)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What one partition's filter allows; ``program()`` compiles it, ``verdict()`` says the same in Python
+    (for --explain and the tests, which compare it with what the kernel answers)."""
+
+    groups: tuple[Group, ...]
+
+    @classmethod
+    def of(cls, *, network: bool, allow_groups: Iterable[str] = ()) -> Policy:
+        return cls(groups_for(network=network, allow_groups=allow_groups))
+
+    @property
+    def group_names(self) -> tuple[str, ...]:
+        return tuple(g.name for g in self.groups)
+
+    @property
+    def calls(self) -> frozenset[str]:
+        return frozenset(c for g in self.groups for c in g.calls)
+
+    @property
+    def network(self) -> bool:
+        return "network" in self.group_names
+
+    @property
+    def processes(self) -> bool:
+        return "processes" in self.group_names
+
+    def numbers(self) -> list[int]:
+        return sorted([*(NUMBERS[c] for c in self.calls), NUMBERS["personality"]])
+
+    def verdict(self, nr: int, args: Sequence[int] = (0, 0, 0, 0, 0, 0)) -> int:
+        """0 = allowed, else the errno the filter answers."""
+        lo = [a & 0xFFFFFFFF for a in args] + [0] * (6 - len(args))
+        if nr >= X32_SYSCALL_BIT:
+            return errno.EPERM
+        name = NAMES.get(nr)
+        if name in ENOSYS_CALLS or nr > MAX_KNOWN:
+            return errno.ENOSYS
+        if name == "personality":
+            return 0 if lo[0] in (PER_LINUX, PER_QUERY) else errno.EPERM
+        if name not in self.calls:
+            return errno.EPERM
+        if name == "clone":
+            if lo[0] & CLONE_REFUSED:
+                return errno.EPERM
+            return 0 if self.processes or lo[0] & CLONE_THREAD else errno.EPERM
+        if name == "socket":
+            return 0 if lo[0] in (AF_INET, AF_INET6) else errno.EPERM
+        if name == "ioctl":
+            return errno.EPERM if lo[1] in (TIOCSTI, TIOCLINUX) else 0
+        return 0
+
+    def program(self) -> bytes:
+        """The BPF program (raw ``struct sock_filter`` array)."""
+        return _compile(self)
+
+
 def _ins(code: int, jt: int, jf: int, k: int) -> bytes:
     return struct.pack("HBBI", code, jt, jf, k)
 
 
-def build_filter(*, network: bool, allow_groups: Iterable[str] = ()) -> bytes:
-    """The BPF program (raw ``struct sock_filter`` array) for a partition."""
-    allowed_again = {name for g in allow_groups for name in GROUPS[g]}
-    deny = [SYSCALLS[n] for n in BASELINE_DENY if n not in allowed_again]
-    # Without network no socket() at all: channels arrive as ready-made fds, and even an AF_UNIX
-    # socket could connect() to a host service by path (a netns does not isolate those).
-    # With network: only AF_INET/AF_INET6.
-    socket_ok = (AF_INET, AF_INET6) if network else ()
+def _ret(action: int) -> bytes:
+    return _ins(_RET_K, 0, 0, action)
 
-    prog: list[bytes] = []
-    # Layout: [arch check][nr checks][socket domain check][ALLOW][ERRNO][KILL]
-    n_socket = 2 + len(socket_ok)  # ld arg0, one jeq per allowed family, jump-to-errno fallthrough
-    body_len = 2 + 1 + 1 + len(deny) + 1 + 1 + n_socket  # see below
-    # indices of the three final return instructions
-    allow_at = body_len
-    errno_at = allow_at + 1
-    kill_at = allow_at + 2
 
-    def jump(frm: int, to: int) -> int:
-        off = to - frm - 1
-        if not 0 <= off <= 255:
-            raise SeccompError("seccomp filter too long for BPF jump offsets")
-        return off
+ALLOW = SECCOMP_RET_ALLOW
+EPERM = SECCOMP_RET_ERRNO | errno.EPERM
+ENOSYS = SECCOMP_RET_ERRNO | errno.ENOSYS
 
-    i = 0
-    prog.append(_ins(_LD_W_ABS, 0, 0, _OFF_ARCH)); i += 1  # noqa: E702
-    prog.append(_ins(_JEQ_K, 0, jump(i, kill_at), AUDIT_ARCH_X86_64)); i += 1  # noqa: E702
-    prog.append(_ins(_LD_W_ABS, 0, 0, _OFF_NR)); i += 1  # noqa: E702
-    # x32 entry points share the x86_64 arch value; their numbers have bit 30 set
-    prog.append(_ins(_JGE_K, jump(i, errno_at), 0, X32_SYSCALL_BIT)); i += 1  # noqa: E702
-    for nr in deny:
-        prog.append(_ins(_JEQ_K, jump(i, errno_at), 0, nr)); i += 1  # noqa: E702
-    socket_check = i + 2
-    prog.append(_ins(_JEQ_K, jump(i, socket_check), 0, SYSCALLS["socket"])); i += 1  # noqa: E702
-    prog.append(_ins(_RET_K, 0, 0, SECCOMP_RET_ALLOW)); i += 1  # noqa: E702  (not socket: allow)
-    assert i == socket_check
-    prog.append(_ins(_LD_W_ABS, 0, 0, _OFF_ARG0_LO)); i += 1  # noqa: E702
-    for fam in socket_ok:
-        prog.append(_ins(_JEQ_K, jump(i, allow_at), 0, fam)); i += 1  # noqa: E702
-    prog.append(_ins(_RET_K, 0, 0, SECCOMP_RET_ERRNO | errno.EPERM)); i += 1  # noqa: E702
-    assert i == allow_at, (i, allow_at)
-    prog.append(_ins(_RET_K, 0, 0, SECCOMP_RET_ALLOW))
-    prog.append(_ins(_RET_K, 0, 0, SECCOMP_RET_ERRNO | errno.EPERM))
-    prog.append(_ins(_RET_K, 0, 0, SECCOMP_RET_KILL_PROCESS))
+
+def _arg_block(policy: Policy, name: str) -> list[bytes]:
+    """Instructions after ``nr == name`` has matched; every path ends in a return."""
+    if name == "personality":
+        return [_ins(_LD_W_ABS, 0, 0, _off_arg_lo(0)),
+                _ins(_JEQ_K, 2, 0, PER_QUERY),
+                _ins(_JEQ_K, 1, 0, PER_LINUX),
+                _ret(EPERM), _ret(ALLOW)]
+    if name == "clone":
+        out = [_ins(_LD_W_ABS, 0, 0, _off_arg_lo(0)),
+               _ins(_JSET_K, 0, 1, CLONE_REFUSED), _ret(EPERM)]
+        if not policy.processes:
+            out += [_ins(_JSET_K, 1, 0, CLONE_THREAD), _ret(EPERM)]
+        return [*out, _ret(ALLOW)]
+    if name == "socket":
+        return [_ins(_LD_W_ABS, 0, 0, _off_arg_lo(0)),
+                _ins(_JEQ_K, 2, 0, AF_INET),
+                _ins(_JEQ_K, 1, 0, AF_INET6),
+                _ret(EPERM), _ret(ALLOW)]
+    if name == "ioctl":
+        return [_ins(_LD_W_ABS, 0, 0, _off_arg_lo(1)),
+                _ins(_JEQ_K, 1, 0, TIOCSTI),
+                _ins(_JEQ_K, 0, 1, TIOCLINUX),
+                _ret(EPERM), _ret(ALLOW)]
+    raise SeccompError(f"no argument check for {name}")
+
+
+def _compile(policy: Policy) -> bytes:
+    prog: list[bytes] = [
+        _ins(_LD_W_ABS, 0, 0, _OFF_ARCH),
+        _ins(_JEQ_K, 1, 0, AUDIT_ARCH_X86_64),
+        _ret(SECCOMP_RET_KILL_PROCESS),
+        _ins(_LD_W_ABS, 0, 0, _OFF_NR),
+        _ins(_JGE_K, 0, 1, X32_SYSCALL_BIT),
+        _ret(EPERM),
+    ]
+    checked = ["personality"] + [c for c in ("clone", "socket", "ioctl") if c in policy.calls]
+    for name in checked:
+        block = _arg_block(policy, name)
+        prog.append(_ins(_JEQ_K, 0, len(block), NUMBERS[name]))
+        prog += block
+    # plain allowed numbers: the kernel caches an argument-free ALLOW per number (5.11+), so the
+    # linear list costs nothing on the hot path
+    for nr in sorted(NUMBERS[c] for c in policy.calls if c not in checked):
+        prog += [_ins(_JEQ_K, 0, 1, nr), _ret(ALLOW)]
+    for name in ENOSYS_CALLS:
+        prog += [_ins(_JEQ_K, 0, 1, NUMBERS[name]), _ret(ENOSYS)]
+    prog += [_ins(_JGT_K, 0, 1, MAX_KNOWN), _ret(ENOSYS), _ret(EPERM)]
+    if len(prog) > 4096:
+        raise SeccompError("seccomp filter longer than the kernel's 4096 instructions")
     return b"".join(prog)
+
+
+def build_filter(*, network: bool, allow_groups: Iterable[str] = ()) -> bytes:
+    """The BPF program for a partition (as ``Policy.of(...).program()``)."""
+    return Policy.of(network=network, allow_groups=allow_groups).program()
 
 
 class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
-def install(program: bytes) -> None:
-    """Install the filter on the calling process (all threads). Sets no_new_privs first."""
+def install(program: bytes, *, flags: int = SECCOMP_FILTER_FLAG_TSYNC) -> int:
+    """Install a filter on the calling process (all threads with TSYNC). Sets no_new_privs first.
+
+    Returns the syscall's result (a listener fd with ``SECCOMP_FILTER_FLAG_NEW_LISTENER``, else 0)."""
     if not supported_arch():
         raise SeccompError(f"the seccomp filter is written for x86_64, not {platform.machine()}")
     libc = ctypes.CDLL(None, use_errno=True)
@@ -152,11 +307,12 @@ def install(program: bytes) -> None:
     buf = ctypes.create_string_buffer(program, len(program))
     fprog = _SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_void_p))
     rc = libc.syscall(
-        ctypes.c_long(NR_SECCOMP), ctypes.c_long(SECCOMP_SET_MODE_FILTER),
-        ctypes.c_long(SECCOMP_FILTER_FLAG_TSYNC), ctypes.byref(fprog),
+        ctypes.c_long(NR_SECCOMP), ctypes.c_long(SECCOMP_SET_MODE_FILTER), ctypes.c_long(flags),
+        ctypes.byref(fprog),
     )
-    if rc != 0:
+    if rc < 0:
         raise SeccompError(f"seccomp(SET_MODE_FILTER): {os.strerror(ctypes.get_errno())}")
+    return int(rc)
 
 
 def mode_of_self() -> int:
