@@ -6,14 +6,22 @@ interfaces, partitions) and directed paths; every path gets protocol, port, dire
 authentication and its strength, cryptography and behaviour on error, derived from the model and from
 the runtime's documented behaviour (typed decoding and rate limits at every receiving partition).
 
-The SVG is produced here, with a deterministic layered layout (a column per layer, rows sorted by name),
-so there is no graphviz dependency and the same model always gives the same picture.
+The SVG is drawn here from a layout by Graphviz ``dot`` (run as a program, ``-Tjson``, no shell): it ranks
+the nodes, routes the edges around the boxes and places every edge label where nothing else is. Without
+``dot`` (or for views too large to lay out quickly) a simple layered layout is used, with a warning on stderr.
+The same model and the same Graphviz give the same picture; the SVG is self-contained (no external
+references), for the HTML report.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from html import escape
+from typing import Any
 
 from septum.analysis.graph import FlowGraph
 from septum.model import schema as s
@@ -318,10 +326,27 @@ FILL = {"safety": "#f8d7da", "high": "#fff3cd", "low": "#d1ecf1", "none": "#e2e3
         "external": "#ffffff", "internal": "#f4f4f4", "human": "#e8f5e9", "machine": "#ede7f6"}
 STROKE = {"safety": "#a71d2a", "high": "#b38600", "low": "#0c5460", "none": "#555"}
 COL_W, ROW_H, BOX_W, BOX_H, PAD = 190, 56, 150, 34, 30
+EDGE_FONT = 9  # px, edge labels as drawn
+SUB_CHARS = 26  # a box's second line at 9 px: at most ~0.6 em per glyph in BOX_W
+# dot sizes an edge label from its own font metrics; asking for a larger font than we draw leaves a margin,
+# so the text we draw stays inside the box dot kept free for it
+DOT_FONT_MARGIN = 1.25
+# above this many nodes + edges dot's layout takes longer than a report should (tens of seconds for the
+# 3,000-element benchmark model), and a picture that size is unreadable anyway: the simple layout is used
+GRAPHVIZ_MAX_ELEMENTS = 400
+DOT_TIMEOUT_S = 60
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        print(f"warning: {message}", file=sys.stderr)
 
 
 def layout(v: View) -> dict[str, tuple[float, float]]:
-    """Deterministic layered layout: x from the layer, y from the rank within the layer (sorted by id)."""
+    """The fallback layout (no Graphviz): x from the layer, y from the rank within the layer (sorted by id).
+    Readable for a handful of nodes only; edges may cross boxes and labels may overlap."""
     layers = sorted({n.layer for n in v.nodes})
     col = {layer: i for i, layer in enumerate(layers)}
     rows: dict[int, int] = {}
@@ -333,33 +358,156 @@ def layout(v: View) -> dict[str, tuple[float, float]]:
     return pos
 
 
-def svg(v: View, *, label_edges: bool | None = None) -> str:
-    """The view as a self-contained SVG document (no external references)."""
+@dataclass
+class EdgeShape:
+    src: str
+    dst: str
+    label: str
+    path: str  # SVG path data, ending at the arrow's tip
+    label_box: tuple[float, float, float, float] | None = None  # x, y, width, height (top-left origin)
+
+
+@dataclass
+class Drawing:
+    """Where everything goes, in SVG user units (y grows downwards); node positions are top-left corners."""
+
+    width: float
+    height: float
+    nodes: dict[str, tuple[float, float]]
+    edges: list[EdgeShape]
+    boundary: tuple[float, float, float, float] | None  # x0, y0, x1, y1 of the device boundary
+    engine: str  # "graphviz" or "simple"
+
+
+def _inside(v: View) -> list[VNode]:
+    return [n for n in v.nodes if n.kind == "partition" or (n.kind == "interface" and "internal" in n.style)]
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
+
+
+def dot_source(v: View, *, label_edges: bool = True) -> str:
+    """The view as Graphviz DOT: fixed-size boxes (we draw their text), labelled edges, the device boundary
+    as a cluster. Nodes and edges are named by index, so arbitrary model names never reach DOT syntax
+    except as quoted labels."""
+    index = {n.id: i for i, n in enumerate(v.nodes)}
+    inside = {n.id for n in _inside(v)}
+    w, h = BOX_W / 72, BOX_H / 72  # dot sizes nodes in inches, coordinates in points (1 pt = 1 SVG unit)
+    lines = ["digraph view {", "  rankdir=LR; nodesep=0.35; ranksep=0.9; splines=true; outputorder=edgesfirst;",
+             f'  node [shape=box, fixedsize=true, width={w:.4f}, height={h:.4f}, label=""];',
+             f'  edge [fontname="Helvetica", fontsize={EDGE_FONT * DOT_FONT_MARGIN:.2f}];']
+    if inside:
+        lines.append('  subgraph cluster_device { label="device boundary"; fontname="Helvetica-Bold"; '
+                     "fontsize=13; margin=16;")
+        lines += [f"    n{index[n.id]};" for n in v.nodes if n.id in inside]
+        lines.append("  }")
+    lines += [f"  n{index[n.id]};" for n in v.nodes if n.id not in inside]
+    layer = {n.id: n.layer for n in v.nodes}
+    for k, (a, b, label) in enumerate(v.edges):
+        if a not in index or b not in index:
+            continue
+        attrs = f'id="e{k}"' + (f", label={_quote(label)}" if label and label_edges else "")
+        if layer[b] < layer[a]:
+            # a flow back towards the outside (status, events, audit): drawn, but the ranks follow the
+            # inbound direction, so the picture reads left to right from the principals to the safety core
+            attrs += ", constraint=false"
+        lines.append(f"  n{index[a]} -> n{index[b]} [{attrs}];")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _dot_binary() -> str | None:
+    return shutil.which("dot")
+
+
+def _pt(text: str) -> tuple[float, float]:
+    x, y = text.split(",")[:2]
+    return float(x), float(y)
+
+
+def graphviz_drawing(v: View, *, label_edges: bool = True) -> Drawing | None:
+    """Lay the view out with Graphviz ``dot`` (``-Tjson``); None when dot is missing or fails (with a
+    warning on stderr)."""
+    dot = _dot_binary()
+    if dot is None:
+        _warn_once("Graphviz 'dot' not found (apt-get install graphviz): FDA views use the simple built-in "
+                   "layout, whose edges can cross boxes and labels overlap")
+        return None
+    try:
+        proc = subprocess.run([dot, "-Tjson"], input=dot_source(v, label_edges=label_edges), text=True,
+                              capture_output=True, timeout=DOT_TIMEOUT_S, check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        _warn_once(f"Graphviz 'dot' failed ({e}): FDA views use the simple built-in layout")
+        return None
+    if proc.returncode != 0:
+        _warn_once(f"Graphviz 'dot' failed ({proc.stderr.strip()[:200]}): FDA views use the simple layout")
+        return None
+    try:
+        return _parse_dot_json(v, json.loads(proc.stdout))
+    except (ValueError, KeyError, IndexError, TypeError) as e:
+        _warn_once(f"unexpected output from Graphviz 'dot' ({e}): FDA views use the simple layout")
+        return None
+
+
+def _parse_dot_json(v: View, doc: dict[str, Any]) -> Drawing:
+    x0, y0, x1, y1 = (float(c) for c in doc["bb"].split(","))
+    height = y1 - y0 + 2 * PAD
+    width = x1 - x0 + 2 * PAD
+
+    def flip(x: float, y: float) -> tuple[float, float]:  # dot's y grows upwards
+        return x - x0 + PAD, (y1 - y) + PAD
+
+    nodes: dict[str, tuple[float, float]] = {}
+    boundary = None
+    for obj in doc.get("objects", []):
+        name = obj.get("name", "")
+        if name == "cluster_device":
+            bx0, by0, bx1, by1 = (float(c) for c in obj["bb"].split(","))
+            (ax, ay), (bx, by) = flip(bx0, by1), flip(bx1, by0)
+            boundary = (ax, ay, bx, by)
+        elif name.startswith("n") and name[1:].isdigit() and "pos" in obj:
+            cx, cy = flip(*_pt(obj["pos"]))
+            nodes[v.nodes[int(name[1:])].id] = (cx - BOX_W / 2, cy - BOX_H / 2)
+    edges = []
+    for e in doc.get("edges", []):
+        k = int(str(e["id"])[1:])
+        a, b, label = v.edges[k]
+        points, tip = [], None
+        for tok in str(e["pos"]).split():
+            if tok.startswith("e,"):
+                tip = flip(*_pt(tok[2:]))
+            elif tok.startswith("s,"):
+                continue
+            else:
+                points.append(flip(*_pt(tok)))
+        d = f"M{points[0][0]:.1f},{points[0][1]:.1f}"
+        for i in range(1, len(points) - 2, 3):
+            (p1, p2, p3) = points[i:i + 3]
+            d += f" C{p1[0]:.1f},{p1[1]:.1f} {p2[0]:.1f},{p2[1]:.1f} {p3[0]:.1f},{p3[1]:.1f}"
+        if tip is not None:
+            d += f" L{tip[0]:.1f},{tip[1]:.1f}"
+        box = None
+        if "lp" in e and e.get("label"):
+            lx, ly = flip(*_pt(e["lp"]))
+            text_w = next((float(op["width"]) for op in e.get("_ldraw_", []) if op.get("op") == "T"), 0.0)
+            # the box dot kept free for the label (its font is DOT_FONT_MARGIN larger than ours)
+            bw, bh = text_w, EDGE_FONT * DOT_FONT_MARGIN * 1.2
+            box = (lx - bw / 2, ly - bh / 2, bw, bh)
+        edges.append(EdgeShape(a, b, label, d, box))
+    return Drawing(width, height, nodes, edges, boundary, "graphviz")
+
+
+def simple_drawing(v: View, *, label_edges: bool = True) -> Drawing:
     pos = layout(v)
-    if not pos:
-        return ('<svg xmlns="http://www.w3.org/2000/svg" width="420" height="60" role="img">'
-                f'<text x="10" y="35" font-family="sans-serif" font-size="13">{escape(v.title)}: nothing to show'
-                "</text></svg>")
     width = max(x for x, _ in pos.values()) + BOX_W + PAD
     height = max(y for _, y in pos.values()) + BOX_H + PAD
-    if label_edges is None:
-        label_edges = len(v.edges) <= 80
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width:.0f} {height:.0f}" '
-           f'width="{width:.0f}" height="{height:.0f}" role="img" aria-label="{escape(v.title)}" '
-           'font-family="sans-serif" font-size="11">',
-           '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
-           'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#444"/></marker></defs>',
-           f'<title>{escape(v.title)}</title>']
-    # the device boundary: around every partition and internal interface
-    inside = [pos[n.id] for n in v.nodes if n.kind == "partition" or (n.kind == "interface" and "internal" in n.style)]
+    boundary = None
+    inside = [pos[n.id] for n in _inside(v)]
     if inside:
-        x0 = min(x for x, _ in inside) - 12
-        y0 = min(y for _, y in inside) - 22
-        x1 = max(x for x, _ in inside) + BOX_W + 12
-        y1 = max(y for _, y in inside) + BOX_H + 12
-        out.append(f'<rect x="{x0:.0f}" y="{y0:.0f}" width="{x1 - x0:.0f}" height="{y1 - y0:.0f}" fill="none" '
-                   'stroke="#333" stroke-dasharray="6 4" rx="8"/>')
-        out.append(f'<text x="{x0 + 6:.0f}" y="{y0 + 14:.0f}" font-weight="bold">device boundary</text>')
+        boundary = (min(x for x, _ in inside) - 12, min(y for _, y in inside) - 22,
+                    max(x for x, _ in inside) + BOX_W + 12, max(y for _, y in inside) + BOX_H + 12)
+    edges = []
     for a, b, label in v.edges:
         if a not in pos or b not in pos:
             continue
@@ -373,25 +521,74 @@ def svg(v: View, *, label_edges: bool | None = None) -> str:
         else:
             mx = (sx + ex) / 2
             d = f"M{sx:.0f},{sy:.0f} C{mx:.0f},{sy:.0f} {mx:.0f},{ey:.0f} {ex:.0f},{ey:.0f}"
-        out.append(f'<path d="{d}" fill="none" stroke="#444" stroke-width="1.1" marker-end="url(#arrow)">'
-                   f'<title>{escape(a)} -&gt; {escape(b)} {escape(label)}</title></path>')
+        box = None
         if label and label_edges:
-            out.append(f'<text x="{(sx + ex) / 2:.0f}" y="{(sy + ey) / 2 - 3:.0f}" text-anchor="middle" '
-                       f'fill="#333" font-size="9">{escape(label)}</text>')
+            bw = len(label) * EDGE_FONT * 0.6
+            box = ((sx + ex) / 2 - bw / 2, (sy + ey) / 2 - 3 - EDGE_FONT, bw, EDGE_FONT * 1.2)
+        edges.append(EdgeShape(a, b, label, d, box))
+    return Drawing(width, height, pos, edges, boundary, "simple")
+
+
+def drawing(v: View, *, label_edges: bool | None = None, engine: str = "auto") -> Drawing | None:
+    """Where the view's boxes, edges and labels go: Graphviz when available ("auto"), else the simple layout."""
+    if not v.nodes:
+        return None
+    if label_edges is None:
+        label_edges = len(v.edges) <= 80
+    if engine in ("auto", "graphviz") and len(v.nodes) + len(v.edges) <= GRAPHVIZ_MAX_ELEMENTS:
+        d = graphviz_drawing(v, label_edges=label_edges)
+        if d is not None:
+            return d
+    return simple_drawing(v, label_edges=label_edges)
+
+
+def svg(v: View, *, label_edges: bool | None = None, engine: str = "auto") -> str:
+    """The view as a self-contained SVG document (no external references)."""
+    dr = drawing(v, label_edges=label_edges, engine=engine)
+    if dr is None:
+        return ('<svg xmlns="http://www.w3.org/2000/svg" width="420" height="60" role="img">'
+                f'<text x="10" y="35" font-family="sans-serif" font-size="13">{escape(v.title)}: nothing to show'
+                "</text></svg>")
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {dr.width:.0f} {dr.height:.0f}" '
+           f'width="{dr.width:.0f}" height="{dr.height:.0f}" role="img" aria-label="{escape(v.title)}" '
+           f'font-family="Helvetica, Arial, sans-serif" font-size="11" data-layout="{dr.engine}">',
+           '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
+           'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#444"/></marker></defs>',
+           f'<title>{escape(v.title)}</title>']
+    if dr.boundary:
+        x0, y0, x1, y1 = dr.boundary
+        out.append(f'<rect x="{x0:.0f}" y="{y0:.0f}" width="{x1 - x0:.0f}" height="{y1 - y0:.0f}" fill="none" '
+                   'stroke="#333" stroke-dasharray="6 4" rx="8"/>')
+        out.append(f'<text x="{x0 + 6:.0f}" y="{y0 + 14:.0f}" font-weight="bold" class="boundary-label">'
+                   "device boundary</text>")
+    for e in dr.edges:
+        out.append(f'<path d="{e.path}" fill="none" stroke="#444" stroke-width="1.1" marker-end="url(#arrow)">'
+                   f'<title>{escape(e.src)} -&gt; {escape(e.dst)} {escape(e.label)}</title></path>')
+    for e in dr.edges:  # labels over every edge, so no line runs through a label
+        if e.label_box is None:
+            continue
+        x, y, w, h = e.label_box
+        out.append(f'<g class="edge-label"><rect x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}" '
+                   f'fill="#ffffff" fill-opacity="0.85"/><text x="{x + w / 2:.1f}" y="{y + h - 3:.1f}" '
+                   f'text-anchor="middle" fill="#333" font-size="{EDGE_FONT}">{escape(e.label)}</text></g>')
     for n in v.nodes:
-        x, y = pos[n.id]
+        if n.id not in dr.nodes:
+            continue
+        x, y = dr.nodes[n.id]
         style = n.style.split()[0]
         fill = FILL.get(style, "#fff")
         stroke = STROKE.get(style, "#333")
         dash = ' stroke-dasharray="3 3"' if "disabled" in n.style else ""
         rx = 17 if n.kind == "role" else 4
         label = n.label if len(n.label) <= 22 else n.label[:21] + "…"
-        sub = {"partition": n.style, "interface": n.style, "role": n.style}[n.kind]
-        out.append(f'<g><rect x="{x:.0f}" y="{y:.0f}" width="{BOX_W}" height="{BOX_H}" rx="{rx}" fill="{fill}" '
-                   f'stroke="{stroke}"{dash}/><text x="{x + BOX_W / 2:.0f}" y="{y + 14:.0f}" text-anchor="middle" '
-                   f'font-weight="bold">{escape(label)}</text><text x="{x + BOX_W / 2:.0f}" y="{y + 27:.0f}" '
-                   f'text-anchor="middle" fill="#555" font-size="9">{escape(n.kind)} · {escape(sub)}</text>'
-                   f'<title>{escape(n.id)}</title></g>')
+        sub = f"{n.kind} · {n.style}"
+        if len(sub) > SUB_CHARS:  # "interface · external disabled" does not fit a box: the kind goes
+            sub = n.style if len(n.style) <= SUB_CHARS else n.style[:SUB_CHARS - 1] + "…"
+        out.append(f'<g class="node" data-id="{escape(n.id)}"><rect x="{x:.1f}" y="{y:.1f}" width="{BOX_W}" '
+                   f'height="{BOX_H}" rx="{rx}" fill="{fill}" stroke="{stroke}"{dash}/><text x="{x + BOX_W / 2:.1f}" '
+                   f'y="{y + 14:.1f}" text-anchor="middle" font-weight="bold">{escape(label)}</text><text '
+                   f'x="{x + BOX_W / 2:.1f}" y="{y + 27:.1f}" text-anchor="middle" fill="#555" font-size="9">'
+                   f'{escape(sub)}</text><title>{escape(n.id)}</title></g>')
     out.append("</svg>")
     return "\n".join(out)
 
