@@ -59,6 +59,16 @@ class Device(_Base):
     description: str = ""
 
 
+class Liveness(_Base):
+    """How the owning partition checks, from inside, that a network interface's listener still answers
+    (septum.runtime.liveness): ``failures`` probes in a row failing end the partition."""
+
+    probe: Literal["tls_connect", "tcp_connect"] = "tls_connect"
+    period_ms: Annotated[int, Meta(ge=10, le=3_600_000)] = 2000
+    timeout_ms: Annotated[int, Meta(ge=1, le=600_000)] = 1000
+    failures: Annotated[int, Meta(ge=1, le=1000)] = 3
+
+
 class Interface(_Base):
     kind: InterfaceKind
     external: bool = False
@@ -68,6 +78,7 @@ class Interface(_Base):
     encryption: str | None = None
     carries: tuple[str, ...] = ()
     enabled: bool = True
+    liveness: Liveness | None = None
     description: str = ""
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from septum.model.schema import NETWORK_KINDS, Channel, Model
 
-from . import codec
+from . import codec, liveness
 from .devices import device_interfaces
 from .sandbox import limits, seccomp
 
@@ -155,7 +155,7 @@ def plan_device(
             syscall_groups=tuple(part.allow.syscalls),
             rlimits=tuple(limits.rlimits(part.resources)),
             resources=part.resources,
-            config=dict(part.config),
+            config={**part.config, **liveness.plan_config(model, name, ports)},
             devices=device_interfaces(model, name),
             bind_ports=tuple(sorted(
                 port for i in part.owns

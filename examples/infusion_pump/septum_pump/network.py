@@ -1,7 +1,10 @@
 """The network partition: the pump's hospital link (see docs/hospital.md).
 
-Thin on purpose: the link (``septum_pump.hospital.link``) runs its TLS listeners and the event sender in
-threads of their own; this entry point only wires it to the partition's channels. Orders go to auth on
+Thin on purpose: the link (``septum_pump.hospital.link``) runs its TLS listeners (one event loop, a
+small worker pool) and the event sender in threads of their own; this entry point only wires it to the
+partition's channels, and starts the liveness probes the model declares for the two listeners
+(``septum.runtime.liveness``): a listener that stops answering, or a listener loop that fails, ends the
+partition with the reason (``p.fatal``), so the supervisor audits the exit and restarts it. Orders go to auth on
 ``orders_in``; auth's answers arrive on ``order_replies``; pump events arrive on ``pump_events`` and are
 buffered on disk until the hospital acknowledges them; every security-relevant record goes to the audit
 service on ``audit_network`` and to the supervisor's event stream.
@@ -19,9 +22,13 @@ from typing import Any
 
 import msgspec
 
+from septum.runtime import liveness
 from septum.runtime.partition import Partition
 
 from .hospital.link import HospitalLink, SetupError
+
+# the link's audit severities (the AuditEvent enum) as the supervisor's event stream names them
+REPORT_SEVERITY = {"alert": "error"}
 
 
 def main(p: Partition) -> None:
@@ -32,27 +39,37 @@ def main(p: Partition) -> None:
             p.send("audit_network", event=event[:64], severity=severity, detail=detail[:1024],
                    at_ms=int(time.time() * 1000))
             if severity not in ("info",):
-                p.audit(event, severity=severity, detail=detail[:1024])
+                p.audit(event, severity=REPORT_SEVERITY.get(severity, severity), detail=detail[:1024])
 
     def forward(order: msgspec.Struct) -> bool:
         with lock:
             return p.send("orders_in", order)
 
     rate = p.output_rate("orders_in")
+    config = dict(p.config)
     try:
+        # the probes of hospital_https / hospital_mllp the model declares: a listener that stops answering
+        # ends the partition (restart policy), a heartbeat alone would not show it
+        probes = liveness.Liveness.from_config(config, p.fatal, emit_audit)
+        config.pop(liveness.CONFIG_KEY, None)
         # auth's bucket runs on device time (scaled under test rigs): ours must too, or it would admit a
         # different rate; Retry-After goes back to the hospital in real seconds
-        link = HospitalLink(p.data_dir, dict(p.config), p.message_type("orders_in"), forward, emit_audit,
-                            orders_rate_per_s=rate, clock=p.now, to_real=p.clock.to_real)
+        link = HospitalLink(p.data_dir, config, p.message_type("orders_in"), forward, emit_audit,
+                            orders_rate_per_s=rate, clock=p.now, to_real=p.clock.to_real, fatal=p.fatal,
+                            is_probe=probes.is_probe)
+        link.start()
     except (SetupError, OSError, ValueError) as exc:
         # without its TLS material the partition must not listen at all; exiting lets the supervisor
         # report it (and its restart policy apply) instead of running a link that accepts nothing
-        p.audit("hospital_link_unavailable", severity="alert", detail=str(exc)[:1024])
+        p.audit("hospital_link_unavailable", severity="error", detail=str(exc)[:1024])
         raise SystemExit(78) from None
     if rate is None:
         p.audit("orders_rate_unknown", severity="warning",
                 detail="the model declares no rate for orders_in: every valid order is forwarded")
-    link.start()
+    bind = str(link.settings["bind"])
+    probes.watch("hospital_https", bind, link.https.port)
+    probes.watch("hospital_mllp", bind, link.mllp.port)
+    probes.start()
 
     @p.handler("order_replies")
     def on_reply(msg: Any) -> None:
@@ -64,4 +81,5 @@ def main(p: Partition) -> None:
 
     p.every(1.0, link.flush)
     p.event("listening", https=link.https.port, mllp=link.mllp.port,
-            outbound=bool(link.sender), buffered=len(link.buffer))
+            outbound=bool(link.sender), buffered=len(link.buffer), max_pending=link.server.limits.max_pending,
+            max_sessions=link.server.limits.max_sessions, liveness=sorted(probes.specs))

@@ -22,7 +22,7 @@ from .buffer import EventBuffer
 from .intake import OrderDesk
 from .outbound import Sender
 from .ratelimit import OrderRate
-from .servers import TlsListener, https_server, mllp_server
+from .servers import Fatal, Limits, Server, https_sessions, mllp_sessions
 
 DEFAULTS: dict[str, Any] = {"bind": "127.0.0.1", "https_port": 8443, "mllp_port": 2575, "reply_timeout_s": 2.0,
                             "event_buffer_max": 1000, "audit_per_s": 50}
@@ -99,7 +99,8 @@ class HospitalLink:
     def __init__(self, data_dir: Path, config: dict[str, Any], order_type: type[msgspec.Struct],
                  forward: Callable[[msgspec.Struct], bool], emit_audit: Callable[[str, str, str], None], *,
                  orders_rate_per_s: float | None = None, clock: Callable[[], float] = time.monotonic,
-                 to_real: Callable[[float], float] = lambda s: s) -> None:
+                 to_real: Callable[[float], float] = lambda s: s, fatal: Fatal | None = None,
+                 is_probe: Callable[[tuple[str, int]], bool] | None = None) -> None:
         self.settings = load_settings(config, data_dir)
         s = self.settings
         self.audit = AuditSink(emit_audit, int(s["audit_per_s"]))
@@ -111,10 +112,16 @@ class HospitalLink:
                               rate=rate)
         cert, key, ca = (data_dir / f for f in FILES)
         server_ctx = tls.server_context(ca, cert, key)
-        self.https = TlsListener("https", s["bind"], int(s["https_port"]), server_ctx,
-                                 https_server(self.desk, self.audit), self.audit)
-        self.mllp = TlsListener("mllp", s["bind"], int(s["mllp_port"]), server_ctx,
-                                mllp_server(self.desk, self.audit), self.audit)
+        try:
+            limits = Limits.from_settings(s)
+        except ValueError as exc:
+            raise SetupError(str(exc)) from None
+        # ``fatal`` ends the host partition when the listeners' loop fails (see servers.py)
+        self.server = Server(self.audit, limits=limits, fatal=fatal, is_probe=is_probe)
+        self.https = self.server.listen("https", s["bind"], int(s["https_port"]), server_ctx,
+                                        https_sessions(self.desk, self.audit))
+        self.mllp = self.server.listen("mllp", s["bind"], int(s["mllp_port"]), server_ctx,
+                                       mllp_sessions(self.desk, self.audit))
         self.buffer = EventBuffer(data_dir / "outbound", int(s["event_buffer_max"]))
         if self.buffer.corrupt:
             self.audit("event_buffer_corrupt", "warning", f"{self.buffer.corrupt} unreadable buffered event(s) removed")
@@ -122,15 +129,17 @@ class HospitalLink:
         self.sender = Sender(self.buffer, target, tls.client_context(ca, cert, key), self.audit) if target else None
 
     def start(self) -> HospitalLink:
-        self.https.start()
-        self.mllp.start()
+        try:
+            self.server.start()
+        except ValueError as exc:  # the connection limits do not fit the partition's descriptors
+            self.server.close()
+            raise SetupError(str(exc)) from None
         if self.sender is not None:
             self.sender.start()
         return self
 
     def close(self) -> None:
-        self.https.close()
-        self.mllp.close()
+        self.server.close()
         if self.sender is not None:
             self.sender.stop()
 
