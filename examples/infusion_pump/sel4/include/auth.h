@@ -63,25 +63,33 @@
 #define SEPTUM_CH_FAULT_RESET_SLOTS 16u
 #define SEPTUM_CH_FAULT_RESET_WRITABLE 1
 
+/* channel soft_limit_approvals: auth -> safety_monitor, message SoftLimitApproval; this PD sends (maps rw, notifies safety_monitor) */
+#define SEPTUM_CH_SOFT_LIMIT_APPROVALS_ID 7u
+#define SEPTUM_CH_SOFT_LIMIT_APPROVALS_VADDR 0x20451000ul
+#define SEPTUM_CH_SOFT_LIMIT_APPROVALS_SIZE 0x7000ul
+#define SEPTUM_CH_SOFT_LIMIT_APPROVALS_SLOT_SIZE 1720u
+#define SEPTUM_CH_SOFT_LIMIT_APPROVALS_SLOTS 16u
+#define SEPTUM_CH_SOFT_LIMIT_APPROVALS_WRITABLE 1
+
 /* channel authorised_updates: auth -> update, message UpdateChunk; this PD sends (maps rw, notifies update) */
-#define SEPTUM_CH_AUTHORISED_UPDATES_ID 7u
-#define SEPTUM_CH_AUTHORISED_UPDATES_VADDR 0x20451000ul
+#define SEPTUM_CH_AUTHORISED_UPDATES_ID 8u
+#define SEPTUM_CH_AUTHORISED_UPDATES_VADDR 0x20459000ul
 #define SEPTUM_CH_AUTHORISED_UPDATES_SIZE 0x405000ul
 #define SEPTUM_CH_AUTHORISED_UPDATES_SLOT_SIZE 65824u
 #define SEPTUM_CH_AUTHORISED_UPDATES_SLOTS 64u
 #define SEPTUM_CH_AUTHORISED_UPDATES_WRITABLE 1
 
 /* channel update_results: update -> auth, message UpdateResult; this PD receives (maps r, is notified) */
-#define SEPTUM_CH_UPDATE_RESULTS_ID 8u
-#define SEPTUM_CH_UPDATE_RESULTS_VADDR 0x20857000ul
+#define SEPTUM_CH_UPDATE_RESULTS_ID 9u
+#define SEPTUM_CH_UPDATE_RESULTS_VADDR 0x2085f000ul
 #define SEPTUM_CH_UPDATE_RESULTS_SIZE 0x6000ul
 #define SEPTUM_CH_UPDATE_RESULTS_SLOT_SIZE 1312u
 #define SEPTUM_CH_UPDATE_RESULTS_SLOTS 16u
 #define SEPTUM_CH_UPDATE_RESULTS_WRITABLE 0
 
 /* channel audit_auth: auth -> audit, message AuditEvent; this PD sends (maps rw, notifies audit) */
-#define SEPTUM_CH_AUDIT_AUTH_ID 9u
-#define SEPTUM_CH_AUDIT_AUTH_VADDR 0x2085e000ul
+#define SEPTUM_CH_AUDIT_AUTH_ID 10u
+#define SEPTUM_CH_AUDIT_AUTH_VADDR 0x20866000ul
 #define SEPTUM_CH_AUDIT_AUTH_SIZE 0x113000ul
 #define SEPTUM_CH_AUDIT_AUTH_SLOT_SIZE 4384u
 #define SEPTUM_CH_AUDIT_AUTH_SLOTS 256u
