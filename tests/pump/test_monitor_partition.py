@@ -167,6 +167,11 @@ def test_failed_motor_write_latches_stops_alarms_and_audits(bench: Bench) -> Non
     assert any("motor-fault" in r["detail"] for r in bench.p.audit("alarm")), bench.p.audit()
     assert bench.p.last_status()["latched_fault"] is True
     assert bench.p.last_status()["alarm"] == "motor-fault"
+    # a dead link fails every period: audited once while latched, the repeats counted
+    for _ in range(20):
+        bench.period(100.0)
+    assert len(bench.p.audit("device_failed")) == 1
+    assert bench.mp.repeated_failures["motor"] >= 20
     # the link works again: the latch holds, the motor gets nothing but stops until a clinician restart
     bench.p.motor.fail = None
     taken = len(bench.p.motor.taken)

@@ -88,6 +88,7 @@ class MonitorPartition:
         self.approvals = ApprovalBook(float(p.config.get("soft_limit_approval_s", DEFAULT_TTL_S)))
         self.soft_waiting: tuple[Any, float] | None = None  # a program waiting for its clinician's approval
         self.early_faults: dict[AlarmKind, str] = {}  # device faults before the SafetyMonitor existed
+        self.repeated_failures: dict[str, int] = {}  # failures of a device while its fault was latched
 
     # ------------------------------------------------------------------ records
     def record(self, event: str, severity: str = "info", **fields: Any) -> None:
@@ -132,8 +133,12 @@ class MonitorPartition:
                 stop = "sent"
                 self.sent_rate, self.sent_until = 0.0, self.p.now()
         reason = f"{device} {operation} failed: {text}"[:300]
+        latched = kind in self.early_faults if self.monitor is None else self.monitor.alarms.is_active(kind)
+        if latched:  # already latched and audited: count the repeats (a dead link fails every period)
+            self.repeated_failures[device] = self.repeated_failures.get(device, 0) + 1
+            return
         self.record("device_failed", "critical", device=device, operation=operation, error=text[:200],
-                    motor_stop=stop)
+                    motor_stop=stop, repeats_before=self.repeated_failures.pop(device, 0))
         if self.monitor is None:
             self.early_faults[kind] = reason
         else:
