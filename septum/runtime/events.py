@@ -30,10 +30,10 @@ SEVERITIES: frozenset[str] = frozenset(("info", "notice", "warning", "error", "c
 SUPERVISOR_KINDS: frozenset[str] = frozenset((
     "analysis_skipped", "audit_feed_overflow", "channel_drops", "code_activated", "code_activating",
     "code_activation_refused", "code_answer_lost", "code_key_unusable", "code_rolled_back",
-    "control_handling_failed", "control_refused", "control_throttled", "debug_override", "device_ready", "exited",
-    "halted", "heartbeat_missed", "host_cannot_enforce", "kill", "not_restarted", "partition_error", "ready",
-    "ready_timeout", "restart", "restart_limit", "safe_state", "spawn_failed", "started", "stopped", "stopping",
-    "supervisor_fault",
+    "control_handling_failed", "control_refused", "control_throttled", "debug_override", "device_ready",
+    "disk_detach_failed", "event_log_failed", "exited", "halted", "heartbeat_missed", "host_cannot_enforce", "kill",
+    "not_restarted", "partition_error", "ready", "ready_timeout", "restart", "restart_limit", "safe_state",
+    "spawn_failed", "started", "stopped", "stopping", "supervisor_fault",
 ))
 HISTORY_LIMIT = 50_000  # events kept in memory; the oldest are forgotten first (the file keeps them all)
 
@@ -61,6 +61,8 @@ class EventStream:
         self._file = open(path, "ab", buffering=0) if path is not None else None
         self._enc = msgspec.json.Encoder()
         self.subscriber_errors = 0
+        self.write_errors = 0  # events that could not be written to the file
+        self.last_write_error = ""
         self.path = Path(path) if path is not None else None
 
     def subscribe(self, fn: Subscriber) -> Callable[[], None]:
@@ -96,9 +98,11 @@ class EventStream:
             if self._file is not None:
                 try:
                     self._file.write(self._enc.encode(ev) + b"\n")
-                except (OSError, TypeError):
-                    # an unencodable field or a full disk must not stop supervision; keep it in memory
-                    self.subscriber_errors += 1
+                except (OSError, TypeError) as exc:
+                    # an unencodable field or a full disk must not stop supervision; keep it in memory,
+                    # count it: the supervisor reports it (``event_log_failed``) to the audit log and operator
+                    self.write_errors += 1
+                    self.last_write_error = f"{type(exc).__name__}: {exc}"[:300]
             subscribers = list(self._subscribers)
             self._lock.notify_all()
         for fn in subscribers:

@@ -103,6 +103,7 @@ class Partition:
         self._reported: dict[str, int] = dict.fromkeys(inputs, 0)
         self._last_report = 0.0
         self.control_lost = 0  # event records that could not be handed to the supervisor
+        self._lost_reported = 0  # of which the supervisor has been told (a control_reports_lost report)
         self._devices = dict(devices or {})
         self._device_handlers: dict[str, DeviceHandler] = {}
         self.device_errors: dict[str, str] = {}  # device -> the read error that ended its link (before fn(b""))
@@ -310,6 +311,11 @@ class Partition:
                 self._control_send(proto.Drops(channel=name, received=r.received, drops=dict(r.drops),
                                                last_error=r.last_error))
         self._last_report = now
+        if self.control_lost > self._lost_reported:  # reports the control channel could not take (full)
+            n = self.control_lost - self._lost_reported
+            if self._control_send(proto.Report(kind="control_reports_lost", severity="warning",
+                                               fields={"count": n, "total": self.control_lost})):
+                self._lost_reported = self.control_lost
 
     def _on_control(self) -> None:
         while True:

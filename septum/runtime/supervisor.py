@@ -181,6 +181,7 @@ class Supervisor:
         self._stop_requested = False
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._thread: threading.Thread | None = None
+        self._write_errors_seen = 0
         self.fault: str | None = None  # set when the supervisor thread itself failed (see _fail_safe)
         self._feed: AuditFeed | None = None  # supervisor events -> the audit service (septum.runtime.audit_feed)
         self.code_root = self.state_dir / "code"  # per partition, installed code versions (root-owned)
@@ -796,8 +797,8 @@ class Supervisor:
                 p.restart_at = None
                 self._spawn(p)
                 continue
-            if p.popen is None or p.popen.returncode is not None or p.stop_requested:
-                continue
+            if p.popen is None or p.popen.returncode is not None or p.stop_requested or p.killed_for is not None:
+                continue  # not running, or already being killed (its exit is on its way)
             if p.state == "starting" and now - p.started > self.ready_timeout:
                 self.events.emit("ready_timeout", partition=p.plan.name, severity="error",
                                  timeout_s=self.ready_timeout)
@@ -832,6 +833,11 @@ class Supervisor:
                              total=g.refused.total, reason=g.refused.last_reason)
 
     def _check_feed(self) -> None:
+        if self.events.write_errors > self._write_errors_seen:  # events.jsonl failed (full disk, bad value)
+            n = self.events.write_errors - self._write_errors_seen
+            self._write_errors_seen = self.events.write_errors
+            self.events.emit("event_log_failed", severity="error", count=n, error=self.events.last_write_error,
+                             note="not written to events.jsonl; delivered to subscribers and the audit feed")
         if self._feed is None:
             return
         self._feed.flush()

@@ -218,3 +218,29 @@ def test_supervisor_fault_fails_safe_and_says_so() -> None:
             with pytest.raises(ProcessLookupError):
                 import os
                 os.kill(pid, 0)
+
+
+def test_supervisor_kinds_are_exactly_those_the_code_emits() -> None:
+    import re
+
+    import septum.runtime as rt
+
+    code = "".join(p.read_text() for p in Path(rt.__file__).parent.glob("*.py"))
+    emitted = set(re.findall(r'emit\(\s*"([a-z_]+)"', code)) | set(re.findall(r'emit, "([a-z_]+)"', code))
+    assert emitted == set(SUPERVISOR_KINDS)
+
+
+def test_event_file_failure_is_counted() -> None:
+    ev = EventStream("/dev/full")  # every write fails with ENOSPC, as on a full disk
+    ev.emit("tick")
+    assert ev.write_errors == 1 and "No space" in ev.last_write_error
+    assert ev.history[-1].kind == "tick"  # kept in memory and for subscribers
+
+
+def test_event_file_failure_reaches_the_operator() -> None:
+    require("root")
+    with hostile_device("") as sup:
+        sup.events._file = open("/dev/full", "ab", buffering=0)  # the stream closes it
+        sup.events.emit("probe_note")
+        ev = sup.events.wait_for(lambda e: e.kind == "event_log_failed", 5, after=0)
+        assert ev is not None and ev.fields["count"] >= 1 and "No space" in ev.fields["error"]

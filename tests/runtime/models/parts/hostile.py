@@ -64,9 +64,8 @@ def hostile(p: Partition) -> None:
 
     p.after(0.1, run)
 
-    @p.handler("tick")
-    def on_tick(msg: object) -> None:
-        pass
+    if "tick" in p.inputs:
+        p.on("tick", lambda msg: None)
 
 
 def safety(p: Partition) -> None:
@@ -76,4 +75,5 @@ def safety(p: Partition) -> None:
         n["i"] = (n["i"] + 1) % 100
         p.send("tick", n=n["i"])
 
-    p.every(0.02, tick)
+    if "tick" in p.outputs:
+        p.every(0.02, tick)
