@@ -201,6 +201,7 @@ class Liveness:
             self._report("liveness_failed", "warning", f"{name}: {error} (ending the partition after "
                          f"{t.spec.failures} in a row)")
         if t.failed >= t.spec.failures and not self._stop.is_set():
+            self._stop.set()  # one verdict: ``fatal`` ends the partition (and, where it cannot, probing)
             self._fatal(f"liveness: {name} failed {t.failed} probe(s) in a row, last: {error}")
 
     def probe_once(self, probe: str, host: str, port: int, timeout_s: float) -> str | None:
@@ -217,6 +218,8 @@ class Liveness:
                 for old in [a for a, until in self._local.items() if until < now]:
                     del self._local[old]
                 self._local[local] = now + PROBE_MEMORY_S + timeout_s
+            if err == errno.ECONNRESET:
+                return None  # accepted and closed at once: the listener answers (it is at its limit)
             if err not in (0, errno.EINPROGRESS):
                 return f"connect: {_errname(err)}"
             sock.settimeout(max(0.001, deadline - time.monotonic()))
@@ -226,6 +229,8 @@ class Liveness:
                     if not w:
                         return f"no TCP connection within {timeout_s:g} s"
                     so = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                    if so == errno.ECONNRESET:
+                        return None  # as above
                     if so:
                         return f"connect: {_errname(so)}"
             except OSError as exc:
