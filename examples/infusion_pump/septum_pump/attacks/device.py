@@ -206,7 +206,7 @@ class AttackRig(PumpRig):
             return False, "no audit log (audit service not running as the Septum service)"
         pub = load_public_key(self.audit_pub)
         res = audit_log.verify(path, pub)
-        if not res.ok and res.damage is not None and res.damage.kind == "torn-tail":
+        if not res.ok and res.damage is not None and res.damage.kind in ("torn-tail", "unsealed"):
             # the writer was mid-append while we read: read again once the next commit is durable
             if self.wait_until(lambda: audit_log.verify(path, pub).ok, timeout=2):
                 res = audit_log.verify(path, pub)
