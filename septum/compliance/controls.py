@@ -1,6 +1,6 @@
 """Security-control decisions: the shipped CIS v8 catalogue, and the checks behind CTRL001-CTRL005.
 
-The method (COMPLIANCE.md): walk the catalogue control by control; each control is implemented by named
+The method (docs/compliance.md): walk the catalogue control by control; each control is implemented by named
 model elements, or not applicable with a written reason that the model does not contradict. The
 contradiction patterns are data (``septum/data/control_contradictions.yaml``) so that they can be read,
 reviewed and extended without touching code.

@@ -4,8 +4,7 @@ Every element is a frozen msgspec Struct that rejects unknown fields, so a typo 
 error rather than a silently ignored key. The loader (``septum.model.loader``) converts YAML into these
 types one element at a time so that every error can be pinned to a file, line and column.
 
-Names follow ``shared/design/MODEL.md``; ``docs/model.md`` is the user reference and must move with this
-file.
+``docs/model.md`` is the user reference for these names and must move with this file.
 """
 
 from __future__ import annotations
