@@ -283,6 +283,28 @@ def ev_fail_safe_watchdog(f: Facts, el: Element) -> Refs:
     return [el.ref, *map(_p, monitors)]
 
 
+def ev_supervisor_guard(f: Facts, el: Element) -> Refs:
+    """The runtime checks and budgets every control message of every partition (septum.runtime.control_guard)."""
+    return [el.ref]
+
+
+def ev_syscall_allow_list(f: Facts, el: Element) -> Refs:
+    """Every partition runs under a seccomp allow-list derived from what the model declares it does."""
+    return [el.ref]
+
+
+def ev_resource_bounds(f: Facts, el: Element) -> Refs:
+    """Every partition has memory, pids, CPU and disk bounds (the model's or the defaults), enforced."""
+    return [el.ref] if f.model.partitions[el.ref.name].resources is not None else None
+
+
+def ev_fail_safe_supervisor(f: Facts, el: Element) -> Refs:
+    """On a supervisor fault the runtime kills the therapy path: only fail-safe safety partitions (whose
+    actuator stops when they stop) make that a safe state."""
+    safe = [n for n, p in f.model.partitions.items() if p.criticality == "safety" and p.restart_policy == "fail-safe"]
+    return [_p(n) for n in sorted(safe)] or None
+
+
 def ev_update_attested(f: Facts, el: Element) -> Refs:
     return [el.ref] if "attesting" in f.model.partitions[el.ref.name].mitigation else None
 

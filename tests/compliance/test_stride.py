@@ -22,13 +22,16 @@ def by_id(model: Model, *extra: object) -> dict[str, object]:
 
 def test_pump_threats_are_all_mitigated_with_evidence(pump_model: Model) -> None:
     ts = threat_model(pump_model)
-    # 44: auth -> safety_monitor soft_limit_approvals (issue 11) adds its UPFLOW-TAMPER and UPFLOW-FLOOD
-    assert summary(ts) == {"mitigated": 44, "accepted": 0, "not-applicable": 0, "open": 0}
+    # 44: auth -> safety_monitor soft_limit_approvals (issue 11) adds its UPFLOW-TAMPER and UPFLOW-FLOOD;
+    # 60: the runtime threats of issue 11 (supervisor abuse, sandbox escape, resource exhaustion per
+    # non-safety partition, and a supervisor fault)
+    assert summary(ts) == {"mitigated": 60, "accepted": 0, "not-applicable": 0, "open": 0}
     per_rule = Counter(t.rule.id for t in ts)
     assert per_rule == {"SPOOF-ROLE": 4, "SPOOF-PRESENCE": 1, "REPUDIATE-ROLE": 5, "NET-TAMPER": 2,
                         "NET-DISCLOSE": 2, "NET-FLOOD": 2, "ENTRY-ELEVATE": 4, "DEBUG-ACCESS": 1,
                         "UPFLOW-TAMPER": 8, "UPFLOW-FLOOD": 8, "SAFETY-HANG": 2, "UPDATE-TAMPER": 1,
-                        "AUDIT-TAMPER": 1, "AUDIT-FLOOD": 1, "BREAKGLASS-MISUSE": 1, "REMOTE-SAFETY": 1}
+                        "AUDIT-TAMPER": 1, "AUDIT-FLOOD": 1, "BREAKGLASS-MISUSE": 1, "REMOTE-SAFETY": 1,
+                        "SUPERVISOR-ABUSE": 5, "SANDBOX-ESCAPE": 5, "RESOURCE-EXHAUST": 5, "SUPERVISOR-FAULT": 1}
     t = {x.id: x for x in ts}
     assert [str(r) for r in t["SPOOF-PRESENCE@patient"].mitigated_by] == ["partition:safety_monitor"]
     assert [str(r) for r in t["ENTRY-ELEVATE@hospital_https"].mitigated_by] == ["partition:auth"]
@@ -118,3 +121,14 @@ def test_shipped_rules_reference_known_evidence_and_rules() -> None:
         for v in r.verified_by:
             if v.isupper() and v.rstrip("0123456789") != v:
                 assert get_rule(v) is not None, f"{r.id} cites unknown rule {v}"
+
+
+def test_supervisor_fault_is_safe_only_with_fail_safe_safety_partitions(pump_model: Model) -> None:
+    t = by_id(pump_model)
+    assert [str(r) for r in t["SUPERVISOR-FAULT@" + pump_model.device.name].mitigated_by] == [  # type: ignore[attr-defined]
+        "partition:pump_control", "partition:safety_monitor"]
+    parts = {n: replace(p, restart="always") if p.criticality == "safety" else p
+             for n, p in pump_model.partitions.items()}
+    t = by_id(replace(pump_model, partitions=parts))
+    assert t["SUPERVISOR-FAULT@" + pump_model.device.name].status == "open"  # type: ignore[attr-defined]
+    assert "SUPERVISOR-ABUSE@network" in t and "SUPERVISOR-ABUSE@safety_monitor" not in t
