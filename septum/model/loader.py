@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import difflib
 import gc
+import os
 import re
+import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,24 @@ _SPECIAL_WORDS = frozenset(
     w for base in ("yes", "no", "true", "false", "on", "off", "null") for w in (base, base.title(), base.upper())
 )
 
+# Limits (docs/model.md, "Limits"). The largest benchmark model (10,000 partitions) is 3.5 MiB with ~530,000
+# nodes; each limit is more than twice that. They bound memory: the YAML node tree costs ~90 bytes per byte of
+# a typical model and ~150 for the worst case (a file of one-letter list items), ~1.3 GB at the size limit.
+MAX_MODEL_BYTES = 8 * 2**20
+# Keys and values after alias expansion: an alias bomb ("billion laughs") is refused before it is expanded.
+MAX_NODES = 2_000_000
+# Collections inside collections; a recursive alias is reported as such, not as a stack overflow.
+MAX_DEPTH = 64
+# Digits (and signs, underscores, 0x prefixes) in an integer literal; a model integer fits in 64 bits.
+MAX_INT_CHARS = 40
+_INT_RANGE = (-(2**63), 2**64 - 1)
+_TAG_PREFIX = "tag:yaml.org,2002:"
+_MAP_TAG = _TAG_PREFIX + "map"
+_SEQ_TAG = _TAG_PREFIX + "seq"
+_INT_TAG = _TAG_PREFIX + "int"
+# Scalar types a model may hold; binary, and collection tags on scalars, have no place in a model.
+_SCALAR_TAGS = frozenset(_TAG_PREFIX + t for t in ("str", "int", "float", "bool", "null", "timestamp"))
+
 
 class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
     """Safe loader with a fast path for the most common scalar: a plain name.
@@ -49,6 +69,7 @@ class _Collector:
     def __init__(self, source: SourceMap) -> None:
         self.source = source
         self.issues: list[ModelIssue] = []
+        self.nodes = 0
 
     def add(self, path: tuple[PathItem, ...], message: str, *, key: bool = False) -> None:
         self.issues.append(ModelIssue(self.source.locate(path, key=key), message))
@@ -67,8 +88,46 @@ def _describe(path: tuple[PathItem, ...]) -> str:
 # --------------------------------------------------------------------------- YAML -> Python
 
 
+def _short_tag(tag: str) -> str:
+    return "!!" + tag[len(_TAG_PREFIX):] if tag.startswith(_TAG_PREFIX) else tag
+
+
+def _scalar(loader: Any, node: yaml.ScalarNode, col: _Collector) -> Any:
+    """Construct a tagged or implicitly typed scalar, or report where and why it is not a valid value."""
+    tag = node.tag
+    if tag not in _SCALAR_TAGS:
+        col.at(col.source._loc(node), f"YAML value: the tag {_short_tag(tag)} is not supported on a scalar "
+               "(the model holds strings, numbers, booleans, null and dates)")
+        return None
+    if tag == _INT_TAG and len(node.value) > MAX_INT_CHARS:
+        col.at(col.source._loc(node), f"YAML value: integer literal of {len(node.value)} characters is too "
+               f"large (at most {MAX_INT_CHARS}; model integers fit in 64 bits)")
+        return None
+    try:
+        value = loader.construct_object(node, deep=True)
+    except (ValueError, TypeError, LookupError, AttributeError, OverflowError, yaml.YAMLError):
+        # PyYAML's constructors raise bare Python errors for a value its tag cannot hold (!!int x,
+        # !!timestamp 2026-13-45, 0b_); the user needs the place, not PyYAML's internals.
+        shown = node.value if len(node.value) <= 40 else node.value[:40] + "..."
+        col.at(col.source._loc(node), f"YAML value: {shown!r} is not a valid {_short_tag(tag)} value")
+        return None
+    if type(value) is int and not _INT_RANGE[0] <= value <= _INT_RANGE[1]:
+        col.at(col.source._loc(node), "YAML value: integer out of range (model integers fit in 64 bits)")
+        return None
+    return value
+
+
+class _TooLarge(Exception):
+    """The document exceeds a structural limit; carries the issue that says where."""
+
+    def __init__(self, issue: ModelIssue) -> None:
+        super().__init__(issue.message)
+        self.issue = issue
+
+
 def _construct(loader: Any, node: yaml.Node, path: tuple[PathItem, ...], col: _Collector) -> Any:
     if isinstance(node, yaml.MappingNode):
+        _enter(node, path, col, 2 * len(node.value))
         out: dict[str, Any] = {}
         for knode, vnode in node.value:
             if knode.tag == "tag:yaml.org,2002:merge":
@@ -79,6 +138,9 @@ def _construct(loader: Any, node: yaml.Node, path: tuple[PathItem, ...], col: _C
             if not isinstance(knode, yaml.ScalarNode):
                 col.issues.append(ModelIssue(col.source._loc(knode), "a key must be a plain name"))
                 continue
+            if knode.tag != _STR_TAG:
+                # keys are names (strings); a typed key is only checked so a bad tag on it is reported
+                _scalar(loader, knode, col)
             k = knode.value
             if k in out:
                 col.issues.append(
@@ -88,10 +150,63 @@ def _construct(loader: Any, node: yaml.Node, path: tuple[PathItem, ...], col: _C
             out[k] = _construct(loader, vnode, (*path, k), col)
         return out
     if isinstance(node, yaml.SequenceNode):
+        _enter(node, path, col, len(node.value))
         return [_construct(loader, v, (*path, i), col) for i, v in enumerate(node.value)]
     if node.tag == _STR_TAG:
         return node.value
-    return loader.construct_object(node, deep=True)
+    return _scalar(loader, node, col)
+
+
+def _enter(node: yaml.CollectionNode, path: tuple[PathItem, ...], col: _Collector, children: int) -> None:
+    """Count a collection's children against the node limit and check its depth and tag."""
+    col.nodes += children
+    if col.nodes > MAX_NODES:
+        raise _TooLarge(ModelIssue(col.source._loc(node), f"the model has more than {MAX_NODES:,} nodes"))
+    if len(path) >= MAX_DEPTH:
+        raise _TooLarge(ModelIssue(col.source._loc(node), f"values nested deeper than {MAX_DEPTH} levels"))
+    if node.tag != (_MAP_TAG if isinstance(node, yaml.MappingNode) else _SEQ_TAG):
+        col.at(col.source._loc(node), f"YAML value: the tag {_short_tag(node.tag)} is not supported here "
+               "(a mapping or list takes no tag)")
+
+
+def _check_aliases(root: yaml.Node, file: str) -> None:
+    """Refuse recursive aliases and aliases that expand past ``MAX_NODES``, without expanding them.
+
+    The composer shares one node for an anchor and all its aliases, so the expanded size is computed once
+    per distinct node; a bomb of ten nested tenfold aliases costs a hundred steps here, not a billion.
+    """
+    size: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        nid = id(node)
+        if isinstance(node, yaml.MappingNode):
+            children = [c for pair in node.value for c in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        else:
+            size[nid] = 1
+            continue
+        if done:
+            open_nodes.discard(nid)
+            total = 1 + sum(size[id(c)] for c in children)
+            if total > MAX_NODES:
+                m = node.start_mark
+                raise ModelError([ModelIssue(Location(file, m.line + 1, m.column + 1),
+                                             f"YAML aliases expand this value to more than {MAX_NODES:,} nodes "
+                                             "(an alias bomb?)")])
+            size[nid] = total
+            continue
+        if nid in size:
+            continue
+        if nid in open_nodes:
+            m = node.start_mark
+            raise ModelError([ModelIssue(Location(file, m.line + 1, m.column + 1),
+                                         "YAML value: a recursive alias (a value that contains itself)")])
+        open_nodes.add(nid)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in size)
 
 
 def _parse_yaml(text: str, file: str) -> tuple[Any, SourceMap, _Collector]:
@@ -113,12 +228,12 @@ def _parse_yaml(text: str, file: str) -> tuple[Any, SourceMap, _Collector]:
         col = _Collector(source)
         if root is None:
             raise ModelError([ModelIssue(Location(file, 1, 1), "the model file is empty")])
+        if "*" in text:  # an alias needs a '*'; without one the document is a tree and this pass is skipped
+            _check_aliases(root, file)
         try:
             data = _construct(loader, root, (), col)
-        except yaml.constructor.ConstructorError as exc:
-            mark = exc.problem_mark
-            loc = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file, 1, 1)
-            raise ModelError([ModelIssue(loc, f"YAML value: {exc.problem}")]) from None
+        except _TooLarge as exc:
+            raise ModelError([exc.issue]) from None
         return data, source, col
     finally:
         loader.dispose()
@@ -409,13 +524,51 @@ def loads(text: str, file: str = "<model>") -> tuple[s.Model, SourceMap]:
             gc.enable()
 
 
+def _read_regular_file(p: Path) -> bytes:
+    """The bytes of a regular file of at most ``MAX_MODEL_BYTES``, refusing anything else without blocking.
+
+    A FIFO would block ``open`` for ever and a device (``/dev/zero``) would be read until memory runs out,
+    so the file is opened non-blocking and checked with ``fstat`` on the opened descriptor (no race between
+    the check and the read), and never more than the limit plus one byte is read.
+    """
+    def refuse(message: str) -> ModelError:
+        return ModelError([ModelIssue(Location(str(p), 1, 1), message)])
+
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise refuse(f"cannot read the model: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = ("a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode)
+                    else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+                    else "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file")
+            raise refuse(f"cannot read the model: it is {kind}; a model must be a regular file")
+        too_big = refuse(f"the model is larger than the limit of {MAX_MODEL_BYTES // 2**20} MiB")
+        if st.st_size > MAX_MODEL_BYTES:
+            raise too_big
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            chunk = os.read(fd, min(MAX_MODEL_BYTES + 1 - total, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > MAX_MODEL_BYTES:  # the file grew after fstat
+                raise too_big
+        return b"".join(chunks)
+    except OSError as exc:
+        raise refuse(f"cannot read the model: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+
+
 def load(path: str | Path) -> tuple[s.Model, SourceMap]:
     """Load a model file. Raises ``ModelError`` (never another exception) for any problem with it."""
     p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise ModelError([ModelIssue(Location(str(p), 1, 1), f"cannot read the model: {exc.strerror}")]) from None
+    raw = _read_regular_file(p)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
