@@ -1,5 +1,6 @@
-"""x86_64 system-call numbers (``asm/unistd_64.h``; 335-336 (uretprobe, uprobe) and 451-467
-added from the kernel's syscall_64.tbl up to Linux 6.17). Used to build the seccomp allow-list and to name numbers in ``--explain`` and the tests."""
+"""x86_64 system-call numbers: ``asm/unistd_64.h`` of Linux 6.1, plus 335-336 (uretprobe, uprobe) and
+451-467 from the kernel's syscall_64.tbl up to Linux 6.17. Used to build the seccomp allow-list and to
+name numbers in ``--explain`` and the tests."""
 
 from __future__ import annotations
 
@@ -58,7 +59,8 @@ NAMES: dict[int, str] = {
     314: "sched_setattr", 315: "sched_getattr", 316: "renameat2", 317: "seccomp", 318: "getrandom",
     319: "memfd_create", 320: "kexec_file_load", 321: "bpf", 322: "execveat", 323: "userfaultfd", 324: "membarrier",
     325: "mlock2", 326: "copy_file_range", 327: "preadv2", 328: "pwritev2", 329: "pkey_mprotect", 330: "pkey_alloc",
-    331: "pkey_free", 332: "statx", 333: "io_pgetevents", 334: "rseq", 335: "uretprobe", 336: "uprobe", 424: "pidfd_send_signal",
+    331: "pkey_free", 332: "statx", 333: "io_pgetevents", 334: "rseq", 335: "uretprobe", 336: "uprobe",
+    424: "pidfd_send_signal",
     425: "io_uring_setup", 426: "io_uring_enter", 427: "io_uring_register", 428: "open_tree", 429: "move_mount",
     430: "fsopen", 431: "fsconfig", 432: "fsmount", 433: "fspick", 434: "pidfd_open", 435: "clone3",
     436: "close_range", 437: "openat2", 438: "pidfd_getfd", 439: "faccessat2", 440: "process_madvise",

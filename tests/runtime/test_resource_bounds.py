@@ -1,0 +1,139 @@
+"""Resource bounds from the model, in one real device: a partition over its disk, memory, pids or CPU bound
+is refused or stopped, while a steady neighbour and the audit service (whose log must verify) carry on.
+Each bound is shown by what the hog itself got (ENOSPC, EAGAIN, an OOM kill) or by the kernel's own
+counters (cgroup cpu.stat), never by timing."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from runtime_helpers import MODELS
+
+from septum.model import load
+from septum.runtime.sandbox import disk, limits
+from septum.runtime.sandbox.probe import probe
+from septum.runtime.supervisor import Supervisor, remove_state_dir
+from septum.services import audit_log
+from septum.services.keys import load_public_key
+from septum.services.provisioning import provision_device
+
+MODEL = MODELS / "resources.yaml"
+
+
+def _require_bounds() -> None:
+    host = probe()
+    missing = [what for what, ok in (
+        ("root", host.root), ("seccomp", host.seccomp),
+        ("cgroup memory controller", host.cgroup_controller("memory")),
+        ("cgroup pids controller", host.cgroup_controller("pids")),
+        ("cgroup cpu controller", host.cgroup_controller("cpu")),
+        (f"per-partition disk quota ({host.disk_unavailable})", host.disk_quota)) if not ok]
+    if missing:
+        msg = f"this host cannot enforce: {', '.join(missing)}"
+        print(f"SKIP: {msg}")
+        pytest.skip(msg)
+
+
+def _tmp(prefix: str) -> Path:
+    d = Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(d, 0o711)  # partitions (other uids) traverse it
+    return d
+
+
+@pytest.fixture
+def device() -> Iterator[tuple[Supervisor, Path, Path]]:
+    _require_bounds()
+    out, state = _tmp("septum-prov-"), _tmp("septum-bounds-")
+    prov = provision_device(MODEL, out / "device")
+    model, src = load(MODEL)
+    sup = Supervisor(model, src, model_dir=MODELS, state_dir=state, check=False, provision=prov.folders)
+    try:
+        sup.start()
+        # not wait_ready(): a hog may already be over its bound before the slowest partition is ready
+        for name in model.partitions:
+            assert sup.events.wait_for(lambda e, n=name: e.kind == "ready" and e.partition == n, timeout=30), \
+                f"{name} did not become ready: " + "; ".join(sup.failures)
+        yield sup, state, Path(prov.audit_public_key)
+    finally:
+        sup.stop()
+        remove_state_dir(state)
+        remove_state_dir(out)
+
+
+def _cgroup_dir(sup: Supervisor, ctrl: str, partition: str) -> Path:
+    return probe().cgroup.bases[ctrl] / f"septum-{sup.run_id}" / partition
+
+
+def test_each_bound_stops_only_its_partition(device: tuple[Supervisor, Path, Path]) -> None:
+    sup, state, audit_pub = device
+    ev = sup.events.wait_for
+
+    # disk: the hog's own filesystem fills up; nobody else's does
+    done = ev(lambda e: e.kind == "disk_hog_done", timeout=30)
+    assert done is not None, "the disk hog did not report"
+    assert done.fields["error"] == "ENOSPC", done.fields
+    assert 0 < done.fields["written"] <= 8 << 20
+    hog_dir, audit_dir, steady_dir = sup.data_dir("disk_hog"), sup.data_dir("audit"), sup.data_dir("steady")
+    devices = {os.stat(d).st_dev for d in (hog_dir, audit_dir, steady_dir, state)}
+    assert len(devices) == 4, "data folders must be separate filesystems, apart from the state folder"
+    used, total = disk.used_bytes(hog_dir)  # type: ignore[misc]
+    assert total <= 8 << 20 and used > total * 0.9
+    audit_used, audit_total = disk.used_bytes(audit_dir)  # type: ignore[misc]
+    assert audit_total > 32 << 20 and audit_used < audit_total / 2  # the audit log's filesystem kept its space
+
+    # memory: OOM-killed by its cgroup, reported as memory_limit, not restarted
+    exited = ev(lambda e: e.kind == "exited" and e.partition == "memory_hog", timeout=30)
+    assert exited is not None and exited.fields["reason"] == "memory_limit", exited
+    assert ev(lambda e: e.kind == "memory_hog_survived", timeout=0.1) is None
+
+    # pids: fork and thread creation refused at the bound
+    pids = ev(lambda e: e.kind == "pid_hog_done", timeout=30)
+    assert pids is not None, "the pid hog did not report"
+    assert pids.fields["error"] == "EAGAIN", pids.fields
+    assert pids.fields["forked"] < 8 and pids.fields["threads"] < 8 and pids.fields["thread_error"]
+    current = int((_cgroup_dir(sup, "pids", "pid_hog") / "pids.current").read_text())
+    assert current <= 8
+
+    # cpu: the quota throttled it (the kernel's own counters)
+    cpu = ev(lambda e: e.kind == "cpu_hog_done", timeout=60)
+    assert cpu is not None, "the cpu hog did not report"
+    stat = limits.PartitionCgroup(probe().cgroup, {"cpu": _cgroup_dir(sup, "cpu", "cpu_hog")}).cpu_stat()
+    assert stat.get("nr_throttled", 0) > 0, stat
+    assert (stat.get("throttled_time", 0) or stat.get("throttled_usec", 0)) > 0, stat
+    quota = int((_cgroup_dir(sup, "cpu", "cpu_hog") / "cpu.cfs_quota_us").read_text())
+    assert quota == limits.CFS_PERIOD_US * 20 // 100
+
+    # the neighbour went on writing durably, without an error, a restart or a missed heartbeat
+    after = done.seq
+    later = ev(lambda e: e.kind == "steady" and e.seq > cpu.seq and e.fields["written"] > 0, timeout=10)
+    assert later is not None and later.fields["errors"] == 0, later
+    history = list(sup.events.history)
+    assert not [e for e in history if e.partition == "steady" and e.kind in ("exited", "restart", "heartbeat_missed")]
+    assert not [e for e in history if e.partition == "audit" and e.kind in ("exited", "restart", "heartbeat_missed")]
+    assert sup.partition_state("steady") == "ready" and sup.partition_state("audit") == "ready"
+
+    sup.stop()
+    # the audit log (on its own filesystem) verifies and holds what the hogs did, and records after it
+    log = state / "data" / "audit" / "audit.log"
+    result = audit_log.verify(log, load_public_key(audit_pub))
+    assert result.ok, result.damage
+    entries, damage = audit_log.read_entries(log)
+    assert damage is None
+    recs = [e.body for e in entries if isinstance(e.body, audit_log.Record)]
+    events = [r.event for r in recs]
+    assert any("disk_hog_done" in x for x in events) and any("pid_hog_done" in x for x in events)
+    assert any("cpu_hog_done" in x for x in events)
+    assert any(r.event == "supervisor.exited" and r.detail.get("subject") == "memory_hog" for r in recs)
+    disk_at = next(i for i, x in enumerate(events) if "disk_hog_done" in x)
+    assert len(events) > disk_at + 3, "the audit log stopped growing after the disk hog"
+    assert after > 0
+    # after the run: no mount left, the data folders are plain folders again with their contents
+    mounts = Path("/proc/self/mountinfo").read_text()
+    assert str(state) not in mounts
+    assert not (state / "disks").exists()
+    assert (state / "data" / "disk_hog" / "fill.bin").stat().st_size == done.fields["written"]
+    assert (state / "data" / "steady" / "steady.log").read_bytes().count(b"\n") >= later.fields["written"]
