@@ -317,7 +317,9 @@ def use_case_views(m: s.Model) -> list[View]:
 
 
 def all_views(m: s.Model) -> list[View]:
-    return [global_view(m), multi_patient_view(m), update_view(m), *use_case_views(m)]
+    vs = [global_view(m), multi_patient_view(m), update_view(m), *use_case_views(m)]
+    prefetch_layouts(vs)
+    return vs
 
 
 # ----------------------------------------------------------------------------- SVG
@@ -426,17 +428,67 @@ def _pt(text: str) -> tuple[float, float]:
     return float(x), float(y)
 
 
+# dot's JSON output by DOT source: a report lays out hundreds of small views, and one dot process for all of
+# them (``prefetch_layouts``) costs what one process per view costs in start-up alone
+_DOT_CACHE: dict[str, dict[str, Any]] = {}
+_DOT_CACHE_MAX = 4096
+
+
+def _eligible(v: View, label_edges: bool | None) -> tuple[bool, bool]:
+    labels = len(v.edges) <= 80 if label_edges is None else label_edges
+    return bool(v.nodes) and len(v.nodes) + len(v.edges) <= GRAPHVIZ_MAX_ELEMENTS, labels
+
+
+def prefetch_layouts(vs: list[View]) -> None:
+    """Lay out every view that ``svg`` will draw with Graphviz in one ``dot`` run; silently does nothing when
+    dot is missing or fails (``svg`` then tries each view alone, and warns)."""
+    dot = _dot_binary()
+    sources = []
+    for v in vs:
+        ok, labels = _eligible(v, None)
+        src = dot_source(v, label_edges=labels) if ok else ""
+        if src and src not in _DOT_CACHE and src not in sources:
+            sources.append(src)
+    if dot is None or len(sources) < 2:
+        return
+    try:
+        proc = subprocess.run([dot, "-Tjson"], input="".join(sources), text=True, capture_output=True,
+                              timeout=DOT_TIMEOUT_S * 4, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return
+    if proc.returncode != 0:
+        return
+    docs, decoder, pos, text = [], json.JSONDecoder(), 0, proc.stdout
+    try:
+        while len(docs) < len(sources):
+            while pos < len(text) and text[pos].isspace():
+                pos += 1
+            doc, pos = decoder.raw_decode(text, pos)
+            docs.append(doc)
+    except ValueError:
+        return
+    if len(_DOT_CACHE) + len(docs) > _DOT_CACHE_MAX:
+        _DOT_CACHE.clear()
+    _DOT_CACHE.update(zip(sources, docs, strict=True))
+
+
 def graphviz_drawing(v: View, *, label_edges: bool = True) -> Drawing | None:
     """Lay the view out with Graphviz ``dot`` (``-Tjson``); None when dot is missing or fails (with a
     warning on stderr)."""
     dot = _dot_binary()
+    src = dot_source(v, label_edges=label_edges)
+    if dot is not None and src in _DOT_CACHE:
+        try:
+            return _parse_dot_json(v, _DOT_CACHE[src])
+        except (ValueError, KeyError, IndexError, TypeError):
+            _DOT_CACHE.pop(src, None)
     if dot is None:
         _warn_once("Graphviz 'dot' not found (apt-get install graphviz): FDA views use the simple built-in "
                    "layout, whose edges can cross boxes and labels overlap")
         return None
     try:
-        proc = subprocess.run([dot, "-Tjson"], input=dot_source(v, label_edges=label_edges), text=True,
-                              capture_output=True, timeout=DOT_TIMEOUT_S, check=False)
+        proc = subprocess.run([dot, "-Tjson"], input=src, text=True, capture_output=True,
+                              timeout=DOT_TIMEOUT_S, check=False)
     except (OSError, subprocess.TimeoutExpired) as e:
         _warn_once(f"Graphviz 'dot' failed ({e}): FDA views use the simple built-in layout")
         return None
@@ -444,7 +496,10 @@ def graphviz_drawing(v: View, *, label_edges: bool = True) -> Drawing | None:
         _warn_once(f"Graphviz 'dot' failed ({proc.stderr.strip()[:200]}): FDA views use the simple layout")
         return None
     try:
-        return _parse_dot_json(v, json.loads(proc.stdout))
+        doc = json.loads(proc.stdout)
+        drawn = _parse_dot_json(v, doc)
+        _DOT_CACHE[src] = doc
+        return drawn
     except (ValueError, KeyError, IndexError, TypeError) as e:
         _warn_once(f"unexpected output from Graphviz 'dot' ({e}): FDA views use the simple layout")
         return None
@@ -533,9 +588,8 @@ def drawing(v: View, *, label_edges: bool | None = None, engine: str = "auto") -
     """Where the view's boxes, edges and labels go: Graphviz when available ("auto"), else the simple layout."""
     if not v.nodes:
         return None
-    if label_edges is None:
-        label_edges = len(v.edges) <= 80
-    if engine in ("auto", "graphviz") and len(v.nodes) + len(v.edges) <= GRAPHVIZ_MAX_ELEMENTS:
+    eligible, label_edges = _eligible(v, label_edges)
+    if engine in ("auto", "graphviz") and eligible:
         d = graphviz_drawing(v, label_edges=label_edges)
         if d is not None:
             return d

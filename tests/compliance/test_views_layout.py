@@ -166,5 +166,21 @@ def test_dot_failure_falls_back(pump_model: Model, monkeypatch: pytest.MonkeyPat
     fake.chmod(0o755)
     monkeypatch.setattr(views, "_dot_binary", lambda: str(fake))
     monkeypatch.setattr(views, "_warned", set())
+    monkeypatch.setattr(views, "_DOT_CACHE", {})
     text = svg(all_views(pump_model)[0])
     assert 'data-layout="simple"' in text and "syntax error" in capsys.readouterr().err
+
+
+def test_one_dot_process_lays_out_all_views(pump_model: Model, monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    _needs_dot()
+    log = tmp_path / "calls"
+    wrapper = tmp_path / "dot"
+    wrapper.write_text(f'#!/bin/sh\necho run >> "{log}"\nexec "{shutil.which("dot")}" "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setattr(views, "_dot_binary", lambda: str(wrapper))
+    monkeypatch.setattr(views, "_DOT_CACHE", {})
+    vs = all_views(pump_model)
+    texts = [svg(v) for v in vs]
+    assert len(vs) > 5 and all('data-layout="graphviz"' in t for t in texts)
+    assert log.read_text().splitlines() == ["run"]
+    assert all(layout_problems(t) == [] for t in texts)
