@@ -325,8 +325,8 @@ def scan_imports(module: str, search: list[str]) -> tuple[set[str], set[str]]:
             continue
         try:
             tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
-        except (OSError, SyntaxError, UnicodeDecodeError):
-            unresolved.add(mod)
+        except (OSError, SyntaxError, UnicodeDecodeError) as e:
+            unresolved.add(f"!{mod}: {type(e).__name__}")  # reported as unreadable, its imports unknown
             continue
         is_pkg = path.name == "__init__.py"
         for node in ast.walk(tree):
@@ -418,8 +418,13 @@ def inventory(model: s.Model, *, model_dir: Path | None = None, installed: bool 
                 continue
             tops, unresolved = scan_imports(module, search)
         for name in sorted(unresolved):
-            issues.append(ClaimIssue(pname, name, "unresolved-import",
-                                     f"the code imports {name}, which no installed distribution provides"))
+            if name.startswith("!"):
+                mod, _, why = name[1:].partition(": ")
+                issues.append(ClaimIssue(pname, mod, "unresolved-import",
+                                         f"cannot read the source of {mod} ({why}): its imports are not in the SBOM"))
+            else:
+                issues.append(ClaimIssue(pname, name, "unresolved-import",
+                                         f"the code imports {name}, which no installed distribution provides"))
         keys = sorted({normalise(d) for t in tops for d in providers.get(t, ())})
         direct[pname] = keys
         for k in keys:

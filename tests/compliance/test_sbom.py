@@ -333,3 +333,19 @@ def test_components_agree_with_cyclonedx_py_for_this_venv(pump_model: Model, tmp
         # cyclonedx-py also follows every extra whose package happens to be installed; ours follows the
         # requirements that apply, so ours is a subset of theirs
         assert ds <= their_deps.get(n, set()), (n, ds - their_deps.get(n, set()))
+
+
+def test_unreadable_or_missing_code_is_reported_not_guessed(tiny: tuple[Path, Path]) -> None:
+    proj, site = tiny
+    _make_fake_dist(site, license_lines="")
+    (proj / "tinyapp" / "helper.py").write_text("def broken(:\n")
+    (proj / "tinyapp" / "main.py").write_text("import fakedist\nimport nosuchthing_septum_test\nfrom . import helper\n")
+    m = _tiny_model(proj, [])
+    issues = {(i.component, i.kind): i.message for i in inventory(m, model_dir=proj).issues}
+    assert "SyntaxError" in issues[("tinyapp.helper", "unresolved-import")]
+    assert "no installed distribution" in issues[("nosuchthing_septum_test", "unresolved-import")]
+    text = MODEL.replace("tinyapp.main:run", "tinyapp.absent:run").replace("COMPONENTS", "    []")
+    (proj / "model.yaml").write_text(text)
+    inv = inventory(load(proj / "model.yaml")[0], model_dir=proj)
+    assert [(i.partition, i.kind) for i in inv.issues] == [("app", "unresolved-import")]
+    assert "not found" in inv.issues[0].message and "app" not in inv.roots
