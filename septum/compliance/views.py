@@ -379,6 +379,7 @@ class Drawing:
     edges: list[EdgeShape]
     boundary: tuple[float, float, float, float] | None  # x0, y0, x1, y1 of the device boundary
     engine: str  # "graphviz" or "simple"
+    boundary_label: tuple[float, float] | None = None  # centre of the space dot kept for its label
 
 
 def _inside(v: View) -> list[VNode]:
@@ -515,12 +516,15 @@ def _parse_dot_json(v: View, doc: dict[str, Any]) -> Drawing:
 
     nodes: dict[str, tuple[float, float]] = {}
     boundary = None
+    boundary_label = None
     for obj in doc.get("objects", []):
         name = obj.get("name", "")
         if name == "cluster_device":
             bx0, by0, bx1, by1 = (float(c) for c in obj["bb"].split(","))
             (ax, ay), (bx, by) = flip(bx0, by1), flip(bx1, by0)
             boundary = (ax, ay, bx, by)
+            if "lp" in obj:
+                boundary_label = flip(*_pt(obj["lp"]))
         elif name.startswith("n") and name[1:].isdigit() and "pos" in obj:
             cx, cy = flip(*_pt(obj["pos"]))
             nodes[v.nodes[int(name[1:])].id] = (cx - BOX_W / 2, cy - BOX_H / 2)
@@ -550,7 +554,7 @@ def _parse_dot_json(v: View, doc: dict[str, Any]) -> Drawing:
             bw, bh = text_w, EDGE_FONT * DOT_FONT_MARGIN * 1.2
             box = (lx - bw / 2, ly - bh / 2, bw, bh)
         edges.append(EdgeShape(a, b, label, d, box))
-    return Drawing(width, height, nodes, edges, boundary, "graphviz")
+    return Drawing(width, height, nodes, edges, boundary, "graphviz", boundary_label)
 
 
 def simple_drawing(v: View, *, label_edges: bool = True) -> Drawing:
@@ -613,8 +617,13 @@ def svg(v: View, *, label_edges: bool | None = None, engine: str = "auto") -> st
         x0, y0, x1, y1 = dr.boundary
         out.append(f'<rect x="{x0:.0f}" y="{y0:.0f}" width="{x1 - x0:.0f}" height="{y1 - y0:.0f}" fill="none" '
                    'stroke="#333" stroke-dasharray="6 4" rx="8"/>')
-        out.append(f'<text x="{x0 + 6:.0f}" y="{y0 + 14:.0f}" font-weight="bold" class="boundary-label">'
-                   "device boundary</text>")
+        if dr.boundary_label:  # where dot kept room for it (font-size 13 in DOT, we draw 11)
+            lx, ly = dr.boundary_label
+            out.append(f'<text x="{lx:.1f}" y="{ly + 4:.1f}" text-anchor="middle" font-weight="bold" '
+                       'class="boundary-label">device boundary</text>')
+        else:
+            out.append(f'<text x="{x0 + 6:.0f}" y="{y0 + 14:.0f}" font-weight="bold" class="boundary-label">'
+                       "device boundary</text>")
     for e in dr.edges:
         out.append(f'<path d="{e.path}" fill="none" stroke="#444" stroke-width="1.1" marker-end="url(#arrow)">'
                    f'<title>{escape(e.src)} -&gt; {escape(e.dst)} {escape(e.label)}</title></path>')

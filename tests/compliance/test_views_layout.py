@@ -90,6 +90,7 @@ def layout_problems(text: str) -> list[str]:
         elif g.get("class") == "edge-label":
             (t,) = g.findall(f"{NS}text")
             labels.append((t.text or "", _text_box(t)))
+    labels += [(t.text or "", _text_box(t)) for t in root.iter(f"{NS}text") if t.get("class") == "boundary-label"]
     for i, (la, a) in enumerate(labels):
         problems += [f"label {la!r} overlaps label {lb!r}" for lb, b in labels[i + 1:] if _overlap(a, b)]
         problems += [f"label {la!r} overlaps box {n}" for n, b in nodes.items() if _overlap(a, b)]
