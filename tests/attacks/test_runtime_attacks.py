@@ -27,8 +27,9 @@ class Devices:
     def healthy(self) -> AttackRig:
         if self.rig is not None:
             alive, why = supervisor_alive(self.rig)
-            if alive and self.rig.motor_running():
+            if alive and "network" in self.rig.supervisor.partition_pids():
                 return self.rig
+            why = why if not alive else "the attacking network partition is not running"
             print(f"NOTE: the previous attack left the device down ({why}); starting a fresh device")
             self.rig.close()
             self.rig = None

@@ -47,6 +47,19 @@ def _reported(res: ScenarioResult, *words: str) -> bool:
     return any(all(w in f for w in words) for f in res.failures)
 
 
+# ---------------------------------------------------------------------------- evidence made after the attack
+def test_a_record_from_before_the_attack_never_counts() -> None:
+    from septum_pump.attacks.base import after_mark, event_is
+
+    pred = after_mark((100, 1000.0, 50), event_is("supervisor.started"))
+    started = {"seq": 3, "time": 990.0, "partition": "supervisor", "event": "supervisor.started",
+               "message": "", "detail": {"subject": "network", "sup_seq": 2}}
+    assert not pred(started)  # the start record every run has (what net-backdoor-listener used to count)
+    assert not pred(started | {"seq": 101})  # later in the log but stamped before the attack
+    assert not pred(started | {"seq": 101, "time": 1001.0})  # caused by a supervisor event before the mark
+    assert pred(started | {"seq": 101, "time": 1001.0, "detail": {"subject": "network", "sup_seq": 51}})
+
+
 # ---------------------------------------------------------------------------- the TLS 1.2 probe, unit level
 def _tls_server(ctx: ssl.SSLContext | None, close_at_once: bool = False) -> tuple[socket.socket, int]:
     srv = socket.create_server(("127.0.0.1", 0))

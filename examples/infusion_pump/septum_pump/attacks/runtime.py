@@ -14,12 +14,13 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import select
 import socket
 import time
 from pathlib import Path
 from typing import Any
 
-from ..rig import RigError
+from ..rig import CLINICIAN, RigError
 from .base import Check, Scenario, ScenarioResult, event_is
 from .device import AttackRig
 
@@ -28,7 +29,9 @@ UNTOUCHED = ("safety_monitor", "pump_control", "audit", "auth", "ui", "update") 
 RSS_BOUND_MIB = 64  # supervisor memory growth allowed under a flood (the issue saw 31 MiB -> 1.5 GiB)
 FLOOD_S = 5.0
 SLOW_CONNECTIONS = 100  # per listener
-ORDER_DEADLINE_S = 30.0  # a valid order during the slow-loris must be answered within this
+ORDER_DEADLINE_S = 30.0  # a valid order during the slow-loris must be answered within this (6 handshake deadlines)
+SLOW_CUT_S = 30.0  # from the last slow connection opened: each must have been closed by the pump by then
+RECONNECT_S = 1.0  # a refused hospital client connects again after this
 QUOTA_MIB = 300
 QUOTA_ERRORS = ("ENOSPC", "EDQUOT", "EFBIG")
 
@@ -91,18 +94,18 @@ def report_fields(rig: AttackRig) -> ScenarioResult:
     before = rig.supervisor.partition_pids()
     mark = chk.mark()
     ev = _inside(chk, rig, "report_fields", timeout=15.0)
-    for name, _outcome, _detail in (_results(ev) if ev is not None else []):
-        chk.stopped(name, "sent; judged below by the supervisor's state and records")
     alive, why = supervisor_alive(rig)
+    refusal = chk.since(mark, _supervisor_record("network", "supervisor.control_refused")) if alive else None
+    for name, _outcome, _detail in (_results(ev) if ev is not None else []):
+        # each Report is stopped only if the supervisor lived through it and recorded a refusal
+        chk.expect(name, alive and refusal is not None,
+                   f"supervisor refused it: {((refusal or {}).get('detail') or {}).get('reason', '')}"[:140],
+                   why if not alive else "no supervisor.control_refused record after the attack began")
     chk.expect("the supervisor survives the Reports", alive, why, why)
     if alive:
         _untouched(chk, rig, before)
-        refusal = chk.since(mark, _supervisor_record("network", "supervisor.control_", contains=("refused",)))
-        chk.expect("the refusal of the colliding fields is recorded", refusal is not None,
-                   f"audit #{(refusal or {}).get('seq')} {(refusal or {}).get('event')}",
-                   "no supervisor record of the refused Reports")
-    return chk.finish(_supervisor_record("network", "supervisor.control_", contains=("refused",)),
-                      names=("the supervisor's record of the refused Reports",))
+    return chk.finish(_supervisor_record("network", "supervisor.control_refused"),
+                      names=("supervisor.control_refused (network)",))
 
 
 def rt_signal(rig: AttackRig) -> ScenarioResult:
@@ -146,12 +149,27 @@ def control_flood(rig: AttackRig) -> ScenarioResult:
     before = rig.supervisor.partition_pids()
     after = rig.seq()
     rss0 = _rss_mib()
-    ev = _inside(chk, rig, "control_flood", timeout=FLOOD_S + 60.0, seconds=FLOOD_S)
+    try:
+        ev = rig.inside("control_flood", timeout=FLOOD_S + 20.0, seconds=FLOOD_S)
+    except RigError:
+        ev = None
     rss1 = _rss_mib()
-    for name, _outcome, detail in (_results(ev) if ev is not None else []):
-        chk.stopped(f"{name} ({detail})", "judged below: supervision, memory and the throttling record")
+    flood = "; ".join(f"{name} ({detail})" for name, _o, detail in (_results(ev) if ev is not None else []))
+    if ev is None:
+        # no report: the flooding partition itself may have been stopped (its heartbeats are part of the
+        # budget it spent), which is a defence only if the supervisor did it and restarts it by its policy
+        gone = rig.wait_event(lambda e: e.kind == "exited" and e.partition == "network", timeout=1, after=after)
+        back = gone is not None and rig.wait_event(
+            lambda e: e.kind == "ready" and e.partition == "network", timeout=30, after=gone.seq) is not None
+        chk.expect(f"control flood for {FLOOD_S:g} s (no report: the attacker was stopped)", back,
+                   f"the supervisor stopped the flooding partition ({(gone.fields.get('reason') if gone else '')})"
+                   " and restarted it by its policy",
+                   "the attacker never reported and was not stopped and restarted by the supervisor")
+        lst = rig.wait_event(lambda e: e.kind == "listening" and e.partition == "network", timeout=10, after=after)
+        if lst is not None:
+            rig.https_port, rig.mllp_port = int(lst.fields["https"]), int(lst.fields["mllp"])
     alive, why = supervisor_alive(rig)
-    chk.expect("the supervisor survives the flood", alive, why, why)
+    chk.expect(f"the supervisor survives the flood {flood}".strip(), alive, why, why)
     silent = [e for e in rig.events("heartbeat_missed") if e.seq > after and e.partition in SAFETY]
     chk.expect("no safety partition declared silent during the flood", not silent,
                "safety heartbeats judged on time", f"heartbeat_missed for {[e.partition for e in silent]}")
@@ -160,10 +178,11 @@ def control_flood(rig: AttackRig) -> ScenarioResult:
                f"grew {grew:.1f} MiB (bound {RSS_BOUND_MIB} MiB)", f"grew {grew:.1f} MiB, bound {RSS_BOUND_MIB} MiB")
     if alive:
         _untouched(chk, rig, before)
-        ok = rig.login()
+        ok, why = rig._act("login", [("user", CLINICIAN), ("pin", rig.pins.get(CLINICIAN, "")), ("login", "")],
+                           timeout=15.0)
         chk.expect("clinician login after the flood", ok, "auth and the front panel still answer",
-                   "the clinician could not log in after the flood")
-    return chk.finish(_supervisor_record("network", "supervisor.control_", contains=("throttl", "dropped")),
+                   f"the clinician could not log in after the flood: {why}")
+    return chk.finish(_supervisor_record("network", "supervisor.control_throttled", contains=("throttl",)),
                       names=("the supervisor's record of throttling the network partition's control channel",))
 
 
@@ -207,6 +226,8 @@ def slow_loris(rig: AttackRig) -> ScenarioResult:
     res = ScenarioResult("slow-loris", f"{SLOW_CONNECTIONS} connections per listener sending 3 bytes each")
     chk = Check(rig, res)
     held: list[socket.socket] = []
+    counts: list[str] = []
+    opened_at = time.monotonic()
     try:
         for port in (rig.https_port, rig.mllp_port):
             opened = 0
@@ -218,35 +239,79 @@ def slow_loris(rig: AttackRig) -> ScenarioResult:
                     opened += 1
                 except OSError:
                     break
-            chk.stopped(f"{opened} connections to :{port}, 3 bytes each, then silence",
-                        "judged below: valid orders must still be answered")
-        t0 = time.monotonic()
+            opened_at = time.monotonic()
+            counts.append(f"{opened} to :{port}")
         c = client(rig)
         c.timeout = ORDER_DEADLINE_S
         try:
             o = order(c, "fhir", "LORIS-FHIR")
-            try:
-                status, out = c.post_raw(*fhir_request(o, sign(o, c.key)))
-            except (OSError, http.client.HTTPException) as exc:
-                status, out = 0, {"error": str(exc)}
-            chk.expect("a valid signed FHIR order during the slow-loris", status in (201, 202),
-                       f"answered {status} in {time.monotonic() - t0:.1f} s", f"HTTP {status} {out}"[:160])
-            t1 = time.monotonic()
+            body, headers = fhir_request(o, sign(o, c.key))
+
+            def fhir() -> tuple[bool, str]:
+                status, out = c.post_raw(body, headers)
+                return status in (201, 202), f"HTTP {status} {str(out)[:80]}"
+
+            _deliver(chk, c, "a valid signed FHIR order during the slow-loris", fhir)
             h = order(c, "hl7v2", "LORIS-HL7")
-            try:
-                code, text = msa(c.send_hl7_raw(hl7_message(h, sign(h, c.key), control_id="LORIS0001")))
-            except OSError as exc:
-                code, text = "no answer", str(exc)
-            chk.expect("a valid signed HL7 order during the slow-loris", code in ("AA", "CA"),
-                       f"MSA {code} in {time.monotonic() - t1:.1f} s", f"MSA {code} {text}"[:160])
+            msg = hl7_message(h, sign(h, c.key), control_id="LORIS0001")
+
+            def hl7() -> tuple[bool, str]:
+                code, text = msa(c.send_hl7_raw(msg))
+                return code in ("AA", "CA"), f"MSA {code} {text[:60]}"
+
+            _deliver(chk, c, "a valid signed HL7 order during the slow-loris", hl7)
         finally:
             c.close()
+        # the pump's per-connection deadlines must have cut every silent connection by now (or soon)
+        open_now = _still_open(held, opened_at + SLOW_CUT_S)
+        chk.expect(f"{len(held)} silent connections ({', '.join(counts)}, 3 bytes each) cut by the pump within "
+                   f"{SLOW_CUT_S:g} s", bool(held) and not open_now,
+                   "handshake deadline: every one closed by the pump",
+                   f"{len(open_now)} of {len(held)} still open after {SLOW_CUT_S:g} s")
     finally:
         for s in held:
             s.close()
     return chk.finish(event_is("order_forwarded", partition="network", contains="LORIS-FHIR"),
                       event_is("order_forwarded", partition="network", contains="LORIS-HL7"),
                       names=("order_forwarded LORIS-FHIR", "order_forwarded LORIS-HL7"))
+
+
+def _still_open(socks: list[socket.socket], until: float) -> list[socket.socket]:
+    """The sockets the peer has not closed by ``until`` (monotonic time)."""
+    left = list(socks)
+    while left:
+        wait = until - time.monotonic()
+        if wait <= 0:
+            break
+        ready, _, _ = select.select(left, [], [], min(wait, 1.0))
+        for s in ready:
+            try:
+                data = s.recv(4096)
+            except OSError:
+                data = b""
+            if not data:  # closed or reset by the pump (an alert first is fine too: read again)
+                left.remove(s)
+    return left
+
+
+def _deliver(chk: Check, c: Any, what: str, send: Any) -> None:
+    """Send as a hospital interface engine does: a connection the pump refuses or resets is opened again
+    (after a pause) until the deadline; the verdict is whether the order was answered within it."""
+    t0 = time.monotonic()
+    tries = 0
+    last = ""
+    while time.monotonic() - t0 < ORDER_DEADLINE_S:
+        tries += 1
+        try:
+            ok, last = send()
+        except (OSError, http.client.HTTPException) as exc:
+            c.close()
+            last = f"{type(exc).__name__}: {exc}"
+            time.sleep(RECONNECT_S)
+            continue
+        chk.expect(what, ok, f"{last} after {time.monotonic() - t0:.1f} s ({tries} connection(s))", last)
+        return
+    chk.got_through(what, f"no answer within {ORDER_DEADLINE_S:g} s ({tries} connections; last: {last})"[:200])
 
 
 SCENARIOS = [
