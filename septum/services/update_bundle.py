@@ -21,6 +21,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -37,9 +38,11 @@ from .keys import key_id
 MAGIC = b"SEPTUPD\x01"
 MAX_BUNDLE = 256 * 1024 * 1024
 MAX_FILES = 4096
+MAX_DEPTH = 16  # folders in a file name
 _SIGN_DOMAIN = b"septum-update-manifest-v1\x00"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
 _PATH_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._\-]{0,127}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 BundleKind = Literal["partition", "data"]
 Version = tuple[int, ...]
@@ -92,12 +95,75 @@ def parse_version(text: str) -> Version:
 def check_relpath(name: str) -> None:
     """File names inside a bundle: relative, no '..', no hidden tricks, so staging stays in its slot."""
     parts = name.split("/")
-    if len(name) > 512 or not all(_PATH_PART.match(p) for p in parts) or any(p in {".", ".."} for p in parts):
+    if len(name) > 512 or not all(_PATH_PART.fullmatch(p) for p in parts) or any(p in {".", ".."} for p in parts):
         raise BundleError(f"file name {name!r} is not a plain relative path")
 
 
+def check_file_set(files: dict[str, FileEntry] | dict[str, int]) -> None:
+    """Refuse a set of file names that cannot be staged as one tree, before anything is written.
+
+    Each name must pass ``check_relpath`` (ASCII only, so Unicode look-alikes and normalisation forms
+    cannot make two names one file). Two names may not be the same file on a case-insensitive file system
+    (``Main.py`` and ``main.py``), and no name may be both a file and a folder (``a`` and ``a/b``). Sizes
+    and hashes must be well formed and the total must fit in a bundle.
+    """
+    if len(files) > MAX_FILES:
+        raise BundleError(f"too many files ({len(files)} > {MAX_FILES})")
+    folded: dict[str, str] = {}
+    for name in sorted(files):
+        check_relpath(name)
+        if name.count("/") >= MAX_DEPTH:
+            raise BundleError(f"file name {name!r} is nested deeper than {MAX_DEPTH} folders")
+        key = name.casefold()
+        if key in folded:
+            raise BundleError(f"file names {folded[key]!r} and {name!r} differ only in case")
+        folded[key] = name
+    for key, name in folded.items():
+        parts = key.split("/")
+        for i in range(1, len(parts)):
+            parent = "/".join(parts[:i])
+            if parent in folded:
+                raise BundleError(f"{folded[parent]!r} is a file, but {name!r} needs it to be a folder")
+    total = 0
+    for name, entry in files.items():
+        size = entry.size if isinstance(entry, FileEntry) else entry
+        if isinstance(entry, FileEntry) and not _SHA256.fullmatch(entry.sha256):
+            raise BundleError(f"file {name!r}: {entry.sha256[:80]!r} is not a SHA-256 hash")
+        if size < 0:
+            raise BundleError(f"file {name!r}: negative size {size}")
+        total += size
+    if total > MAX_BUNDLE:
+        raise BundleError(f"files total {total} bytes, more than the {MAX_BUNDLE}-byte bundle limit")
+
+
+def _map_len(raw: bytes) -> int:
+    """Entries a msgpack map header declares; more than the decoded dict holds means duplicate keys."""
+    b = raw[0] if raw else 0
+    if 0x80 <= b <= 0x8F:
+        return b & 0x0F
+    if b == 0xDE and len(raw) >= 3:
+        return int.from_bytes(raw[1:3], "big")
+    if b == 0xDF and len(raw) >= 5:
+        return int.from_bytes(raw[1:5], "big")
+    return -1
+
+
+class _RawFiles(msgspec.Struct, frozen=True):
+    files: msgspec.Raw
+
+
+def _check_no_duplicates(raw: bytes, decoded: dict[str, object], what: str) -> None:
+    # msgspec keeps the last of two equal keys silently; a signed list naming a file twice is ambiguous
+    try:
+        files = msgspec.msgpack.decode(raw, type=_RawFiles).files
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise BundleError(f"malformed {what}: {exc}") from None
+    if _map_len(bytes(files)) != len(decoded):
+        raise BundleError(f"the {what} names a file more than once")
+
+
 def _check_target(target: str) -> None:
-    if not _NAME.match(target):
+    if not _NAME.fullmatch(target):
         raise BundleError(f"target {target!r} is not a partition or data item name")
 
 
@@ -111,8 +177,7 @@ def make_bundle(
         raise BundleError(f"kind {kind!r} is not 'partition' or 'data'")
     if not files:
         raise BundleError("a bundle needs at least one file")
-    for name in files:
-        check_relpath(name)
+    check_file_set({n: len(d) for n, d in files.items()})
     manifest = Manifest(
         format=1, target=target, kind=kind, version=version,  # type: ignore[arg-type]
         created=time.time() if created is None else created,
@@ -128,21 +193,81 @@ def make_bundle_from_paths(
     private_key: Ed25519PrivateKey, *, target: str, kind: str, version: str, paths: Sequence[Path],
     base: Path | None = None,
 ) -> bytes:
+    """Sign regular files into a bundle. A symbolic link (the file, or a folder between ``base`` and it), a
+    FIFO, a device or a file outside ``base`` is refused: what is packed is exactly what was named."""
     files: dict[str, bytes] = {}
+    base_abs = Path(os.path.abspath(base)) if base is not None else None
+    if base_abs is not None and not base_abs.is_dir():
+        raise BundleError(f"--base {base}: not a folder")
+    total = 0
     for p in paths:
-        if not p.is_file():
-            raise BundleError(f"{p}: no such file")
-        if base is not None:
-            try:
-                name = p.resolve().relative_to(base.resolve()).as_posix()
-            except ValueError:
-                raise BundleError(f"{p}: not under --base {base}") from None
+        if base_abs is not None:
+            rel = _relative_to_base(Path(os.path.abspath(p)), base_abs, p, base)  # type: ignore[arg-type]
+            name = rel.as_posix()
+            parts = list(rel.parts)
+            anchor = base_abs
         else:
             name = p.name
+            parts = [p.name]
+            anchor = Path(os.path.abspath(p)).parent
+        content = _read_plain_file(anchor, parts, p)
+        total += len(content)
+        if total > MAX_BUNDLE:
+            raise BundleError(f"the files add up to more than the {MAX_BUNDLE}-byte bundle limit")
         if name in files:
             raise BundleError(f"{p}: two files would be named {name!r} in the bundle (use --base)")
-        files[name] = p.read_bytes()
+        files[name] = content
     return make_bundle(private_key, target=target, kind=kind, version=version, files=files)
+
+
+def _relative_to_base(p_abs: Path, base_abs: Path, p: Path, base: Path) -> Path:
+    # lexically, so that a symlink cannot make a path outside the folder look inside it (or the reverse)
+    try:
+        rel = p_abs.relative_to(base_abs)
+    except ValueError:
+        raise BundleError(f"{p}: not under --base {base}") from None
+    if not rel.parts or ".." in rel.parts:
+        raise BundleError(f"{p}: not a file under --base {base}")
+    return rel
+
+
+def _read_plain_file(anchor: Path, parts: list[str], shown: Path) -> bytes:
+    """Read ``anchor/parts...`` without following a symlink at any step, and only if it is a regular file."""
+    try:
+        fd = os.open(anchor, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise BundleError(f"{shown}: cannot open its folder ({exc.strerror})") from None
+    try:
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            try:
+                st = os.stat(part, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                raise BundleError(f"{shown}: no such file") from None
+            if stat.S_ISLNK(st.st_mode):
+                where = "is" if last else f"goes through {'/'.join(parts[:i + 1])!r}, which is"
+                raise BundleError(f"{shown} {where} a symbolic link; a bundle takes regular files only")
+            if not last and not stat.S_ISDIR(st.st_mode):
+                raise BundleError(f"{shown}: no such file")
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_NONBLOCK if last else os.O_DIRECTORY)
+            nfd = os.open(part, flags, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file (a FIFO, device or socket)"
+            raise BundleError(f"{shown} is {kind}; a bundle takes regular files only")
+        if st.st_size > MAX_BUNDLE:
+            raise BundleError(f"{shown}: larger than the {MAX_BUNDLE}-byte bundle limit")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(MAX_BUNDLE + 1)
+        if len(data) > MAX_BUNDLE:
+            raise BundleError(f"{shown}: larger than the {MAX_BUNDLE}-byte bundle limit")
+        return data
+    except OSError as exc:
+        raise BundleError(f"{shown}: cannot read ({exc.strerror})") from None
+    finally:
+        os.close(fd)
 
 
 def verify_bundle(
@@ -159,6 +284,7 @@ def verify_bundle(
     if not box.signature:
         raise BundleError("unsigned bundle")
     manifest, version = verify_manifest(box.manifest, box.signature, trusted, expect_target=expect_target)
+    _check_no_duplicates(data[len(MAGIC):], box.files, "bundle")
     missing = sorted(set(manifest.files) - set(box.files))
     extra = sorted(set(box.files) - set(manifest.files))
     if missing:
@@ -204,10 +330,8 @@ def verify_manifest(
     version = parse_version(manifest.version)
     if expect_target is not None and manifest.target != expect_target:
         raise BundleError(f"bundle is for {manifest.target!r}, not {expect_target!r}")
-    if len(manifest.files) > MAX_FILES:
-        raise BundleError(f"too many files ({len(manifest.files)} > {MAX_FILES})")
-    for name in manifest.files:
-        check_relpath(name)
+    _check_no_duplicates(raw, manifest.files, "signed manifest")
+    check_file_set(manifest.files)
     return manifest, version
 
 
@@ -307,19 +431,29 @@ class SlotInstaller:
 
     def _stage(self, verified: VerifiedBundle) -> Path:
         version = verified.manifest.version
+        # verify_manifest already refused every file set that cannot be one tree; this is the second line
+        # for what only the file system can say (a full disk, a name it refuses)
+        check_file_set(verified.manifest.files)
         staging = self.slots / f".staging-{version}-{secrets.token_hex(4)}"
         staging.mkdir()
-        for name, content in verified.files.items():
-            dest = staging / name
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            with open(dest, "xb") as f:
-                f.write(content)
-                f.flush()
-                os.fsync(f.fileno())
-        final = self.slots / version
-        if final.exists():  # left by an earlier attempt that failed its health check
-            shutil.rmtree(final)
-        os.replace(staging, final)
+        try:
+            for name, content in verified.files.items():
+                dest = staging / name
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with open(dest, "xb") as f:
+                    f.write(content)
+                    f.flush()
+                    os.fsync(f.fileno())
+            final = self.slots / version
+            if final.exists():  # left by an earlier attempt that failed its health check
+                shutil.rmtree(final)
+            os.replace(staging, final)
+        except OSError as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise BundleError(f"cannot stage version {version}: {exc.strerror or exc}") from None
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         fsync_dir(self.slots)
         return final
 
