@@ -25,8 +25,11 @@ COMMANDS: list[click.Command] = []
 @click.option("--time-scale", type=float, default=1.0, show_default=True,
               help="Device time runs this many times faster than real time.")
 @click.option("--ready-timeout", type=float, default=10.0, show_default=True)
+@click.option("--follow/--no-follow", default=None,
+              help="Show what the device does while it runs: a live view on a terminal, one line per event "
+                   "otherwise. Default: on when standard output is a terminal.")
 def run_command(model_path: Path, explain: bool, allow_debug: bool, state_dir: Path | None,
-                time_scale: float, ready_timeout: float) -> None:
+                time_scale: float, ready_timeout: float, follow: bool | None) -> None:
     """Start the device described by MODEL, each partition in its own sandbox."""
     from septum.model import ModelError, load
     from septum.runtime.explain import explain as explain_text
@@ -67,18 +70,31 @@ def run_command(model_path: Path, explain: bool, allow_debug: bool, state_dir: P
             loud = "!!! " if ev.severity == "critical" else ""
             click.echo(f"{loud}[{ev.severity}] {ev.kind}{who} {ev.fields}", err=True)
 
-    sup.events.subscribe(show)
+    if follow is None:
+        follow = sys.stdout.isatty()
+    view = None
+    if follow:
+        from septum.runtime.live_view import LiveView
+
+        # the view shows every event itself; subscribed before start so start-up is in it
+        view = LiveView(sup, model.partitions)
+    else:
+        sup.events.subscribe(show)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
         sup.start()
     except RefusedToRun as exc:
+        if view is not None:
+            view.close(final=False)
         click.echo(f"septum run: {exc}", err=True)
         for f in exc.findings:
             click.echo(f"  {describe(f)}", err=True)
         sys.exit(1)
     except SetupError as exc:
+        if view is not None:
+            view.close(final=False)
         click.echo(f"septum run: {exc}", err=True)
         sys.exit(2)
     click.echo(f"septum run: state directory {sup.state_dir}", err=True)
@@ -86,14 +102,23 @@ def run_command(model_path: Path, explain: bool, allow_debug: bool, state_dir: P
         if not sup.wait_ready(ready_timeout + 5):
             click.echo("septum run: the device did not become ready in time", err=True)
             sup.stop()
+            if view is not None:
+                view.close()
             sys.exit(1)
     except PartitionFailed as exc:
         click.echo(f"septum run: {exc}", err=True)
         sup.stop()
+        if view is not None:
+            view.close()
         sys.exit(1)
-    while not stop.is_set() and not sup.wait(0.2):
-        pass
+    if view is not None:
+        view.follow(lambda timeout: stop.is_set() or sup.wait(timeout))
+    else:
+        while not stop.is_set() and not sup.wait(0.2):
+            pass
     sup.stop()
+    if view is not None:
+        view.close()
     sys.exit(1 if sup.failures else 0)
 
 
