@@ -952,4 +952,5 @@ def _check_traversable(path: Path) -> None:
 
 def remove_state_dir(path: Path) -> None:
     """Delete a run's state directory (tests and benchmarks; `septum run` keeps it as evidence)."""
+    disk.release(Path(path))  # data images a run that never tore down left mounted
     shutil.rmtree(path, ignore_errors=True)

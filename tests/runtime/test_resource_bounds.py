@@ -137,3 +137,50 @@ def test_each_bound_stops_only_its_partition(device: tuple[Supervisor, Path, Pat
     assert not (state / "disks").exists()
     assert (state / "data" / "disk_hog" / "fill.bin").stat().st_size == done.fields["written"]
     assert (state / "data" / "steady" / "steady.log").read_bytes().count(b"\n") >= later.fields["written"]
+
+
+def _mount_count(state: Path) -> int:
+    return sum(str(state) in line for line in Path("/proc/self/mountinfo").read_text().splitlines())
+
+
+def test_a_killed_supervisors_disks_are_taken_over_and_released() -> None:
+    """A supervisor killed outright cannot unmount; the next run with the same state folder takes the
+    mounted images over (their data is the newest) and releases them at its own stop, and
+    remove_state_dir never leaves a mount behind."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    _require_bounds()
+    state = _tmp("septum-killed-")
+    try:
+        proc = subprocess.Popen([sys.executable, "-c", "from septum.cli import main; main()", "run",
+                                 str(MODELS / "basic.yaml"), "--state-dir", str(state)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while _mount_count(state) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert _mount_count(state) == 2, "the run did not mount its two data folders"
+        (state / "data" / "producer" / "kept.txt").write_text("written during the killed run")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        assert _mount_count(state) == 2  # nobody unmounted them
+        model, src = load(MODELS / "basic.yaml")
+        with Supervisor(model, src, model_dir=MODELS, state_dir=state, check=False) as sup:
+            assert sup.wait_ready(30)
+            assert _mount_count(state) == 2
+        assert _mount_count(state) == 0 and not (state / "disks").exists()
+        assert (state / "data" / "producer" / "kept.txt").read_text() == "written during the killed run"
+        proc = subprocess.Popen([sys.executable, "-c", "from septum.cli import main; main()", "run",
+                                 str(MODELS / "basic.yaml"), "--state-dir", str(state)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while _mount_count(state) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        proc.kill()
+        proc.wait(10)
+        assert _mount_count(state) == 2
+    finally:
+        remove_state_dir(state)
+    assert _mount_count(state) == 0 and not state.exists()

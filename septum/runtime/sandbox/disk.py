@@ -143,27 +143,51 @@ def _copy_back(src: Path, dst: Path) -> None:
             os.chmod(path, st.st_mode & 0o7777)
 
 
+def _mounted_data_dirs(state_dir: Path) -> list[Path]:
+    data = str((state_dir / "data").resolve()) + "/"
+    return sorted(Path(point) for point in _mounts() if point.startswith(data))
+
+
 def detach_all(state_dir: Path) -> list[str]:
     """Copy back, unmount and delete every data image of a run; returns the problems (never raises)."""
     problems: list[str] = []
+    for folder in _mounted_data_dirs(state_dir):
+        try:
+            staged = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+            _copy_back(folder, staged)
+            _run(["umount", str(folder)])
+            shutil.rmtree(folder)  # the stale pre-run contents the mount was hiding
+            staged.rename(folder)
+        except (OSError, DiskError) as exc:
+            problems.append(f"{folder.name}: {exc}")
+    _remove_images(state_dir, problems)
+    return problems
+
+
+def release(state_dir: Path) -> list[str]:
+    """Unmount every data image of a run without copying anything back (before the state folder is
+    deleted; lazily, so a process still inside cannot keep the mount alive)."""
+    problems: list[str] = []
+    for folder in _mounted_data_dirs(state_dir):
+        try:
+            _run(["umount", "-l", str(folder)])
+        except DiskError as exc:
+            problems.append(f"{folder.name}: {exc}")
+    _remove_images(state_dir, problems)
+    return problems
+
+
+def _remove_images(state_dir: Path, problems: list[str]) -> None:
     disks = state_dir / DISKS
     if not disks.is_dir():
-        return problems
-    mounts = _mounts()
+        return
+    mounted = set(_mounted_data_dirs(state_dir))
     for image in sorted(disks.glob("*.img")):
-        folder = (state_dir / "data" / image.stem).resolve()
-        try:
-            if str(folder) in mounts:
-                staged = Path(tempfile.mkdtemp(prefix=f".{image.stem}-", dir=folder.parent))
-                _copy_back(folder, staged)
-                _run(["umount", str(folder)])
-                shutil.rmtree(folder)  # the stale pre-run contents the mount was hiding
-                staged.rename(folder)
-            image.unlink()
-        except (OSError, DiskError) as exc:
-            problems.append(f"{image.stem}: {exc}")
+        if (state_dir / "data" / image.stem).resolve() in mounted:
+            problems.append(f"{image.stem}: still mounted, image kept")
+            continue
+        image.unlink(missing_ok=True)
     try:
         disks.rmdir()
     except OSError:
         pass
-    return problems
