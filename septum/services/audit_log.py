@@ -624,7 +624,10 @@ class LogEntry:
 
 
 def read_entries(path: Path) -> tuple[list[LogEntry], Damage | None]:
-    """Structurally valid entries in order (hashes and chain links checked, not signatures)."""
+    """Structurally valid entries in order (hashes and chain links checked, not signatures).
+
+    Whole entries after the last seal are left out and reported as ``unsealed`` damage: nothing vouches
+    for them (a forged tail, or a commit not finished yet), so they are never presented as events."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
@@ -633,6 +636,7 @@ def read_entries(path: Path) -> tuple[list[LogEntry], Damage | None]:
         return [], Damage("bad-header", None, 0, 0, "not a Septum audit log (bad magic)")
     out: list[LogEntry] = []
     prev = ZERO_HASH
+    sealed, sealed_index, sealed_end = 0, 0, len(MAGIC)  # entries up to the last seal, and where it ends
     floor = 0  # as in verify: nothing up to the head's checkpoint is ever a torn commit
     if head_path_for(path).exists():
         try:
@@ -647,6 +651,11 @@ def read_entries(path: Path) -> tuple[list[LogEntry], Damage | None]:
             return out, Damage("edited", len(out), item.index, item.offset, "chain broken; run verify")
         out.append(LogEntry(entry.seq, entry.body))
         prev = item.digest
+        if isinstance(entry.body, Checkpoint):
+            sealed, sealed_index, sealed_end = len(out), item.index + 1, item.end
+    if len(out) > sealed:
+        msg = f"record(s) seq {sealed}..{len(out) - 1} follow the last seal and are not signed; run verify"
+        return out[:sealed], Damage("unsealed", sealed, sealed_index, sealed_end, msg, len(out) - 1)
     return out, None
 
 

@@ -374,3 +374,14 @@ def test_cli_exit_codes_for_each_tampering(tmp_path: Path, audit_key: Ed25519Pri
     assert code == 2 and "not an audit anchor" in err and "Traceback" not in err
     code, _, err = _cli("audit", "verify", str(log), "--key", pub, "--anchor", str(tmp_path / "nope.json"))
     assert code == 2 and "no such anchor file" in err
+
+
+def test_show_and_export_never_present_a_forged_tail(tmp_path: Path, audit_key: Ed25519PrivateKey, pub: str) -> None:
+    log = tmp_path / "audit.log"
+    _write(log, audit_key, 2)
+    _forge_tail(log, 2)
+    entries, damage = read_entries(log)
+    assert damage is not None and damage.kind == "unsealed"
+    assert not any(isinstance(e.body, Record) and e.body.event == "forged.event" for e in entries)
+    code, out, err = _cli("audit", "export", str(log))
+    assert code == 1 and "unsealed" in err and "forged.event" not in out and "test.event" in out
