@@ -378,6 +378,7 @@ class Supervisor:
             cgroup_procs=tuple(p.cgroup.procs_files()) if p.cgroup else (),
             own_netns=self.host.netns and not p.plan.network,
             rlimits=p.plan.rlimits, uid=p.uid, gid=p.gid, parent_pid=os.getpid(),
+            nice=spawn.nice_for(p.plan.criticality, p.plan.restart_policy),
         )
         if p.cgroup is not None:
             p.oom_seen = p.cgroup.oom_kills()
@@ -697,6 +698,8 @@ class Supervisor:
             pass
 
     def _loop(self) -> None:
+        # the supervisor judges the safety partitions' heartbeats: it runs at their priority (if permitted)
+        spawn.set_nice(spawn.SAFETY_NICE)
         self._poller = select.poll()
         self._fd_pid: dict[int, _Proc] = {}
         fd_ctl = {p.control.fileno(): p for p in self._procs.values()}

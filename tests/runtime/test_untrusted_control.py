@@ -244,3 +244,17 @@ def test_event_file_failure_reaches_the_operator() -> None:
         sup.events.emit("probe_note")
         ev = sup.events.wait_for(lambda e: e.kind == "event_log_failed", 5, after=0)
         assert ev is not None and ev.fields["count"] >= 1 and "No space" in ev.fields["error"]
+
+
+def _nice(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2:].split()[16])  # field 19: nice
+
+
+def test_safety_partitions_are_scheduled_first() -> None:
+    """Under CPU contention the scheduler runs the safety partitions ahead of a spinning neighbour."""
+    require("root")
+    with hostile_device("") as sup:
+        pids = sup.partition_pids()
+        assert _nice(pids["guardian"]) == -5
+        assert _nice(pids["hostile"]) == 5
