@@ -173,40 +173,50 @@ def _check_aliases(root: yaml.Node, file: str) -> None:
     """Refuse recursive aliases and aliases that expand past ``MAX_NODES``, without expanding them.
 
     The composer shares one node for an anchor and all its aliases, so the expanded size is computed once
-    per distinct node; a bomb of ten nested tenfold aliases costs a hundred steps here, not a billion.
+    per distinct collection; a bomb of ten nested tenfold aliases costs a hundred steps here, not a billion.
+    Sizes count what ``_construct`` visits: keys are names (a collection as a key is refused there, unvisited).
     """
-    size: dict[int, int] = {}
-    open_nodes: set[int] = set()
-    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    mapping, sequence = yaml.MappingNode, yaml.SequenceNode
+    size: dict[int, int] = {}  # finished collections: id -> nodes after expansion
+    open_kids: dict[int, list[yaml.Node]] = {}  # collections on the current path -> their collection values
+    stack: list[yaml.Node] = [root]
     while stack:
-        node, done = stack.pop()
+        node = stack[-1]
         nid = id(node)
-        if isinstance(node, yaml.MappingNode):
-            children = [c for pair in node.value for c in pair]
-        elif isinstance(node, yaml.SequenceNode):
-            children = list(node.value)
-        else:
-            size[nid] = 1
-            continue
-        if done:
-            open_nodes.discard(nid)
-            total = 1 + sum(size[id(c)] for c in children)
-            if total > MAX_NODES:
-                m = node.start_mark
-                raise ModelError([ModelIssue(Location(file, m.line + 1, m.column + 1),
-                                             f"YAML aliases expand this value to more than {MAX_NODES:,} nodes "
-                                             "(an alias bomb?)")])
-            size[nid] = total
-            continue
         if nid in size:
+            stack.pop()
             continue
-        if nid in open_nodes:
-            m = node.start_mark
-            raise ModelError([ModelIssue(Location(file, m.line + 1, m.column + 1),
-                                         "YAML value: a recursive alias (a value that contains itself)")])
-        open_nodes.add(nid)
-        stack.append((node, True))
-        stack.extend((c, False) for c in children if id(c) not in size)
+        kids = open_kids.get(nid)
+        if kids is None:  # first visit: push the collections it holds
+            values = [v for _, v in node.value] if type(node) is mapping else node.value
+            kids = [c for c in values if type(c) is mapping or type(c) is sequence]
+            open_kids[nid] = kids
+            for c in kids:
+                if id(c) in open_kids:  # an ancestor of itself
+                    raise ModelError([ModelIssue(_mark(file, c), "YAML value: a recursive alias (a value that "
+                                                 "contains itself)")])
+                if id(c) not in size:
+                    stack.append(c)
+            continue
+        stack.pop()  # second visit: every collection it holds is sized
+        total = 1 + (2 * len(node.value) if type(node) is mapping else len(node.value))
+        for c in kids:
+            total += size[id(c)] - 1
+        if total > MAX_NODES:
+            raise ModelError([ModelIssue(_mark(file, node), f"YAML aliases expand this value to more than "
+                                         f"{MAX_NODES:,} nodes (an alias bomb?)")])
+        size[nid] = total
+        del open_kids[nid]
+
+
+def _mark(file: str, node: yaml.Node) -> Location:
+    return Location(file, node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+# An alias starts a node: '*' after whitespace or a flow indicator, followed by its name. Text without one
+# is a plain tree and skips the alias pass (a '*' in a comment or a string only costs that pass). Should an
+# alias ever slip past this test, _construct's node count and depth limit still bound it.
+_ALIAS = re.compile(r"(?:^|[\s\[{,:])\*[^\s\[\]{},]")
 
 
 def _parse_yaml(text: str, file: str) -> tuple[Any, SourceMap, _Collector]:
@@ -228,7 +238,7 @@ def _parse_yaml(text: str, file: str) -> tuple[Any, SourceMap, _Collector]:
         col = _Collector(source)
         if root is None:
             raise ModelError([ModelIssue(Location(file, 1, 1), "the model file is empty")])
-        if "*" in text:  # an alias needs a '*'; without one the document is a tree and this pass is skipped
+        if isinstance(root, yaml.CollectionNode) and _ALIAS.search(text):
             _check_aliases(root, file)
         try:
             data = _construct(loader, root, (), col)

@@ -19,7 +19,8 @@ PUMP_TEXT = (Path(__file__).parents[2] / "examples" / "infusion_pump" / "model.y
 LOCATED = re.compile(r"^\S+:\d+:\d+: error: .+")
 # a scalar value after "key: ", in block or flow style (up to a flow indicator, a comment or the line end)
 SCALAR = re.compile(r"(?<=: )(?![\[{&*!|>])[^,{}\[\]\n#]+?(?=\s*(?:[,}\]]|\s#|$))", re.M)
-SPANS = [m.span() for m in SCALAR.finditer(PUMP_TEXT)]
+SPANS = [m.span() for m in SCALAR.finditer(PUMP_TEXT)
+         if "#" not in PUMP_TEXT[PUMP_TEXT.rfind("\n", 0, m.start()) + 1:m.start()]]  # not in a comment
 # tags the model refuses whatever the value
 REFUSED_TAGS = ("!!binary", "!!set", "!!omap", "!!pairs", "!x", "!!python/object:os.system")
 TAGS = ["", "!!int", "!!float", "!!bool", "!!null", "!!timestamp", "!!str", "!!map", "!!seq", *REFUSED_TAGS]
