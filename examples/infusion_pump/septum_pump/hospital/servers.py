@@ -347,6 +347,8 @@ class Server:
         try:
             self._loop()
         except BaseException as exc:  # any failure of the loop must end the partition
+            if self._closed:
+                return  # closing the server under the loop's feet is not a failure
             self.failed = f"the hospital link's listener loop failed: {type(exc).__name__}: {exc}"
             self.audit("listener_failed", "alert", self.failed[:900])
             sys.stderr.write(traceback.format_exc(limit=8))
