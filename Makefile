@@ -15,7 +15,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.septum-installed
 SYSSTAMP := $(VENV)/.septum-system-deps
 # Debian packages used by the tests (browser tests need chromium, the FDA views graphviz); installed only when root.
-DEBIAN_PACKAGES := chromium chromium-driver graphviz
+DEBIAN_PACKAGES := chromium chromium-driver graphviz e2fsprogs
 
 .PHONY: demo test lint docs bench venv system-deps clean
 
