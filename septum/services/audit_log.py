@@ -42,7 +42,9 @@ from pathlib import Path
 from typing import Literal
 
 import msgspec
+import nacl.bindings
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from .audit_anchor import Anchor
@@ -662,6 +664,22 @@ def read_entries(path: Path) -> tuple[list[LogEntry], Damage | None]:
 # ---------------------------------------------------------------------------------------------- writing
 
 
+class Sealer:
+    """Ed25519 signing through libsodium, for the seal on every commit.
+
+    Ed25519 (RFC 8032) is deterministic, so the signatures are byte for byte those OpenSSL makes with the
+    same key (verification stays with ``cryptography``); libsodium makes them with about 60% of the CPU,
+    which is what a commit of one record spends beside its fsync."""
+
+    def __init__(self, key: Ed25519PrivateKey) -> None:
+        seed = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                                 serialization.NoEncryption())
+        _public, self._secret = nacl.bindings.crypto_sign_seed_keypair(seed)
+
+    def sign(self, message: bytes) -> bytes:
+        return nacl.bindings.crypto_sign(message, self._secret)[: nacl.bindings.crypto_sign_BYTES]
+
+
 @dataclass(frozen=True)
 class Recovery:
     """What opening an existing log found: where it continues and what (if anything) was cut off."""
@@ -705,6 +723,7 @@ class AuditWriter:
         self.max_batch = max_batch
         self.max_delay = max_delay
         self._key = signing_key
+        self._sealer = Sealer(signing_key)
         self._kid = key_id(signing_key.public_key())
         self._buf = bytearray()
         self._parts: list[int] = []  # buffer offsets where a commit part ends (right after its seal)
@@ -933,7 +952,7 @@ class AuditWriter:
     def _seal(self, *, pinned: bool) -> None:
         seq = self._next_seq
         wall = _time.time()  # recorded for readers; decisions use the loop's monotonic clock
-        sig = self._key.sign(checkpoint_message(seq, self._prev, wall, self._kid, pinned))
+        sig = self._sealer.sign(checkpoint_message(seq, self._prev, wall, self._kid, pinned))
         offset_in_buf = len(self._buf)
         self._add(Checkpoint(time=wall, key_id=self._kid, signature=sig, pinned=pinned))
         self._tip_in_buf = (offset_in_buf, seq)

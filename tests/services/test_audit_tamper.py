@@ -385,3 +385,11 @@ def test_show_and_export_never_present_a_forged_tail(tmp_path: Path, audit_key: 
     assert not any(isinstance(e.body, Record) and e.body.event == "forged.event" for e in entries)
     code, out, err = _cli("audit", "export", str(log))
     assert code == 1 and "unsealed" in err and "forged.event" not in out and "test.event" in out
+
+
+def test_the_sealer_signs_exactly_as_openssl(audit_key: Ed25519PrivateKey) -> None:
+    """libsodium seals what OpenSSL verifies: the same deterministic Ed25519 signature, and a wrong one fails."""
+    sealer = al.Sealer(audit_key)
+    for msg in (b"", b"seal", al.checkpoint_message(7, bytes(32), 1.5, b"k" * 8, True)):
+        assert sealer.sign(msg) == audit_key.sign(msg)
+    assert sealer.sign(b"a") != Ed25519PrivateKey.generate().sign(b"a")
