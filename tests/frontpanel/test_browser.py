@@ -50,15 +50,43 @@ def browser() -> Iterator[Browser]:
         b.close()
 
 
+# The pump's real-time margins are tight (the monitor latches controller-silent after 100 ms without a beat
+# from pump_control, a sensor fault after 100 ms without a frame). On the device the separation kernel
+# gives the therapy partitions their budgets whatever else runs; on a shared test host they compete with
+# every other process. That starvation, not the page, was the cause of this test's failures, and it used to
+# be retried once when the monitor raised such an alarm, which would also have passed a real regression
+# that raised it. Now it runs once: on a host whose run queue is this long per CPU the margins cannot be
+# met and the test says so before it starts; otherwise a starved monitor fails it, with that named.
+MAX_LOAD_PER_CPU = 3.0
+# the in-process parts of the bench (the supervisor thread, the hardware simulator that sends the sensor
+# frames, the front panel server) above the rest of the host; they inherit it from the thread that starts
+# them. The partitions inherit it too, though in their own cgroups it only orders them among themselves.
+DEVICE_NICE = -10
+
+
+def _host_can_keep_time() -> None:
+    load, cpus = os.getloadavg()[0], os.cpu_count() or 1
+    if load / cpus > MAX_LOAD_PER_CPU:
+        reason = (f"this host is overloaded (load {load:.1f} on {cpus} CPUs, over {MAX_LOAD_PER_CPU} per CPU): "
+                  "the pump's 100 ms real-time margins cannot be met here, and its safety monitor would rightly "
+                  "stop the motor")
+        print(f"SKIP: {reason}")
+        pytest.skip(reason)
+
+
 @contextlib.contextmanager
 def bench(browser: Browser, services: str) -> Iterator[tuple[PumpRig, Page]]:
     page = browser.page()
+    before = os.getpriority(os.PRIO_PROCESS, 0)
     try:
+        os.setpriority(os.PRIO_PROCESS, 0, DEVICE_NICE)  # this thread only (Linux): what it starts inherits it
         with PumpRig(time_scale=TIME_SCALE, services=services) as rig, \
                 FrontPanel(rig.sim, info={"time_scale": TIME_SCALE, "services": rig.services}) as panel:
+            os.setpriority(os.PRIO_PROCESS, 0, before)
             page.navigate(panel.url)
             yield rig, page
     finally:
+        os.setpriority(os.PRIO_PROCESS, 0, before)
         page.close()
 
 
@@ -101,19 +129,16 @@ def test_login_program_two_step_start_and_an_alarm(browser: Browser, services: s
     if services == "real" and not real_services_available():
         print("SKIP: the Septum auth/audit/update services are not installed; the doubles variant ran")
         pytest.skip("real services not installed")
-    # One retry, only when the safety monitor tripped on CPU starvation (controller-silent or a stale sensor
-    # frame with no such fault injected): that is the device failing safe on an overloaded shared machine,
-    # not the page. Any other failure, or a second starvation, fails the test.
-    for attempt in (1, 2):
-        with bench(browser, services) as (rig, page):
-            try:
-                scenario(rig, page, tmp_path)
-                return
-            except AssertionError:
-                why = starved(rig)
-                if not why or attempt == 2:
-                    raise
-                print(f"RETRY: the safety monitor tripped on {why} (machine overloaded), running the scenario again")
+    _host_can_keep_time()
+    with bench(browser, services) as (rig, page):
+        try:
+            scenario(rig, page, tmp_path)
+        except AssertionError:
+            # no retry: say what the device did, so a starved monitor is told apart from a broken page
+            why = starved(rig)
+            if why:
+                print(f"the safety monitor tripped on {why} with no such fault injected (CPU starvation?)")
+            raise
 
 
 def scenario(rig: PumpRig, page: Page, tmp_path: Path) -> None:
