@@ -403,9 +403,10 @@ def verify(
 ) -> VerifyResult:
     """Check the whole log; stop at and name the first bad record.
 
-    ``head="auto"`` checks against ``LOG.head`` and fails when it is missing; a path uses that head file
-    (a copy kept off the device, for instance); ``None`` skips the head checks (the caller accepts that a
-    cut at a seal cannot be seen). Every anchor must name a seal in the log (else ``rolled-back``).
+    ``head="auto"`` checks against ``LOG.head`` and fails when it is missing or older than it must be; a
+    path uses that head file (a copy kept off the device, for instance: its seal must be in the log, and it
+    may be older); ``None`` skips the head checks (the caller accepts that a cut at a seal cannot be seen).
+    Every anchor must name a seal in the log (else ``rolled-back``).
     Records after the last seal fail the log (``unsealed``) unless ``allow_unsealed_tail``, which turns
     that into a note: they are then *not* authenticated by anything.
 
@@ -534,7 +535,8 @@ def verify(
             result.damage = Damage("unsealed", seq, index, offset, msg, result.last_seq)
     if first_head is not None:
         _check_head(result, first_head, digests, last_frame_end, expected)
-        if result.damage is None and isinstance(second_head, Head):
+        if result.damage is None and isinstance(second_head, Head) and head == "auto":
+            # Only the head beside the log must keep up; a copy given by path is older by nature.
             need = required_head(walk.pinned)
             if second_head.seq < need:
                 result.damage = Damage(

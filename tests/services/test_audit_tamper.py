@@ -393,3 +393,20 @@ def test_the_sealer_signs_exactly_as_openssl(audit_key: Ed25519PrivateKey) -> No
     for msg in (b"", b"seal", al.checkpoint_message(7, bytes(32), 1.5, b"k" * 8, True)):
         assert sealer.sign(msg) == audit_key.sign(msg)
     assert sealer.sign(b"a") != Ed25519PrivateKey.generate().sign(b"a")
+
+
+def test_a_head_copy_kept_elsewhere_may_be_older(tmp_path: Path, audit_key: Ed25519PrivateKey) -> None:
+    log, copy = tmp_path / "audit.log", tmp_path / "kept.head"
+    w = _write(log, audit_key, 3, pin_every=3, close=False)
+    shutil.copy(al.head_path_for(log), copy)
+    for c in range(6):
+        w.append(_rec(200 + c))
+        w.commit()
+    w.close()
+    assert verify(log, audit_key.public_key(), head=copy).ok  # its seal is in the log: fine
+    shutil.copy(copy, al.head_path_for(log))
+    d = verify(log, audit_key.public_key()).damage  # the same bytes as LOG.head: rolled back
+    assert d is not None and d.kind == "old-head"
+    log.write_bytes(log.read_bytes()[: _seal_ends(log)[1]])
+    d = verify(log, audit_key.public_key(), head=copy).damage  # and a cut before its seal is still seen
+    assert d is not None and d.kind == "truncated"
