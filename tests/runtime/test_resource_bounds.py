@@ -184,3 +184,29 @@ def test_a_killed_supervisors_disks_are_taken_over_and_released() -> None:
     finally:
         remove_state_dir(state)
     assert _mount_count(state) == 0 and not state.exists()
+
+
+def test_explain_shows_every_bound_and_says_what_a_host_lacks(tmp_path: Path) -> None:
+    import dataclasses
+
+    from septum.runtime import explain as ex
+    from septum.runtime.plan import plan_device
+
+    model, _src = load(MODEL)
+    plans = plan_device(model, MODELS, tmp_path / "data")
+    full = dataclasses.replace(probe(), root=True, seccomp=True, disk_unavailable=None,
+                               cgroup=limits.CgroupHost(1, {c: tmp_path for c in limits.CONTROLLERS}))
+    rows = {what: ok for what, _how, ok in ex._lines(plans["disk_hog"], full)}
+    assert rows["data folder <= 8 MiB (ENOSPC beyond)"] is True
+    assert rows["memory <= 256 MiB, no swap (OOM kill, reported as memory_limit)"] is True
+    rows = {what: ok for what, _how, ok in ex._lines(plans["cpu_hog"], full)}
+    assert rows["cpu <= 20% of one CPU (throttled)"] is True
+    rows = {what: ok for what, _how, ok in ex._lines(plans["pid_hog"], full)}
+    assert rows["tasks (processes + threads) <= 8 (fork/thread creation refused)"] is True
+    bare = dataclasses.replace(full, disk_unavailable="no loop devices (/dev/loop-control)",
+                               cgroup=limits.CgroupHost(0, {}))
+    lines = ex._lines(plans["disk_hog"], bare)
+    disk_row = next(r for r in lines if r[0].startswith("data folder"))
+    assert disk_row[2] is False and "no loop devices" in disk_row[1]
+    assert not next(r for r in lines if r[0].startswith("memory <="))[2]
+    assert "per-partition disk quota (no loop devices (/dev/loop-control))" in bare.missing()
