@@ -71,3 +71,18 @@ def test_check_with_osv_and_waivers_exits_0(run, tmp_path: Path) -> None:
     r = run("check", str(_model(tmp_path, component="43.0.1", vuln_waiver=True)), "--osv", str(OSV))
     assert r.exit_code == 0, r.output
     assert STALE not in r.output
+
+
+def test_gen_microkit_clean_with_waivers_is_not_refused(run, tmp_path: Path) -> None:
+    r = run("gen", "microkit", str(_model(tmp_path)), "-o", str(tmp_path / "out"))
+    assert r.exit_code == 0, r.output
+    assert "refusing" not in r.output and (tmp_path / "out").is_dir()
+
+
+def test_run_gate_clean_with_waivers_lets_it_run(tmp_path: Path) -> None:
+    # `septum run` refuses a model through this gate before anything starts
+    from septum.model import load
+    from septum.runtime.gate import gate
+
+    model, source = load(_model(tmp_path))
+    assert gate(model, source, allow_debug=False) == []
