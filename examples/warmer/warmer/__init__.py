@@ -1,0 +1,1 @@
+"""Partition code of the example neonatal warmer (examples/warmer/model.yaml)."""
