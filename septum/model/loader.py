@@ -553,6 +553,8 @@ def _read_regular_file(p: Path) -> bytes:
         fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError as exc:
         raise refuse(f"cannot read the model: {exc.strerror}") from None
+    except ValueError:  # a NUL byte in the name
+        raise refuse("cannot read the model: the file name holds a NUL byte") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):

@@ -164,6 +164,11 @@ def test_directory_and_socket_refused(tmp_path: Path) -> None:
             load(sock_path)
 
 
+def test_nul_in_the_file_name_is_refused() -> None:
+    with pytest.raises(ModelError, match="NUL byte"):
+        load("model\x00.yaml")
+
+
 def test_symlink_to_regular_file_loads(tmp_path: Path) -> None:
     real = Path(__file__).parents[2] / "examples" / "infusion_pump" / "model.yaml"
     link = tmp_path / "link.yaml"
