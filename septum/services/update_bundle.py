@@ -104,7 +104,8 @@ def check_file_set(files: dict[str, FileEntry] | dict[str, int]) -> None:
 
     Each name must pass ``check_relpath`` (ASCII only, so Unicode look-alikes and normalisation forms
     cannot make two names one file). Two names may not be the same file on a case-insensitive file system
-    (``Main.py`` and ``main.py``), and no name may be both a file and a folder (``a`` and ``a/b``). Sizes
+    (``Main.py`` and ``main.py``, or folders ``Lib/`` and ``lib/``), and no name may be both a file and a
+    folder (``a`` and ``a/b``). Sizes
     and hashes must be well formed and the total must fit in a bundle.
     """
     if len(files) > MAX_FILES:
@@ -118,12 +119,18 @@ def check_file_set(files: dict[str, FileEntry] | dict[str, int]) -> None:
         if key in folded:
             raise BundleError(f"file names {folded[key]!r} and {name!r} differ only in case")
         folded[key] = name
+    folders: dict[str, str] = {}  # folded folder path -> as first spelled
     for key, name in folded.items():
         parts = key.split("/")
+        spelled = name.split("/")
         for i in range(1, len(parts)):
             parent = "/".join(parts[:i])
             if parent in folded:
                 raise BundleError(f"{folded[parent]!r} is a file, but {name!r} needs it to be a folder")
+            # one folder or two, depending on the file system: 'Lib/a' and 'lib/b'
+            as_spelled = "/".join(spelled[:i])
+            if folders.setdefault(parent, as_spelled) != as_spelled:
+                raise BundleError(f"folders {folders[parent]!r} and {as_spelled!r} differ only in case")
     total = 0
     for name, entry in files.items():
         size = entry.size if isinstance(entry, FileEntry) else entry

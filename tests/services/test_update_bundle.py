@@ -194,6 +194,8 @@ MALFORMED = [
     ({"lib": b"1", "lib/x/y.py": b"2"}, "'lib' is a file, but 'lib/x/y.py' needs it to be a folder"),
     ({"A": b"1", "a/b": b"2"}, "'A' is a file, but 'a/b' needs it to be a folder"),
     ({"Main.py": b"1", "main.py": b"2"}, "differ only in case"),
+    ({"Lib/a.py": b"1", "lib/b.py": b"2"}, "folders 'Lib' and 'lib' differ only in case"),
+    ({"x/Lib/a.py": b"1", "x/lib/b.py": b"2"}, "folders 'x/Lib' and 'x/lib' differ only in case"),
     ({"/etc/passwd": b"x"}, "not a plain relative path"),
     ({"../x": b"x"}, "not a plain relative path"),
     ({"a/../../x": b"x"}, "not a plain relative path"),
