@@ -22,12 +22,17 @@ RATE = 300.0
 HOSTILE = "pump_test_doubles.hostile_pump_control:main"
 
 
+def _recent(rig: PumpRig, n: int = 30) -> list[tuple[int, str | None, str, dict[str, object]]]:
+    """The last events, for the failure message of a step that got no outcome."""
+    return [(e.seq, e.partition, e.kind, dict(e.fields)) for e in rig.supervisor.events.history[-n:]]
+
+
 def _monitor_events(rig: PumpRig, kind: str, after: int) -> list[dict[str, object]]:
     return [dict(e.fields) for e in rig.events(kind, "safety_monitor") if e.seq > after]
 
 
 def test_soft_limit_excess_runs_after_the_clinicians_confirmation(rig: PumpRig) -> None:
-    assert rig.login()
+    assert rig.login(), _recent(rig)
     ok, text = rig.program("normal-saline", rate=RATE, vtbi=500)
     assert not ok and "soft limit" in text, text  # pump_control asks for the confirmation
     before = rig.seq()
@@ -46,8 +51,7 @@ def test_soft_limit_excess_runs_after_the_clinicians_confirmation(rig: PumpRig) 
     assert rig.wait_until(lambda: any(r["event"] == "soft_limit_override_applied" for r in rig.audit_records()),
                           timeout=10)
     if rig.services == "real":
-        assert any(r["event"] == "auth.allowed" and "approve_soft_limit" in str(r.get("fields") or r["detail"])
-                   for r in rig.audit_records())
+        assert any(r["event"] == "auth.allowed" and "approve_soft_limit" in str(r) for r in rig.audit_records())
 
 
 class CompromisedControlRig(PumpRig):
@@ -91,7 +95,7 @@ def test_compromised_pump_control_cannot_confirm_a_soft_limit_on_its_own_word(ho
     rig = hostile_rig
     forged = rig.wait_event(lambda e: e.kind == "hostile_forge_approval", timeout=10, after=0)
     assert forged is not None and str(forged.fields.get("outcome", "")).startswith("refused"), forged
-    assert rig.login()
+    assert rig.login(), _recent(rig)
     before = rig.seq()
     ok, text = rig.program("normal-saline", rate=RATE, vtbi=500)
     assert ok, text  # the compromised controller "confirmed" it and says it is programmed
