@@ -184,3 +184,18 @@ def test_connection_limits_fit_the_partitions_file_descriptors() -> None:
         lim.fitted(2, 3)
     with pytest.raises(ValueError, match="handshake_timeout_s"):
         servers.Limits.from_settings({"handshake_timeout_s": "soon"})
+
+
+def test_bounded_audit_gives_each_cause_its_own_window() -> None:
+    records: list[tuple[str, str, str]] = []
+    t = servers.Tally(lambda *r: records.append(r), "tls_refused", "warning", "TLS handshake(s) refused")
+    t("no certificate 1", 0.0, key="PEER_DID_NOT_RETURN_A_CERTIFICATE")
+    t("no certificate 2", 0.1, key="PEER_DID_NOT_RETURN_A_CERTIFICATE")
+    t("unknown CA 1", 0.2, key="CERTIFICATE_VERIFY_FAILED")  # not hidden by the flood of the other cause
+    for i in range(100):
+        t(f"garbage {i}", 0.3, key=f"reason {i}")  # more causes than MAX_KEYS share one window
+    t.flush(0.5)
+    details = [d for _, _, d in records]
+    assert details[:3] == ["no certificate 1", "unknown CA 1", "garbage 0"]
+    assert len(records) <= 2 * (servers.Tally.MAX_KEYS + 1)
+    assert _counted(records, "tls_refused") == 103 == t.total

@@ -76,8 +76,8 @@ def _outcome_response(status: int, severity: str, code: str, text: str, expressi
 
 
 def answer_http_error(exc: httpio.HttpError) -> bytes:
-    return _outcome_response(exc.status, "error", "structure" if exc.status < 413 else "too-costly", exc.reason,
-                             close=True)
+    code = "structure" if exc.status < 413 else "too-costly" if exc.status < 500 else "exception"
+    return _outcome_response(exc.status, "error", code, exc.reason, close=True)
 
 
 def answer_fhir(req: httpio.Request, peer: Peer, desk: OrderDesk) -> tuple[bytes, Outcome | None]:

@@ -81,7 +81,7 @@ def _library(body: bytes) -> MedicationRequest:
         raise OrderRejected(f"request body larger than {MAX_BODY} bytes", code="too-costly")
     try:
         data = msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:  # RecursionError: nested deeper than the decoder goes
         raise OrderRejected(f"body is not JSON: {str(exc)[:120]}", code="structure") from None
     if not isinstance(data, dict) or data.get("resourceType") != "MedicationRequest":
         raise OrderRejected("body must be a FHIR MedicationRequest resource", code="structure")

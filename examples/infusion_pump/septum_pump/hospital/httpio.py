@@ -17,7 +17,7 @@ REASONS = {200: "OK", 201: "Created", 202: "Accepted", 400: "Bad Request", 403: 
            405: "Method Not Allowed", 408: "Request Timeout", 411: "Length Required", 413: "Content Too Large",
            415: "Unsupported Media Type", 422: "Unprocessable Content", 429: "Too Many Requests",
            431: "Request Header Fields Too Large",
-           501: "Not Implemented", 503: "Service Unavailable"}
+           500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable"}
 
 
 class HttpError(Exception):

@@ -18,8 +18,10 @@ every thread, and the accept thread died):
   the body (or an MLLP frame), the next request (idle keep-alive) and a reply the client does not read;
 - audit records of refusals and timeouts are bounded: per kind, the first of each second in full and the
   rest counted into one summary record per second (``Tally``);
-- the loop cannot die silently: an exception in it (or in a worker) calls ``fatal`` with the reason,
-  which in the partition ends the process so the supervisor applies the restart policy.
+- the loop cannot die silently: an exception in it calls ``fatal`` with the reason, which in the partition
+  ends the process so the supervisor applies the restart policy. An exception while answering one
+  request (a parser bug a hostile client found) fails only that request: a 500 / AR, the connection
+  closed, a ``request_failed`` alert; it cannot be used to restart the partition at will.
 """
 
 from __future__ import annotations
@@ -109,27 +111,42 @@ def fds_free(reserve: int = FD_RESERVE) -> int:
 
 class Tally:
     """Audits the first occurrence of an event in each second in full and counts the rest into one summary
-    record per second: a flood costs at most two records per second per kind, and every one is counted."""
+    record per second: a flood costs at most two records per second per kind, and every one is counted.
+
+    ``key`` (e.g. the TLS reason) gives different causes their own window, so a flood of one kind of
+    refusal cannot hide the first of another; at most ``MAX_KEYS`` keys, beyond which all share one."""
+
+    MAX_KEYS = 16
 
     def __init__(self, audit: Audit, event: str, severity: str, what: str) -> None:
         self.audit, self.event, self.severity, self.what = audit, event, severity, what
         self.total = 0
-        self._window = -1.0
-        self._counted = 0
+        self._window: dict[str, float] = {}
+        self._counted: dict[str, int] = {}
 
-    def __call__(self, detail: str, now: float) -> None:
+    def __call__(self, detail: str, now: float, key: str = "") -> None:
         self.total += 1
-        if now - self._window >= 1.0:
-            self.flush()
-            self._window = now
+        if key not in self._window and len(self._window) >= self.MAX_KEYS:
+            key = "*"
+        if now - self._window.get(key, -1.0) >= 1.0:
+            self._flush(key)
+            self._window[key] = now
             self.audit(self.event, self.severity, detail)
         else:
-            self._counted += 1
+            self._counted[key] = self._counted.get(key, 0) + 1
 
-    def flush(self) -> None:
-        if self._counted:
-            n, self._counted = self._counted, 0
-            self.audit(self.event, self.severity, f"{n} more {self.what} in the last second (summarised)")
+    def flush(self, now: float | None = None) -> None:
+        for key in list(self._counted):
+            self._flush(key)
+        if now is not None:  # forget quiet keys, so new causes get their own window again
+            for key in [k for k, t in self._window.items() if now - t > 60.0]:
+                del self._window[key]
+
+    def _flush(self, key: str) -> None:
+        n = self._counted.pop(key, 0)
+        if n:
+            why = f" ({key})" if key else ""
+            self.audit(self.event, self.severity, f"{n} more {self.what}{why} in the last second (summarised)")
 
 
 # ------------------------------------------------------------------------------------------ sessions
@@ -147,6 +164,8 @@ class Session(Protocol):
     def eof(self) -> list[Step]: ...
 
     def timed_out(self, phase: str) -> list[Step]: ...
+
+    def failed(self) -> list[Step]: ...  # answering a request raised: what the client is told
 
 
 SessionFactory = Callable[[Peer], Session]
@@ -185,6 +204,10 @@ class HttpSession:
         what = "request headers" if phase == "head" else "request body"
         return self._refuse(httpio.HttpError(408, f"{what} not complete in time"))
 
+    def failed(self) -> list[Step]:
+        return [("send", answers.answer_http_error(httpio.HttpError(500, "the pump could not answer this request"))),
+                ("close", None)]
+
 
 class MllpSession:
     def __init__(self, peer: Peer, desk: OrderDesk, audit: Audit) -> None:
@@ -211,6 +234,10 @@ class MllpSession:
             self.audit("mllp_rejected", "warning", f"{self.peer.identity!r}: connection closed inside an MLLP "
                        f"frame ({self.reader.pending()} bytes, no 0x1C 0x0D end)")
         return [("close", None)]
+
+    def failed(self) -> list[Step]:
+        return [("send", frame(answers.answer_framing_error("the pump could not answer this message"))),
+                ("close", None)]
 
     def timed_out(self, phase: str) -> list[Step]:
         self.audit("mllp_rejected", "warning", f"{self.peer.identity!r} from {self.peer.address}: MLLP frame "
@@ -287,6 +314,7 @@ class Server:
         self.refused = Tally(audit, "connection_refused", "warning", "connection(s) refused over the limit")
         self.timeouts = Tally(audit, "connection_timeout", "warning", "connection(s) closed at their deadline")
         self.tls_refused = Tally(audit, "tls_refused", "warning", "TLS handshake(s) refused")
+        self.request_failed = Tally(audit, "request_failed", "alert", "request(s) whose answer failed")
         self.fd_exhausted = Tally(audit, "connection_refused", "alert", "accept(s) failed for want of descriptors")
 
     def listen(self, name: str, bind: str, port: int, ctx: ssl.SSLContext, sessions: SessionFactory) -> Listener:
@@ -379,8 +407,8 @@ class Server:
             self._sweep(now)
             if now >= next_flush:
                 next_flush = now + 1.0
-                for tally in (self.refused, self.timeouts, self.tls_refused, self.fd_exhausted):
-                    tally.flush()
+                for tally in (self.refused, self.timeouts, self.tls_refused, self.fd_exhausted, self.request_failed):
+                    tally.flush(now)
 
     def _drain_wake(self) -> None:
         try:
@@ -465,7 +493,8 @@ class Server:
         except (ssl.SSLError, OSError) as exc:
             if not self.is_probe(conn.addr):  # the partition's own liveness probe offers no certificate
                 reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
-                self.tls_refused(f"{lst.name}: TLS handshake with {conn.where} refused: {reason}", time.monotonic())
+                self.tls_refused(f"{lst.name}: TLS handshake with {conn.where} refused: {reason}", time.monotonic(),
+                                 key=f"{lst.name} {str(reason)[:48]}")
             self._close(conn)
             return
         lst.pending -= 1
@@ -655,9 +684,20 @@ class Server:
     def _finish_jobs(self) -> None:
         while self._done:
             conn, result = self._done.popleft()
-            if isinstance(result, BaseException):
-                raise RuntimeError(f"answering {conn.where} on {conn.listener.name} failed") from result
             conn.busy = False
+            if isinstance(result, BaseException):
+                # a bug that one request triggers must not take the listeners down for everyone (a hostile
+                # client would restart the partition at will): that request is answered with an error, the
+                # connection closed, and the failure audited as an alert; the loop's own failures stay fatal
+                self.request_failed(f"{conn.listener.name}: answering {conn.where} failed: "
+                                    f"{type(result).__name__}: {str(result)[:300]}", time.monotonic())
+                if conn.state != "open":
+                    continue
+                assert conn.steps is not None and conn.session is not None
+                conn.steps.clear()
+                conn.steps.extend(conn.session.failed())
+                self._advance(conn)
+                continue
             if conn.state != "open":
                 continue
             data, close = result
