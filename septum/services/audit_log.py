@@ -151,8 +151,16 @@ class Damage:
     last_seq: int | None = None  # end of the suspect range when only a range can be named
 
     def describe(self) -> str:
-        where = f"record seq {self.seq}" if self.seq is not None else f"frame {self.index}"
-        return f"{self.kind} at {where} (frame {self.index}, byte {self.offset}): {self.message}"
+        # index/offset -1: damage found through the head or an anchor, not at a place in the file
+        if self.seq is not None:
+            where = f" at record seq {self.seq}"
+        else:
+            where = f" at frame {self.index}" if self.index >= 0 else ""
+        if self.index >= 0:
+            pos = f" (frame {self.index}, byte {self.offset})"
+        else:
+            pos = f" (byte {self.offset})" if self.offset >= 0 else ""
+        return f"{self.kind}{where}{pos}: {self.message}"
 
 
 @dataclass
@@ -418,8 +426,9 @@ def verify(
     first_head: Head | Damage | None = None
     if head_file is not None:
         if head == "auto" and not Path(head_file).exists():
-            first_head = Damage("missing-head", None, 0, 0,
-                                f"no head file {head_file}: it was deleted, and a cut at a seal would be hidden")
+            first_head = Damage("missing-head", None, -1, -1,
+                                f"no head file {head_file}: deleted, or not copied with the log; without it a cut "
+                                "after a seal cannot be seen")
         else:
             first_head = _load_head(Path(head_file), public_key)
     try:
@@ -576,7 +585,7 @@ def _load_head(head_file: Path, public_key: Ed25519PublicKey) -> Head | Damage:
         head = read_head(head_file)
         entry = _entry_decoder.decode(head.entry)
     except (AuditError, msgspec.DecodeError) as exc:
-        return Damage("bad-head", None, 0, 0, f"head file unusable: {exc}")
+        return Damage("bad-head", None, -1, -1, f"head file unusable: {exc}")
     cp = entry.body
     valid = isinstance(cp, Checkpoint) and entry.seq == head.seq
     if valid:
@@ -586,7 +595,7 @@ def _load_head(head_file: Path, public_key: Ed25519PublicKey) -> Head | Damage:
         except InvalidSignature:
             valid = False
     if not valid:
-        return Damage("bad-head", None, 0, 0, f"{head_file}: head checkpoint is not signed by this key")
+        return Damage("bad-head", None, -1, -1, f"{head_file}: head checkpoint is not signed by this key")
     return head
 
 
@@ -797,11 +806,11 @@ class AuditWriter:
                 if self._only_a_creation(f.read()):
                     os.ftruncate(self._fd, 0)  # nothing in it was ever acknowledged: begin again
                     return self._create(now)
-                raise self._damaged("missing-head", None, 0, "the log has records but no head file beside it")
+                raise self._damaged("missing-head", None, -1, "the log has records but no head file beside it")
             try:
                 head = read_head(self.head_path)
             except AuditError as exc:
-                raise self._damaged("bad-head", None, 0, str(exc)) from None
+                raise self._damaged("bad-head", None, -1, str(exc)) from None
             start = head.offset
             aligned = start - start % SECTOR  # read whole sectors: a power cut keeps or loses sectors
             f.seek(aligned)
