@@ -27,6 +27,7 @@ import pytest
 from septum_pump.attacks import SCENARIOS, AttackRig, ScenarioResult, run_one
 from septum_pump.attacks.surface import tls12_probe
 
+from septum.runtime import control_guard
 from septum.runtime import protocol as proto
 from septum.services import update_bundle
 
@@ -125,24 +126,14 @@ def test_port_scan_fails_on_a_dead_listener(attack_rig: AttackRig, monkeypatch: 
     assert _reported(res, "TLS 1.2 downgrade", "dead"), res.failures
 
 
-def _discard_drop_reports(rig: AttackRig, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The supervisor drops every ``Drops`` message: receivers' drop counts are never reported."""
-    sup = rig.supervisor
-    real = sup._on_control
-
-    def on_control(p: Any, data: bytes) -> None:
-        try:
-            if isinstance(proto.from_partition.decode(data), proto.Drops):
-                return
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            pass
-        real(p, data)
-
-    monkeypatch.setattr(sup, "_on_control", on_control)
+def _discard_drop_reports(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The supervisor's control guard forgets every ``Drops`` report: receivers' drops are never reported."""
+    monkeypatch.setattr(control_guard.ControlGuard, "note_drops", lambda self, msg, now: None)
+    monkeypatch.setattr(control_guard.ControlGuard, "due_drops", lambda self, now: [])
 
 
 def test_net_flood_fails_without_drop_reports(attack_rig: AttackRig, monkeypatch: pytest.MonkeyPatch) -> None:
-    _discard_drop_reports(attack_rig, monkeypatch)
+    _discard_drop_reports(monkeypatch)
     res = _run(attack_rig, "net-flood")
     assert not res.ok
     assert _reported(res, "flood", "orders_in", "not bounded"), res.failures
@@ -150,7 +141,7 @@ def test_net_flood_fails_without_drop_reports(attack_rig: AttackRig, monkeypatch
 
 
 def test_net_channels_fails_without_drop_reports(attack_rig: AttackRig, monkeypatch: pytest.MonkeyPatch) -> None:
-    _discard_drop_reports(attack_rig, monkeypatch)
+    _discard_drop_reports(monkeypatch)
     res = _run(attack_rig, "net-channels")
     assert not res.ok
     assert _reported(res, "raw MotorCommand bytes on orders_in", "no drop reported"), res.failures

@@ -134,7 +134,12 @@ def port_scan(rig: AttackRig) -> ScenarioResult:
                    "no such service on the device", "a device process answers")
     for port in sorted(declared):
         for probe in BANNER_PROBES:
-            with socket.create_connection(("127.0.0.1", port), timeout=5.0) as s:
+            try:
+                conn = socket.create_connection(("127.0.0.1", port), timeout=5.0)
+            except OSError as exc:  # a declared service that does not answer is a failure, never a pass
+                chk.got_through(f"probe :{port} with {probe[:12]!r}", f"the declared listener is dead: {exc}")
+                continue
+            with conn as s:
                 if probe:
                     s.sendall(probe)
                 try:
