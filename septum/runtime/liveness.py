@@ -114,7 +114,7 @@ class Liveness:
     """The probes of one partition, run by one thread of its own (see the module docstring).
 
     ``fatal(reason)`` must end the partition (``Partition.fatal``); ``report`` receives a bounded record
-    per state change (first failure, recovery), never one per probe."""
+    per state change (the first answer of a run, the first failure, a recovery), never one per probe."""
 
     def __init__(self, specs: Mapping[str, ProbeSpec], fatal: Fatal, report: Report | None = None) -> None:
         self.specs = dict(specs)
@@ -191,6 +191,8 @@ class Liveness:
         t.probes += 1
         name = f"{t.spec.interface} ({t.spec.probe} {t.host}:{t.port})"
         if error is None:
+            if t.probes == 1:  # once per run: the probe works from inside this sandbox
+                self._report("liveness_ok", "notice", f"{name} answers its liveness probe")
             if t.failed:
                 self._report("liveness_recovered", "notice", f"{name} answers again after {t.failed} failed probe(s)")
             t.failed, t.last_error = 0, ""

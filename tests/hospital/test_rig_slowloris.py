@@ -53,6 +53,10 @@ def _therapy_events(rig: PumpRig, after: int) -> list[tuple[str, str | None, dic
 
 @pytest.mark.parametrize("per_port", [50, 500])  # 100 and 1,000 connections
 def test_slowloris_on_the_real_pump_leaves_orders_and_therapy_working(rig: PumpRig, per_port: int) -> None:
+    # the model's probes run inside the real network partition (its sandbox lets them connect)
+    for iface in ("hospital_https", "hospital_mllp"):
+        assert rig.wait_event(lambda e, i=iface: e.kind == "liveness_ok" and e.partition == "network"
+                              and i in str(e.fields.get("detail")), timeout=10, after=0) is not None, iface
     start_seq = rig.seq()
     alarms_before = list(rig.alarms())
     delivered_before = rig.delivered_ml()
