@@ -708,6 +708,19 @@ class _TornMarker(msgspec.Struct, frozen=True, kw_only=True):
     entries: int = -1  # whole unsealed entries removed (-1: unknown)
 
 
+_cuts_decoder = msgspec.msgpack.Decoder(list[_TornMarker])
+
+
+def _read_cuts(marker: Path) -> list[_TornMarker]:
+    """The cuts a marker file records ([] when there is none)."""
+    try:
+        return _cuts_decoder.decode(marker.read_bytes())
+    except FileNotFoundError:
+        return []
+    except (OSError, msgspec.DecodeError):
+        return [_TornMarker(offset=-1, bytes=-1, next_seq=-1)]  # a cut happened; what it removed is unreadable
+
+
 class AuditWriter:
     """Group-committing writer. Not thread-safe: one event loop owns it (and a file lock enforces one
     writer per log).
@@ -875,8 +888,10 @@ class AuditWriter:
             # with an audit record about it, then cut and make it durable.
             cut_end = aligned + bad.end if bad is not None else last_end  # zeros after it were never written
             entries = seq - (entry.seq + 1)
-            write_atomic(marker, _encode(_TornMarker(offset=seal_end, bytes=cut_end - seal_end,
-                                                     next_seq=entry.seq + 1, entries=entries)))
+            # A marker left by a repair that was itself cut short keeps its cut: both get their record.
+            cut = _TornMarker(offset=seal_end, bytes=cut_end - seal_end, next_seq=entry.seq + 1, entries=entries)
+            cuts = [*_read_cuts(marker), cut]
+            write_atomic(marker, _encode(cuts))
             os.ftruncate(self._fd, seal_end)
             os.fsync(self._fd)
         # Continue right after the last seal; zeros beyond it (written ahead) are overwritten.
@@ -885,19 +900,19 @@ class AuditWriter:
             if head.seq < tip.seq:  # the head lagged (a power cut lost tip updates): bring it up to date
                 self._write_head(tip, durable=True)
             return Recovery(created=False, next_seq=self._next_seq)
-        try:
-            info = msgspec.msgpack.decode(marker.read_bytes(), type=_TornMarker)
-        except (OSError, msgspec.DecodeError):
-            info = _TornMarker(offset=seal_end, bytes=-1, next_seq=self._next_seq)  # the cut happened; size unknown
-        self.append(Record(time=now, partition=self.partition, event="audit.torn-tail-truncated",
-                           severity="warning",
-                           message=f"removed {info.bytes} byte(s) of an unfinished, unsealed commit after a crash",
-                           detail={"offset": info.offset, "bytes": info.bytes, "next_seq": info.next_seq,
-                                   "entries": info.entries}))
+        cuts = _read_cuts(marker) or [_TornMarker(offset=-1, bytes=-1, next_seq=-1)]
+        first_repair = self._next_seq
+        for info in cuts:
+            self.append(Record(time=now, partition=self.partition, event="audit.torn-tail-truncated",
+                               severity="warning",
+                               message=f"removed {info.bytes} byte(s) of an unfinished, unsealed commit after a crash",
+                               detail={"offset": info.offset, "bytes": info.bytes, "next_seq": info.next_seq,
+                                       "entries": info.entries}))
         self.commit(force_checkpoint=True)
         marker.unlink()
         fsync_dir(self.path.parent)
-        return Recovery(created=False, next_seq=info.next_seq, torn_bytes=info.bytes, torn_offset=info.offset)
+        last = cuts[-1]
+        return Recovery(created=False, next_seq=first_repair, torn_bytes=last.bytes, torn_offset=last.offset)
 
     # -- appending --------------------------------------------------------------------------------
 

@@ -57,7 +57,7 @@ def test_kill9_loop_loses_no_acknowledged_record(tmp_path: Path, key_files: tupl
     log = tmp_path / "audit.log"
     rng = random.Random(int.from_bytes(os.urandom(4), "big"))
     acked: list[tuple[int, int]] = []
-    torn_seen = 0
+    torn_seen: set[tuple[int, int]] = set()  # (seq, offset): a kill before recovery shows the same tail again
     for i in range(ITERATIONS):
         # -1: kill while the interpreter starts or recovery runs; otherwise after n acknowledged batches.
         acked += _run_and_kill(log, priv, rng.randrange(2**31), rng.choice([-1, 0, 1, 1, 2, 3, 5, 8, 13]))
@@ -66,9 +66,10 @@ def test_kill9_loop_loses_no_acknowledged_record(tmp_path: Path, key_files: tupl
         result = verify(log, public)
         if not result.ok:
             assert result.damage is not None
-            assert result.damage.kind == "torn-tail", f"iteration {i}: {result.damage.describe()}"
-            assert result.damage.seq == result.last_seq + 1
-            torn_seen += 1
+            # the unfinished commit: torn, or (a short write that stopped at a frame boundary) unsealed
+            assert result.damage.kind in ("torn-tail", "unsealed"), f"iteration {i}: {result.damage.describe()}"
+            assert result.damage.seq == result.last_checkpoint_seq + 1  # from right after the last seal
+            torn_seen.add((result.damage.seq, result.damage.offset))
 
     # A clean start recovers whatever the last kill left and closes with a final checkpoint.
     AuditWriter(log, load_private_key(priv)).close()
@@ -85,6 +86,6 @@ def test_kill9_loop_loses_no_acknowledged_record(tmp_path: Path, key_files: tupl
             assert isinstance(body, Record) and body.event == "load.test" and body.detail["seq"] == seq
     truncations = [e for e in entries if isinstance(e.body, Record) and e.body.event == "audit.torn-tail-truncated"]
     # Every torn tail that verify reported was later cut with a record saying so.
-    assert len(truncations) >= torn_seen
+    assert len(truncations) >= len(torn_seen)
     assert sum(last - first + 1 for first, last in acked) > 0
-    print(f"{ITERATIONS} kills, {len(entries)} entries, {torn_seen} torn tails repaired")
+    print(f"{ITERATIONS} kills, {len(entries)} entries, {len(torn_seen)} torn tails repaired")

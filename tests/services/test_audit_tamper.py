@@ -410,3 +410,31 @@ def test_a_head_copy_kept_elsewhere_may_be_older(tmp_path: Path, audit_key: Ed25
     log.write_bytes(log.read_bytes()[: _seal_ends(log)[1]])
     d = verify(log, audit_key.public_key(), head=copy).damage  # and a cut before its seal is still seen
     assert d is not None and d.kind == "truncated"
+
+
+def test_a_repair_cut_short_keeps_the_earlier_cut(
+    tmp_path: Path, audit_key: Ed25519PrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash in the commit that logs a cut, leaving a second torn tail: both cuts get their record."""
+    log = tmp_path / "audit.log"
+    _write(log, audit_key, 3)
+    _forge_tail(log, 2)  # stands for the first unsealed tail a crash left
+
+    def torn_commit(self: AuditWriter, *a: object, **k: object) -> int:
+        # the repair commit is sealed and written, but the process dies before the seal's last bytes are
+        self._seal(pinned=True)
+        self._write_at(self._end, 0, len(self._buf) - 40)
+        raise KeyboardInterrupt("killed while logging the cut")
+
+    with monkeypatch.context() as m:
+        m.setattr(AuditWriter, "commit", torn_commit)
+        with pytest.raises(KeyboardInterrupt):
+            AuditWriter(log, audit_key)
+    d = verify(log, audit_key.public_key()).damage
+    assert d is not None and d.kind == "torn-tail"
+    AuditWriter(log, audit_key).close()
+    assert verify(log, audit_key.public_key()).ok
+    entries, _ = read_entries(log)
+    cuts = [e.body.detail for e in entries
+            if isinstance(e.body, Record) and e.body.event == "audit.torn-tail-truncated"]
+    assert len(cuts) == 2 and cuts[0]["entries"] == 2 and cuts[1]["entries"] == 1, cuts
