@@ -9,11 +9,24 @@ so each test's verdict is about its own attack.
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
+import msgspec
 import pytest
 from septum_pump.attacks import RUNTIME, SCENARIOS, AttackRig, run_one
-from septum_pump.attacks.runtime import supervisor_alive
+from septum_pump.attacks.runtime import QUOTA_MIB, supervisor_alive
+
+from septum.runtime import control_guard
+from septum.runtime import protocol as proto
+from septum.runtime import supervisor as supervisor_mod
+
+WEAK_DIR = Path(__file__).resolve().parent  # weakened_partitions.py
 
 
 class Devices:
@@ -71,3 +84,104 @@ def test_runtime_attack_is_stopped(devices: Devices, sid: str) -> None:
     assert res.audit_ok, res.audit
     assert res.recorded, res.records
     assert res.ok
+
+
+# ------------------------------------------------------------------------------------------ defences off
+# Each runtime check can fail: the defence is switched off in this process (the rig's supervisor runs here)
+# or in a restarted network partition (test-only entry point, see weakened_partitions.py), and the scenario
+# must then report the attack. These run after the scenarios above, on the same devices.
+def _run(rig: AttackRig, sid: str) -> Any:
+    res = run_one(rig, SCENARIOS[sid])
+    print(res.line())
+    for f in res.failures:
+        print(f"  reported: {f[:300]}")
+    print(f"  records: {res.records}")
+    return res
+
+
+def _reported(res: Any, *words: str) -> bool:
+    return any(all(w in f for w in words) for f in res.failures)
+
+
+def test_report_fields_fail_without_the_reserved_field_check(devices: Devices,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(control_guard, "RESERVED_FIELDS", frozenset())
+    res = _run(devices.healthy(), "sup-report-fields")
+    assert not res.ok
+    assert _reported(res, "Report with a field named 'partition'"), res.failures
+
+
+def test_control_flood_fails_without_the_control_budget(devices: Devices, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(control_guard.ControlGuard, "admit", lambda self: True)
+    res = _run(devices.healthy(), "control-flood")
+    assert not res.ok
+    assert not res.recorded or res.failures, (res.records, res.failures)  # no throttling, or worse
+
+
+@pytest.fixture
+def weak_network(devices: Devices, monkeypatch: pytest.MonkeyPatch) -> Iterator[AttackRig]:
+    """The network partition restarted without seccomp and Landlock, with its data folder moved off its
+    size-capped filesystem, and with hospital connections never timed out."""
+    rig = devices.healthy()
+    sup = rig.supervisor
+    real_boot, real_dir = sup._boot_config, sup.data_dir
+    uid = sup._procs["network"].uid
+    loose = Path(tempfile.mkdtemp(prefix="septum-attack-loose-", dir="/var/tmp"))
+    shutil.copytree(real_dir("network"), loose, dirs_exist_ok=True)
+    for path in [loose, *loose.rglob("*")]:
+        if uid is not None:
+            os.chown(path, uid, uid)
+    os.chmod(loose, 0o700)
+
+    def boot_config(p: Any) -> proto.Boot:
+        boot = real_boot(p)
+        if boot.partition != "network":
+            return boot
+        sandbox = msgspec.structs.replace(boot.sandbox, landlock=False, seccomp=False)
+        return msgspec.structs.replace(boot, entry="weakened_partitions:network_no_deadlines_main",
+                                       import_path=[*boot.import_path, str(WEAK_DIR)], data_dir=str(loose),
+                                       sandbox=sandbox)
+
+    def data_dir(name: str) -> Path:
+        return loose if name == "network" else real_dir(name)
+
+    monkeypatch.setattr(sup, "_boot_config", boot_config)
+    monkeypatch.setattr(sup, "data_dir", data_dir)
+    after = rig.seq()
+    rig.kill("network")
+    ready = rig.wait_event(lambda e: e.kind == "ready" and e.partition == "network", timeout=60, after=after)
+    assert ready is not None, "the network partition did not come back with its defences off"
+    lst = rig.wait_event(lambda e: e.kind == "listening" and e.partition == "network", timeout=30, after=after)
+    assert lst is not None
+    rig.https_port, rig.mllp_port = int(lst.fields["https"]), int(lst.fields["mllp"])
+    yield rig
+    # back to the real network partition (its own data folder, sandbox and code) for the tests after this
+    monkeypatch.undo()
+    after = rig.seq()
+    if supervisor_alive(rig)[0] and "network" in sup.partition_pids():
+        rig.kill("network")
+        rig.wait_event(lambda e: e.kind == "listening" and e.partition == "network", timeout=60, after=after)
+    shutil.rmtree(loose, ignore_errors=True)
+
+
+def test_runtime_scenarios_fail_with_the_network_partitions_defences_off(weak_network: AttackRig) -> None:
+    res = _run(weak_network, "sandbox-namespaces")
+    assert not res.ok
+    assert _reported(res, "clone(CLONE_NEWUSER)", "open"), res.failures
+    assert _reported(res, "memfd_create", "open"), res.failures
+    res = _run(weak_network, "data-quota")
+    assert not res.ok
+    assert _reported(res, f"write {QUOTA_MIB} MiB", "open"), res.failures
+    res = _run(weak_network, "slow-loris")
+    assert not res.ok
+    assert _reported(res, "silent connections", "still open"), res.failures
+
+
+def test_rt_signal_fails_when_the_supervisor_cannot_name_the_signal(devices: Devices,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # the exit handling before issue 11: signal.Signals(n) raises for a real-time signal number
+    monkeypatch.setattr(supervisor_mod, "describe_exit", lambda code: (
+        f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"))
+    res = _run(devices.healthy(), "rt-signal-exit")
+    assert not res.ok
+    assert _reported(res, "the supervisor handles the exit"), res.failures

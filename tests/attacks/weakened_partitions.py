@@ -8,23 +8,29 @@ patches the named defence out of the real code and then runs that code. Never pa
 from __future__ import annotations
 
 import ssl
+from pathlib import Path
 from typing import Any
 
 from septum.runtime.partition import Partition
 
+EXTRA_CA = "extra-ca.pem"
+
 
 def network_main(p: Partition) -> None:
     """The attack suite's network partition (real link + attacker) with its hospital-side defences off:
-    TLS 1.2 allowed and a client certificate optional (one that is sent is still checked), no order
-    signature pre-check, unfinished MLLP frames not recorded, negative rates accepted."""
+    TLS 1.2 allowed and client certificates from an extra, unprovisioned CA trusted (``EXTRA_CA`` in its data
+    folder), no order signature pre-check, unfinished MLLP frames not recorded, negative rates accepted."""
     from septum_pump.attacks import inside_network
     from septum_pump.hospital import mllp, tls, validate
 
     def weak_server_context(ca_pem: Any, cert_pem: Any, key_pem: Any) -> ssl.SSLContext:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.verify_mode = ssl.CERT_OPTIONAL
+        ctx.verify_mode = ssl.CERT_REQUIRED
         ctx.load_verify_locations(cafile=str(ca_pem))
+        extra = Path(ca_pem).parent / EXTRA_CA  # a CA the hospital never provisioned, trusted all the same
+        if extra.exists():
+            ctx.load_verify_locations(cafile=str(extra))
         ctx.load_cert_chain(str(cert_pem), str(key_pem))
         return ctx
 
@@ -61,3 +67,20 @@ def auth_main(p: Partition) -> None:
 
     auth_service.verify_signed = any_signature  # type: ignore[assignment]
     auth_service.main(p)
+
+
+def network_no_deadlines_main(p: Partition) -> None:
+    """The attack suite's network partition whose hospital listeners never time a connection out (the
+    slow-loris defence off); the rest of the link as built."""
+    from dataclasses import replace
+
+    from septum_pump.attacks import inside_network
+    from septum_pump.hospital import servers
+
+    real = servers.Limits.from_settings.__func__  # type: ignore[attr-defined]
+
+    def patient(cls: Any, s: dict[str, Any]) -> Any:
+        return replace(real(cls, s), handshake_timeout_s=3600.0, header_timeout_s=3600.0, body_timeout_s=3600.0)
+
+    servers.Limits.from_settings = classmethod(patient)  # type: ignore[method-assign, assignment]
+    inside_network.main(p)

@@ -253,7 +253,7 @@ def malformed(rig: AttackRig) -> ScenarioResult:
             s = c.ctx.wrap_socket(raw, server_hostname="127.0.0.1")
             s.sendall(START + good[: len(good) // 2])
             s.close()
-            rec = chk.since(mark, event_is("mllp_rejected", partition="network", contains="frame"))
+            rec = chk.since(mark, event_is("mllp_rejected", partition="network", contains="inside an MLLP frame"))
             forwarded = chk.since(mark, event_is("auth.", partition="auth", contains=TRUNCATED_ID), timeout=0.5)
             chk.expect(truncated, rec is not None and forwarded is None,
                        f"MLLP framing: {(rec or {}).get('message', '')}"[:120],

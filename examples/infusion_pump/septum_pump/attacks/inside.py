@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..rig import PUMP_DIR
+from ..rig import PUMP_DIR, RigError
 from .base import Check, Scenario, ScenarioResult, event_is
 from .device import AttackRig
 
@@ -52,7 +52,13 @@ def sandbox(rig: AttackRig) -> ScenarioResult:
     sup = rig.supervisor
     pids = sup.partition_pids()
     dirs = {k: str(sup.data_dir(k)) for k in pids}
-    ev = rig.inside("sandbox", pids=pids, data_dirs=dirs, code_dir=str(PUMP_DIR / "septum_pump"))
+    try:
+        ev = rig.inside("sandbox", pids=pids, data_dirs=dirs, code_dir=str(PUMP_DIR / "septum_pump"))
+    except RigError as exc:  # no report: e.g. an exec replaced the process before it could say so
+        chk.got_through("the attacker's report on its sandbox attempts", f"{exc}; network pid "
+                        f"{pids.get('network')} -> {sup.partition_pids().get('network')}")
+        return chk.finish(event_is("refused_call", partition="network"),
+                          names=("the refused exec reported by the partition's audit hook",))
     for name, outcome, detail in _results(ev):
         how = ("seccomp/Landlock/uid" if "Errno" in detail or "PermissionError" in detail
                or "EPERM" in detail or "EACCES" in detail else "runtime")

@@ -6,6 +6,7 @@ import re
 import socket
 import ssl
 from pathlib import Path
+from typing import Any
 
 from ..rig import PUMP_DIR
 from .base import Check, Scenario, ScenarioResult, event_is
@@ -226,7 +227,15 @@ def credentials(rig: AttackRig) -> ScenarioResult:
         chk.expect(f"log in as {user} with the default PIN {pin}", refused, f"auth: {why}"[:80],
                    "logged in with a default credential" if ok else f"no answer from auth ({why})")
     first = DEFAULT_LOGINS[0][0]
-    return chk.finish(lambda r: event_is("auth.login-failed", partition="auth")(r) and r.get("principal") == first,
+    # auth's records come over its audit channel: who it was is in the record's text, not a field of its own
+    named = re.compile(rf"\b{first}\b")
+
+    def failed_default(r: dict[str, Any]) -> bool:
+        text = f"{r.get('message', '')} {r.get('detail', '')}"
+        return event_is("auth.login-failed", partition="auth")(r) and (
+            r.get("principal") == first or bool(named.search(text)))
+
+    return chk.finish(failed_default,
                       names=("auth.login-failed for the default credential",))
 
 
