@@ -54,13 +54,17 @@ def _reported(res: ScenarioResult, *words: str) -> bool:
 def test_a_record_from_before_the_attack_never_counts() -> None:
     from septum_pump.attacks.base import after_mark, event_is
 
-    pred = after_mark((100, 1000.0, 50), event_is("supervisor.started"))
-    started = {"seq": 3, "time": 990.0, "partition": "supervisor", "event": "supervisor.started",
+    created = {"seq": 0, "time": 990.0, "partition": "audit", "event": "audit.log-created", "message": "",
+               "detail": {"key_id": "ab"}}
+    pred = after_mark((100, 1000.0, 50), event_is("audit.log-created"))
+    assert not pred(created)  # the record every run has from sequence 0 (what credential-search counted)
+    assert not pred(created | {"seq": 101})  # later in the log but stamped before the attack began
+    assert pred(created | {"seq": 101, "time": 1001.0})
+    started = {"seq": 101, "time": 1001.0, "partition": "supervisor", "event": "supervisor.started",
                "message": "", "detail": {"subject": "network", "sup_seq": 2}}
-    assert not pred(started)  # the start record every run has (what net-backdoor-listener used to count)
-    assert not pred(started | {"seq": 101})  # later in the log but stamped before the attack
-    assert not pred(started | {"seq": 101, "time": 1001.0})  # caused by a supervisor event before the mark
-    assert pred(started | {"seq": 101, "time": 1001.0, "detail": {"subject": "network", "sup_seq": 51}})
+    pred = after_mark((100, 1000.0, 50), event_is("supervisor.started"))
+    assert not pred(started)  # logged late, but caused by a supervisor event from before the attack
+    assert pred(started | {"detail": {"subject": "network", "sup_seq": 51}})
 
 
 # ---------------------------------------------------------------------------- the TLS 1.2 probe, unit level
