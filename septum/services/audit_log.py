@@ -672,6 +672,24 @@ def read_entries(path: Path) -> tuple[list[LogEntry], Damage | None]:
     return out, None
 
 
+def read_entries_after(path: Path, offset: int) -> list[LogEntry]:
+    """Whole, self-consistent entries from byte ``offset`` (a frame boundary) to the end; nothing checked
+    beyond each frame's own hash. For a reader that knows where it stopped before (the audit service)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except OSError as exc:
+        raise AuditError(f"{path}: cannot read log ({exc.strerror})") from None
+    out: list[LogEntry] = []
+    for item in _frames(data, 0):
+        entry = None if isinstance(item, _Bad) else _decode(item)
+        if entry is None:
+            break
+        out.append(LogEntry(entry.seq, entry.body))
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- writing
 
 
@@ -924,6 +942,11 @@ class AuditWriter:
     @property
     def next_seq(self) -> int:
         return self._next_seq
+
+    @property
+    def end_offset(self) -> int:
+        """Where the durable log ends (the byte after the last committed seal)."""
+        return self._end
 
     @property
     def pending(self) -> int:

@@ -28,7 +28,7 @@ from septum.runtime.audit_feed import FEED_NAME, encode_ack, event_decoder
 from septum.runtime.events import Event
 from septum.runtime.partition import Partition, Timer
 
-from .audit_log import SEVERITY_RANK, AuditError, AuditWriter, Record
+from .audit_log import SEVERITY_RANK, AuditError, AuditWriter, Record, read_entries_after
 from .keys import KeyFileError, load_private_key
 from .service_io import ServiceSetupError, service_model, write_state
 
@@ -37,6 +37,7 @@ KEY_NAME = "audit.key"
 FEED_STATE = "supervisor_feed.json"  # highest supervisor event seq that is durable in the log
 MAX_FEED_PACKET = 64 * 1024
 MAX_DETAIL_TEXT = 1024
+MAX_RESCAN = 16 << 20  # read at most this much of the log at start to find events the state file missed
 
 
 def _flat(fields: dict[str, Any]) -> dict[str, str | int | float | bool]:
@@ -74,22 +75,45 @@ class AuditService:
         # Supervisor events arrive in order, except after a restart of this partition: what the dead process
         # left unread comes first, then the supervisor resends what was never acknowledged. So: every seq
         # <= feed_logged is in the log; feed_above holds seqs logged beyond a gap that a resend will fill.
-        self.feed_logged = self._load_feed_state()
+        self.feed_logged, log_end = self._load_feed_state()
         self.feed_above: set[int] = set()
+        self._learn_logged_since(log_end)
         self.feed_durable = self.feed_logged
         self.feed_duplicates = 0
         self._timer: Timer | None = None
         self.feed: socket.socket | None = p.device(FEED_NAME) if FEED_NAME in p.devices else None
 
-    def _load_feed_state(self) -> int:
+    def _load_feed_state(self) -> tuple[int, int | None]:
+        """(highest supervisor seq durable in the log, where the log ended then) for this run."""
         try:
             state = json.loads(self.feed_state.read_bytes())
             # sequence numbers restart with every run of the supervisor (a --state-dir may be reused)
-            return int(state["durable"]) if state.get("run") == self._run else 0
+            if state.get("run") != self._run:
+                return 0, None
+            end = state.get("log_end")
+            return int(state["durable"]), end if isinstance(end, int) and not isinstance(end, bool) else None
         except FileNotFoundError:
-            return 0
+            return 0, None
         except (OSError, ValueError, KeyError, TypeError):
-            return 0  # at worst supervisor events are logged twice (each carries its sup_seq)
+            return 0, None  # at worst supervisor events are logged twice (each carries its sup_seq)
+
+    def _learn_logged_since(self, log_end: int | None) -> None:
+        """A kill between a commit and the state file's update leaves supervisor events in the log that the
+        state does not name; the supervisor resends them (never acknowledged). Read that last commit, so
+        that they are skipped, not logged twice."""
+        if log_end is None or not 0 < log_end < self.writer.end_offset or self.writer.end_offset - log_end > MAX_RESCAN:
+            return
+        try:
+            entries = read_entries_after(self.writer.path, log_end)
+        except AuditError:
+            return  # at worst they are logged twice, each with its sup_seq
+        for e in entries:
+            seq = e.body.detail.get("sup_seq") if isinstance(e.body, Record) else None
+            if isinstance(seq, int) and not isinstance(seq, bool) and seq > self.feed_logged:
+                self.feed_above.add(seq)
+        while self.feed_logged + 1 in self.feed_above:
+            self.feed_above.remove(self.feed_logged + 1)
+            self.feed_logged += 1
 
     # ------------------------------------------------------------------ appending
     def _append(self, rec: Record) -> None:
@@ -120,7 +144,8 @@ class AuditService:
             self._ack()
 
     def _save_feed_state(self, *, sync: bool) -> None:
-        write_state(self.feed_state, json.dumps({"run": self._run, "durable": self.feed_durable}).encode(), sync=sync)
+        state = {"run": self._run, "durable": self.feed_durable, "log_end": self.writer.end_offset}
+        write_state(self.feed_state, json.dumps(state).encode(), sync=sync)
 
     def _ack(self) -> None:
         if self.feed is None:
