@@ -311,7 +311,9 @@ class Supervisor:
             fds += [d.fd for d in self._device_fds.get(name, [])]
             cg = None
             if self.host.cgroup.bases:
-                cg = limits.PartitionCgroup.create(self.host.cgroup, self.run_id, name, plan.resources)
+                cg = limits.PartitionCgroup.create(
+                    self.host.cgroup, self.run_id, name, plan.resources, partitions=len(plans),
+                    cpu_weight=limits.cpu_weight_for(plan.criticality, plan.restart_policy))
             self._procs[name] = _Proc(
                 plan=plan, uid=uid, gid=uid, control=sup_end, child_control=child_end, fds=fds,
                 data_dir=ddir, log_path=self.state_dir / "logs" / f"{name}.log", cgroup=cg,
@@ -404,6 +406,7 @@ class Supervisor:
             p.started = p.last_beat = time.monotonic()
             p.stop_requested = False
             p.killed_for = None
+            p.last_fatal = ""  # a Fatal of the previous instance does not explain this one's exit
         self._poller.register(p.pidfd, select.POLLIN)
         self._fd_pid[p.pidfd] = p
         self.events.emit("started", partition=p.plan.name, pid=popen.pid, uid=p.uid,

@@ -258,3 +258,21 @@ def test_safety_partitions_are_scheduled_first() -> None:
         pids = sup.partition_pids()
         assert _nice(pids["guardian"]) == -5
         assert _nice(pids["hostile"]) == 5
+
+
+def test_safety_partitions_have_the_larger_cpu_share() -> None:
+    """With group scheduling each partition competes as its cgroup: the cgroup weight orders them."""
+    require("root")
+    from septum.runtime.sandbox.probe import probe
+
+    if not probe().cgroup_controller("cpu"):
+        print("SKIP: no cgroup cpu controller on this host")
+        pytest.skip("no cgroup cpu controller")
+    with hostile_device("") as sup:
+        guardian, hostile = sup._procs["guardian"].cgroup, sup._procs["hostile"].cgroup
+        assert guardian is not None and hostile is not None
+        name = "cpu.weight" if guardian.host.version == 2 else "cpu.shares"
+        g = int((guardian.dirs["cpu"] / name).read_text())
+        h = int((hostile.dirs["cpu"] / name).read_text())
+        group = int((guardian.dirs["cpu"].parent / name).read_text())
+        assert g == 16 * h and group >= 2 * g // 4, (g, h, group)

@@ -157,7 +157,7 @@ class MonitorPartition:
             stop = d.action >= AlarmAction.STOP
             if new:
                 self.record("alarm", "alert" if stop else "notice", alarms=",".join(new), action=d.action.name,
-                            motor="stopped" if d.stopped else "running")
+                            motor="stopped" if d.stopped else "running", reasons="; ".join(d.reasons)[:300])
             self.status(d)
         if newly_latched:
             self.record("latched_fault", "critical", reasons="; ".join(d.reasons)[:300])

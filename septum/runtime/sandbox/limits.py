@@ -25,6 +25,18 @@ CONTROLLERS = ("memory", "pids", "cpu")
 CFS_PERIOD_US = 100_000
 
 
+SAFETY_CPU_WEIGHT = 4096  # safety and fail-safe partitions: four times an ordinary task's share
+DEFAULT_CPU_WEIGHT = 1024
+LOW_CPU_WEIGHT = 256  # low- and no-criticality partitions
+
+
+def cpu_weight_for(criticality: str, restart_policy: str) -> int:
+    """A partition's CPU weight under contention: the safety partitions are scheduled first."""
+    if criticality == "safety" or restart_policy == "fail-safe":
+        return SAFETY_CPU_WEIGHT
+    return LOW_CPU_WEIGHT if criticality in ("none", "low") else DEFAULT_CPU_WEIGHT
+
+
 def rlimits(res: Any) -> list[tuple[int, int]]:
     """(resource, limit) pairs for a ``septum.model`` Resources (soft = hard)."""
     return [
@@ -110,7 +122,12 @@ class PartitionCgroup:
     applied: dict[str, str] = field(default_factory=dict)  # controller -> human description
 
     @classmethod
-    def create(cls, host: CgroupHost, run_id: str, partition: str, res: Any) -> PartitionCgroup:
+    def create(cls, host: CgroupHost, run_id: str, partition: str, res: Any, *, cpu_weight: int = 1024,
+               partitions: int = 1) -> PartitionCgroup:
+        """``cpu_weight``: the partition's share of the CPU among the device's partitions (cgroup v1
+        ``cpu.shares`` scale, default 1024; see ``cpu_weight_for``). ``partitions``: how many the device
+        has; the run's group gets a weight worth that many ordinary tasks, so the device as a whole is not
+        treated as one task against the other processes of the host."""
         cg = cls(host)
         for ctrl, base in host.bases.items():
             d = base / f"septum-{run_id}" / partition
@@ -121,7 +138,22 @@ class PartitionCgroup:
             wanted = " ".join(f"+{c}" for c in host.bases)
             (parent / "cgroup.subtree_control").write_text(wanted)
         cg._limit(res)
+        cg._weigh(cpu_weight, partitions)
         return cg
+
+    def _weigh(self, weight: int, partitions: int) -> None:
+        """CPU shares: with group scheduling a partition competes as its cgroup, so the nice value of its
+        process alone does not order it against other partitions; the cgroup weight does."""
+        if "cpu" not in self.dirs:
+            return
+        group = self.dirs["cpu"].parent
+        if self.host.version == 2:  # cpu.weight: 1..10000, default 100
+            self._write("cpu", "cpu.weight", str(max(1, min(10_000, weight * 100 // 1024))))
+            (group / "cpu.weight").write_text(str(max(1, min(10_000, 200 * partitions))))
+        else:  # cpu.shares: default 1024
+            self._write("cpu", "cpu.shares", str(max(2, weight)))
+            (group / "cpu.shares").write_text(str(2 * 1024 * partitions))
+        self.applied["cpu_weight"] = f"CPU weight {weight} (1024 = an ordinary task)"
 
     def _write(self, ctrl: str, name: str, value: str) -> None:
         (self.dirs[ctrl] / name).write_text(value)
