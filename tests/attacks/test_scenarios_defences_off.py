@@ -104,6 +104,10 @@ def _server_ctx(tmp: Path, minimum: ssl.TLSVersion) -> ssl.SSLContext:
 def test_tls12_probe_tells_refusal_from_acceptance_and_from_a_dead_listener(tmp_path: Path) -> None:
     only13, port13 = _tls_server(_server_ctx(tmp_path, ssl.TLSVersion.TLSv1_3))
     any12, port12 = _tls_server(_server_ctx(tmp_path, ssl.TLSVersion.TLSv1_2))
+    mutual = _server_ctx(tmp_path, ssl.TLSVersion.TLSv1_2)
+    mutual.verify_mode = ssl.CERT_REQUIRED  # TLS 1.2 negotiated, then refused for want of a client certificate
+    mutual.load_verify_locations(str(tmp_path / "c.pem"))
+    any12_mutual, port12_mutual = _tls_server(mutual)
     mute, port_mute = _tls_server(None, close_at_once=True)
     closed = socket.socket()
     closed.bind(("127.0.0.1", 0))  # bound, never listening: connection refused
@@ -112,10 +116,11 @@ def test_tls12_probe_tells_refusal_from_acceptance_and_from_a_dead_listener(tmp_
         assert tls12_probe(port13)[0] == "refused", tls12_probe(port13)
         assert "protocol_version" in tls12_probe(port13)[1]
         assert tls12_probe(port12)[0] == "accepted"
+        assert tls12_probe(port12_mutual)[0] == "accepted", tls12_probe(port12_mutual)
         assert tls12_probe(port_mute)[0] == "dead"  # accepts, then closes before any byte: not "TLS 1.3 only"
         assert tls12_probe(port_closed)[0] == "dead"
     finally:
-        for s in (only13, any12, mute, closed):
+        for s in (only13, any12, any12_mutual, mute, closed):
             s.close()
 
 

@@ -46,17 +46,19 @@ def _socket_inodes(pid: int) -> set[int]:
     return out
 
 
-TLS_ALERT = 0x15  # TLS record content type of an alert
+TLS_ALERT, TLS_HANDSHAKE = 0x15, 0x16  # TLS record content types
+PROTOCOL_VERSION = 70  # the alert a TLS 1.3-only server answers a TLS 1.2 ClientHello with
 ALERTS = {40: "handshake_failure", 70: "protocol_version", 71: "insufficient_security", 80: "internal_error"}
 
 
 def tls12_probe(port: int, host: str = "127.0.0.1", timeout: float = 5.0) -> tuple[str, str]:
     """Offer at most TLS 1.2 to ``host:port``; ("refused" | "accepted" | "dead" | "unclear", detail).
 
-    "refused" only when the server itself answered with a TLS alert (e.g. protocol_version): a listener
-    that is gone (connection refused) or drops the connection before sending any byte is "dead", which a
-    scan must treat as a failure, never as "TLS 1.3 only". The handshake runs over memory BIOs so the
-    server's raw bytes are seen."""
+    "refused" only when the server itself refused the version: a protocol_version alert before any
+    handshake message of its own. A server that answered with a ServerHello negotiated TLS 1.2 ("accepted"),
+    even if the handshake then failed for another reason (say, no client certificate). A listener that is
+    gone (connection refused) or closes before sending a byte is "dead", which a scan must treat as a
+    failure, never as "TLS 1.3 only". The handshake runs over memory BIOs so the server's raw bytes are seen."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
@@ -68,6 +70,7 @@ def tls12_probe(port: int, host: str = "127.0.0.1", timeout: float = 5.0) -> tup
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     tls = ctx.wrap_bio(incoming, outgoing)
     server = bytearray()
+    end = ""
     with raw:
         while True:
             try:
@@ -76,40 +79,44 @@ def tls12_probe(port: int, host: str = "127.0.0.1", timeout: float = 5.0) -> tup
             except ssl.SSLWantReadError:
                 pass
             except ssl.SSLError as exc:
-                alert = _alert(bytes(server))
-                if alert:
-                    return "refused", f"server alert {alert}; {exc.reason or exc}"[:120]
-                return "unclear", f"handshake failed without a server alert: {exc}"[:120]
+                end = f"{exc.reason or exc}"
+                break
             try:
                 if outgoing.pending:
                     raw.sendall(outgoing.read())
                 data = raw.recv(16384)
             except OSError as exc:
-                alert = _alert(bytes(server))
-                if alert:
-                    return "refused", f"server alert {alert}, then {type(exc).__name__}"
-                what = "before any server byte" if not server else f"after {len(server)} server bytes, no alert"
-                return "dead", f"{type(exc).__name__} {what}"[:120]
+                end = type(exc).__name__
+                break
             if not data:
-                alert = _alert(bytes(server))
-                if alert:
-                    return "refused", f"server alert {alert}, then closed"
-                return "dead", ("closed before any server byte" if not server
-                                else f"closed after {len(server)} server bytes without an alert")
+                end = "closed"
+                break
             server += data
             incoming.write(data)
+    return _verdict(bytes(server), end)
 
 
-def _alert(data: bytes) -> str:
-    """The first TLS alert among the server's records ("" if none)."""
+def _verdict(data: bytes, end: str) -> tuple[str, str]:
+    """Judge the server's records (content type, alert description) once the handshake ended with ``end``."""
+    if not data:
+        return "dead", f"{end} before any server byte"
+    kinds: list[int] = []
+    alert = -1
     i = 0
     while i + 5 <= len(data):
         kind, length = data[i], int.from_bytes(data[i + 3:i + 5], "big")
-        if kind == TLS_ALERT and i + 7 <= len(data):
-            desc = data[i + 6]
-            return ALERTS.get(desc, f"#{desc}")
+        kinds.append(kind)
+        if kind == TLS_ALERT and alert < 0 and i + 7 <= len(data):
+            alert = data[i + 6]
         i += 5 + length
-    return ""
+    name = ALERTS.get(alert, f"#{alert}")
+    if TLS_HANDSHAKE in kinds and (alert < 0 or kinds.index(TLS_HANDSHAKE) < kinds.index(TLS_ALERT)):
+        return "accepted", f"the server negotiated TLS 1.2 (ServerHello), then: {end}"[:120]
+    if alert == PROTOCOL_VERSION:
+        return "refused", f"server alert {name}; {end}"[:120]
+    if alert >= 0:
+        return "unclear", f"server alert {name} (not a version refusal); {end}"[:120]
+    return "dead", f"{len(data)} server bytes without a TLS record, then {end}"[:120]
 
 
 def port_scan(rig: AttackRig) -> ScenarioResult:
