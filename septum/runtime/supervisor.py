@@ -866,6 +866,18 @@ class Supervisor:
                     self._on_exit(self._fd_pid[fd])
                 elif self._feed is not None and fd == self._feed.fileno():
                     self._feed.on_readable()
+        # every event so far (the other partitions' exits included) must be durable before the audit
+        # service is asked to stop: a feed left unsent when it stops would be lost to the log
+        feed = self._feed
+        deadline = time.monotonic() + self.stop_grace
+        while (feed is not None and last and feed.unacked and time.monotonic() < deadline
+               and any(q.popen is not None and q.popen.returncode is None for q in last)):
+            feed.flush()
+            for fd, _ in self._poller.poll(20):
+                if fd == feed.fileno():
+                    feed.on_readable()
+                elif fd in self._fd_pid:
+                    self._on_exit(self._fd_pid[fd])
         for p in last:
             self._request_stop(p)
         deadline = time.monotonic() + self.stop_grace
