@@ -171,8 +171,11 @@ class AttackRig(PumpRig):
         self.wait_until(self.motor_running, timeout=10)
 
     # ------------------------------------------------------------------ the attacker inside
-    def inside(self, family: str, timeout: float = 60.0, **params: Any) -> Event:
-        """Ask the attacker in the network partition to run ``family``; its ``attack_report`` event."""
+    def inside(self, family: str, timeout: float = 60.0, *, or_until: Any = None, **params: Any) -> Event:
+        """Ask the attacker in the network partition to run ``family``; its ``attack_report`` event.
+
+        ``or_until``: an event predicate that also ends the wait (e.g. the attacker's own exit); that event
+        is returned instead of a report."""
         if not self.compromised:
             raise RigError("this device has no attacker in its network partition")
         self._req += 1
@@ -183,8 +186,13 @@ class AttackRig(PumpRig):
         os.chmod(tmp, 0o644)  # the partition's uid must read it (root writes it)
         after = self.seq()
         os.replace(tmp, ddir / REQUEST_FILE)
-        ev = self.wait_event(lambda e: e.kind == "attack_report" and e.partition == "network"
-                             and e.fields.get("id") == req["id"], timeout=timeout, after=after)
+
+        def done(e: Event) -> bool:
+            if e.kind == "attack_report" and e.partition == "network" and e.fields.get("id") == req["id"]:
+                return True
+            return or_until is not None and bool(or_until(e))
+
+        ev = self.wait_event(done, timeout=timeout, after=after)
         if ev is None:
             raise RigError(f"the attacker never reported on {family!r} within {timeout}s")
         return ev

@@ -53,7 +53,11 @@ def sandbox(rig: AttackRig) -> ScenarioResult:
     pids = sup.partition_pids()
     dirs = {k: str(sup.data_dir(k)) for k in pids}
     try:
-        ev = rig.inside("sandbox", pids=pids, data_dirs=dirs, code_dir=str(PUMP_DIR / "septum_pump"))
+        # the attempts take well under a second; a partition replaced by an exec never reports at all
+        ev = rig.inside("sandbox", timeout=20.0, pids=pids, data_dirs=dirs, code_dir=str(PUMP_DIR / "septum_pump"),
+                        or_until=lambda e: e.kind == "exited" and e.partition == "network")
+        if ev.kind != "attack_report":
+            raise RigError(f"the network partition exited during the attempts ({ev.fields.get('how')})")
     except RigError as exc:  # no report: e.g. an exec replaced the process before it could say so
         chk.got_through("the attacker's report on its sandbox attempts", f"{exc}; network pid "
                         f"{pids.get('network')} -> {sup.partition_pids().get('network')}")

@@ -150,9 +150,12 @@ def control_flood(rig: AttackRig) -> ScenarioResult:
     after = rig.seq()
     rss0 = _rss_mib()
     try:
-        ev = rig.inside("control_flood", timeout=FLOOD_S + 20.0, seconds=FLOOD_S)
+        ev = rig.inside("control_flood", timeout=FLOOD_S + 20.0, seconds=FLOOD_S,
+                        or_until=lambda e: e.kind == "exited" and e.partition == "network")
     except RigError:
         ev = None
+    if ev is not None and ev.kind != "attack_report":
+        ev = None  # the attacker was stopped before it could report (judged below)
     rss1 = _rss_mib()
     flood = "; ".join(f"{name} ({detail})" for name, _o, detail in (_results(ev) if ev is not None else []))
     if ev is None:
