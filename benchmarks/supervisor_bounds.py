@@ -10,7 +10,8 @@ Three figures (issue 11), each measured against a baseline in the same run, inte
    supervisor) during the flood, against the quiet baseline.
 3. **Supervisor fault -> motor stopped.** The real pump (real services, time scale 1) runs saline; an
    exception is injected into the supervisor thread, and the time to the simulated motor driver's recorded
-   stop is measured. Baseline: the pump's own fail-safe path, SIGKILL of the safety monitor -> motor stop.
+   stop is measured. Baseline: the pump's own fail-safe path, SIGKILL of the safety monitor -> motor stop
+   (the motor lease running out). Bound: one supervisor loop turn (50 ms) + one motor lease.
 
 Failed trials are counted and shown, never dropped. Never asserts on time.
 
@@ -36,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples" / "infusion_pump"))
 
 from septum_pump.rig import PumpRig, RigError  # noqa: E402
-from septum_pump.therapy_io import monitor_period  # noqa: E402
+from septum_pump.therapy_io import LEASE_PERIODS, control_period  # noqa: E402
 
 from septum.model import load  # noqa: E402
 from septum.runtime.control_guard import CONTROL_MSGS_PER_S  # noqa: E402
@@ -191,24 +192,31 @@ def main() -> int:
                 failed[kind] += 1
             else:
                 times[kind].append(took)
-    period_ms = monitor_period(1.0) * 1000
     print("== supervisor fault -> motor stopped (real pump, time scale 1)")
     for kind, xs in times.items():
         print(f"  {kind:<18} {spread(xs)} ms; failed trials {failed[kind]}")
 
+    # the budget: CONTROL_MSGS_PER_S sustained plus a burst of one second's worth, over the trial
+    budget_per_s = CONTROL_MSGS_PER_S * (args.flood_s + 1) / args.flood_s
+    # a dead monitor stops the motor when its lease runs out; the supervisor sees its own fault within one
+    # loop turn (its poll wakes at least every 50 ms)
+    lease_ms = LEASE_PERIODS * control_period(1.0) * 1000
+    bound_ms = lease_ms + 50
     accepted = statistics.median([t["accepted_per_s"] for t in flood]) if flood else float("inf")
     growth = max((t["growth_mib"] for t in flood), default=float("inf"))
     missed = sum(t["missed"] + t["safe"] for t in flood) + failed_flood
     worst_fault = max(times["supervisor_fault"], default=float("inf")) if not failed["supervisor_fault"] \
         else float("inf")
-    print(f"GOAL control_throttle: {accepted:,.0f} msg/s accepted per flooding partition vs "
-          f"<= {CONTROL_MSGS_PER_S:.0f} — {'met' if accepted <= CONTROL_MSGS_PER_S * 1.1 else 'missed'}")
+    print(f"GOAL control_throttle: {accepted:,.0f} msg/s admitted per flooding partition vs <= {budget_per_s:.0f} "
+          f"({CONTROL_MSGS_PER_S:.0f}/s + 1 s burst over {args.flood_s:.0f} s) — "
+          f"{'met' if accepted <= budget_per_s * 1.05 else 'missed'}")
     print(f"GOAL flood_no_safety_silence: {missed:.0f} safety heartbeats missed/safe states/failed trials vs 0 — "
           f"{'met' if missed == 0 else 'missed'}")
     print(f"GOAL supervisor_memory_under_flood: +{growth:.1f} MiB peak growth vs <= 64 MiB — "
           f"{'met' if growth <= 64 else 'missed'}")
     print(f"GOAL supervisor_fault_to_motor_stop: {worst_fault:.1f} ms worst of {len(times['supervisor_fault'])} vs "
-          f"<= {2 * period_ms:.0f} ms (two monitor periods) — {'met' if worst_fault <= 2 * period_ms else 'missed'}")
+          f"<= {bound_ms:.0f} ms (one supervisor loop turn + one motor lease of {lease_ms:.0f} ms) — "
+          f"{'met' if worst_fault <= bound_ms else 'missed'}")
     return 0
 
 
