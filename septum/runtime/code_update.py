@@ -21,12 +21,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import secrets
 import shutil
 import stat
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from septum.staged_write import stage_tree
 
 STAGED_ROOT = "slots"  # under the update partition's data dir (septum.services.update_service uses it)
 MAX_CODE_BYTES = 64 * 1024 * 1024  # a code bundle the supervisor copies; larger requests are refused
@@ -138,26 +139,11 @@ def write_code(code_root: Path, target: str, version: str, files: dict[str, byte
     tdir = code_root / target
     tdir.mkdir(exist_ok=True)
     _protect(tdir, gid, directory=True)
-    staging = tdir / f".staging-{version}-{secrets.token_hex(4)}"
-    staging.mkdir()
-    try:
-        for name, data in files.items():
-            dest = staging / name
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            with open(dest, "xb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+    def protect(staging: Path) -> None:
         for path in [*staging.rglob("*"), staging]:
             _protect(path, gid, directory=path.is_dir())
-        final = tdir / version
-        if final.exists():  # left by an earlier attempt of the same version that was rolled back
-            shutil.rmtree(final)
-        os.replace(staging, final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return final
+
+    return stage_tree(tdir, version, files, before_rename=protect)
 
 
 def _protect(path: Path, gid: int | None, *, directory: bool) -> None:

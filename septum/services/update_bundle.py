@@ -32,6 +32,8 @@ import msgspec
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from septum.staged_write import stage_tree
+
 from .durable import fsync_dir
 from .keys import key_id
 
@@ -441,26 +443,10 @@ class SlotInstaller:
         # verify_manifest already refused every file set that cannot be one tree; this is the second line
         # for what only the file system can say (a full disk, a name it refuses)
         check_file_set(verified.manifest.files)
-        staging = self.slots / f".staging-{version}-{secrets.token_hex(4)}"
-        staging.mkdir()
         try:
-            for name, content in verified.files.items():
-                dest = staging / name
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                with open(dest, "xb") as f:
-                    f.write(content)
-                    f.flush()
-                    os.fsync(f.fileno())
-            final = self.slots / version
-            if final.exists():  # left by an earlier attempt that failed its health check
-                shutil.rmtree(final)
-            os.replace(staging, final)
+            final = stage_tree(self.slots, version, verified.files)
         except OSError as exc:
-            shutil.rmtree(staging, ignore_errors=True)
             raise BundleError(f"cannot stage version {version}: {exc.strerror or exc}") from None
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
         fsync_dir(self.slots)
         return final
 
