@@ -31,6 +31,23 @@ class Answer:
 
 
 Derived = tuple[str, list[str], str, str]  # answer, derived_from, note, basis
+Derivation = Callable[[s.Model], Derived]
+
+# ``derive:`` names in septum/data/mds2.yaml -> the function that answers; filled by @derives so that a
+# function's name can change without breaking the link (tests/compliance/test_registries.py checks both ways).
+DERIVE: dict[str, Derivation] = {}
+
+
+def derives(name: str) -> Callable[[Derivation], Derivation]:
+    """Register the decorated function as the answer for ``derive: name`` items of the MDS2 form."""
+
+    def register(fn: Derivation) -> Derivation:
+        if name in DERIVE:
+            raise ValueError(f"MDS2 derivation {name!r} registered twice ({DERIVE[name].__name__}, {fn.__name__})")
+        DERIVE[name] = fn
+        return fn
+
+    return register
 
 
 def _yn(cond: bool, refs: list[str], yes: str, no: str, basis: str = "derived") -> Derived:
@@ -89,24 +106,29 @@ def _text(value: str, ref: str, what: str) -> Derived:
     return "See note", [ref], f"the model gives no {what}", "needs confirmation"
 
 
+@derives("manufacturer")
 def d_manufacturer(m: s.Model) -> Derived:
     return _text(m.device.manufacturer, "device", "device.manufacturer")
 
 
+@derives("device_description")
 def d_device_description(m: s.Model) -> Derived:
     return _text(m.device.description, "device", "device.description")
 
 
+@derives("device_model")
 def d_device_model(m: s.Model) -> Derived:
     return f"{m.device.name} {m.device.version}", ["device"], "device.name and device.version", "derived"
 
 
+@derives("diagram")
 def d_diagram(m: s.Model) -> Derived:
     return ("Yes", ["partitions", "channels", "interfaces"],
             "`septum report`: Global System view and per-path tables (protocol, port, authentication, "
             "cryptography) drawn from the model", "derived")
 
 
+@derives("software_only")
 def d_software_only(m: s.Model) -> Derived:
     hw = [f"interface:{n}" for n, i in m.interfaces.items() if i.kind in ("actuator", "sensor")]
     if hw:
@@ -118,17 +140,20 @@ def d_software_only(m: s.Model) -> Derived:
 # ---------------------------------------------------------------------------------------------- MPII
 
 
+@derives("handles_phi")
 def d_handles_phi(m: s.Model) -> Derived:
     refs = _ifaces(m, lambda i: "phi" in i.carries)
     return _yn(bool(refs), refs or ["interfaces"], "interfaces carrying PHI: " + ", ".join(refs),
                "no interface carries phi", "derived" if refs else "needs confirmation")
 
 
+@derives("transmits_phi")
 def d_transmits_phi(m: s.Model) -> Derived:
     refs = _ifaces(m, lambda i: "phi" in i.carries and i.external)
     return _yn(bool(refs), refs or ["interfaces"], "sent over " + ", ".join(refs), "no external interface carries phi")
 
 
+@derives("displays_phi")
 def d_displays_phi(m: s.Model) -> Derived:
     shown = _ifaces(m, lambda i: i.kind == "display" and "phi" in i.carries)
     if shown:
@@ -146,18 +171,22 @@ def _phi_over(m: s.Model, kinds: set[str], what: str) -> Derived:
                f"no enabled {what} interface carries phi")
 
 
+@derives("phi_removable_media")
 def d_phi_removable_media(m: s.Model) -> Derived:
     return _phi_over(m, {"storage", "usb"}, "storage or USB")
 
 
+@derives("phi_cable")
 def d_phi_cable(m: s.Model) -> Derived:
     return _phi_over(m, {"serial", "usb"}, "serial or USB")
 
 
+@derives("phi_wired")
 def d_phi_wired(m: s.Model) -> Derived:
     return _phi_over(m, {"network"}, "wired network")
 
 
+@derives("phi_wireless")
 def d_phi_wireless(m: s.Model) -> Derived:
     return _phi_over(m, {"wireless", "bluetooth"}, "wireless or Bluetooth")
 
@@ -165,6 +194,7 @@ def d_phi_wireless(m: s.Model) -> Derived:
 # ---------------------------------------------------------------------------------------------- ALOF
 
 
+@derives("session_timeout")
 def d_session_timeout(m: s.Model) -> Derived:
     people = [f"role:{n}" for n in _login_roles(m)]
     if not people:
@@ -180,12 +210,14 @@ def d_session_timeout(m: s.Model) -> Derived:
 # ---------------------------------------------------------------------------------------------- AUDT
 
 
+@derives("audit_log")
 def d_audit_log(m: s.Model) -> Derived:
     refs = _parts(m, lambda p: p.service == "audit")
     return _yn(bool(refs), refs or ["partitions"], "Septum audit service (its own hash-chained log)",
                "no audit service")
 
 
+@derives("audit_names_principal")
 def d_audit_names_principal(m: s.Model) -> Derived:
     audit = _audit_parts(m)
     msgs = {c.message for c in m.channels if c.dst in audit}
@@ -197,6 +229,7 @@ def d_audit_names_principal(m: s.Model) -> Derived:
             "needs confirmation")
 
 
+@derives("events_audited")
 def d_events_audited(m: s.Model) -> Derived:
     audit = _audit_parts(m)
     if not audit:
@@ -208,6 +241,7 @@ def d_events_audited(m: s.Model) -> Derived:
         "; without an audit channel: " + ", ".join(missing) if missing else ", every partition does"), "derived"
 
 
+@derives("login_audited")
 def d_login_audited(m: s.Model) -> Derived:
     if not _login_roles(m):
         return "N/A", [], "no role logs in", "derived"
@@ -218,6 +252,7 @@ def d_login_audited(m: s.Model) -> Derived:
                "the auth service has no audit channel" if auth else "no auth service")
 
 
+@derives("network_audited")
 def d_network_audited(m: s.Model) -> Derived:
     owners = _network_owners(m)
     if not owners:
@@ -230,6 +265,7 @@ def d_network_audited(m: s.Model) -> Derived:
                "network-facing partitions without an audit channel: " + ", ".join(missing))
 
 
+@derives("break_glass_audited")
 def d_break_glass_audited(m: s.Model) -> Derived:
     acts = {n: a for n, a in m.actions.items() if a.break_glass}
     if not acts:
@@ -240,6 +276,7 @@ def d_break_glass_audited(m: s.Model) -> Derived:
                "a break-glass handler has no audit channel")
 
 
+@derives("update_audited")
 def d_update_audited(m: s.Model) -> Derived:
     upd = _parts(m, lambda p: p.service == "update")
     if not upd:
@@ -250,6 +287,7 @@ def d_update_audited(m: s.Model) -> Derived:
                "update service without an audit channel: " + ", ".join(missing))
 
 
+@derives("audit_timestamped")
 def d_audit_timestamped(m: s.Model) -> Derived:
     audit = _audit_parts(m)
     msgs = sorted({c.message for c in m.channels if c.dst in audit})
@@ -259,6 +297,7 @@ def d_audit_timestamped(m: s.Model) -> Derived:
                "no time field found")
 
 
+@derives("audit_protected")
 def d_audit_protected(m: s.Model) -> Derived:
     refs = _parts(m, lambda p: p.service == "audit")
     return _yn(bool(refs), refs or ["partitions"], "only the audit partition writes the log; its hash chain and "
@@ -269,18 +308,21 @@ def d_audit_protected(m: s.Model) -> Derived:
 # ---------------------------------------------------------------------------------------------- AUTH
 
 
+@derives("authorisation")
 def d_authorisation(m: s.Model) -> Derived:
     auth = _parts(m, lambda p: p.service == "auth")
     return _yn(bool(auth), auth or ["partitions"],
                "every action is authorised by the auth service against the model's roles", "no auth service partition")
 
 
+@derives("role_based")
 def d_role_based(m: s.Model) -> Derived:
     refs = [f"role:{r}" for r in m.roles]
     return _yn(len(m.roles) > 1 and any(a.allowed for a in m.actions.values()), refs or ["roles"],
                f"{len(m.roles)} roles; each action lists the roles allowed to perform it", "no role-based actions")
 
 
+@derives("api_authorised")
 def d_api_authorised(m: s.Model) -> Derived:
     owners = _network_owners(m)
     if not owners:
@@ -297,12 +339,14 @@ def d_api_authorised(m: s.Model) -> Derived:
 # ---------------------------------------------------------------------------------------------- CSUP
 
 
+@derives("has_software")
 def d_has_software(m: s.Model) -> Derived:
     refs = [f"partition:{p}" for p in m.components or m.partitions] or ["partitions"]
     return _yn(bool(m.components) or bool(m.partitions), refs, "software components are listed per partition",
                "no software components")
 
 
+@derives("third_party_components")
 def d_third_party_components(m: s.Model) -> Derived:
     own = m.device.manufacturer
     comps = sorted({c.name for cs in m.components.values() for c in cs if not own or c.supplier != own})
@@ -327,6 +371,7 @@ def _reachable_from(m: s.Model, starts: list[str], prefer: set[str]) -> dict[str
     return paths
 
 
+@derives("remote_update")
 def d_remote_update(m: s.Model) -> Derived:
     upd = [n for n, p in m.partitions.items() if p.service == "update"]
     if not upd:
@@ -340,12 +385,14 @@ def d_remote_update(m: s.Model) -> Derived:
                "no channel path from a network interface to the update service")
 
 
+@derives("signed_updates")
 def d_signed_updates(m: s.Model) -> Derived:
     refs = _parts(m, lambda p: p.service == "update" and "attesting" in p.mitigation)
     return _yn(bool(refs), refs or ["partitions"],
                "the update service verifies signatures (attesting) before installing", "no attesting update service")
 
 
+@derives("unapproved_updates")
 def d_unapproved_updates(m: s.Model) -> Derived:
     if not _parts(m, lambda p: p.service == "update"):
         return "N/A", [], "no update service", "derived"
@@ -359,17 +406,20 @@ def d_unapproved_updates(m: s.Model) -> Derived:
 # ---------------------------------------------------------------------------------------------- EMRG, MLDP
 
 
+@derives("break_glass")
 def d_break_glass(m: s.Model) -> Derived:
     refs = [f"action:{n}" for n, a in m.actions.items() if a.break_glass]
     return _yn(bool(refs), refs or ["actions"], "break-glass actions: " + ", ".join(refs), "no break-glass action")
 
 
+@derives("no_user_code")
 def d_no_user_code(m: s.Model) -> Derived:
     refs = [f"partition:{n}" for n in m.partitions]
     return ("No", refs, "partitions run only their declared entry points; the runtime denies exec",
             "needs confirmation")
 
 
+@derives("allowlisted")
 def d_allowlisted(m: s.Model) -> Derived:
     refs = [f"partition:{n}" for n in m.partitions]
     return ("Yes", refs, "only the partitions declared in the model are started; updates must be signed",
@@ -379,6 +429,7 @@ def d_allowlisted(m: s.Model) -> Derived:
 # ---------------------------------------------------------------------------------------------- NAUT
 
 
+@derives("node_auth")
 def d_node_auth(m: s.Model) -> Derived:
     net = _external_network(m)
     weak = [n for n in net if "mutual" not in (m.interfaces[n].authentication or "").lower()]
@@ -388,6 +439,7 @@ def d_node_auth(m: s.Model) -> Derived:
                "without mutual authentication: " + ", ".join(weak))
 
 
+@derives("declared_ports")
 def d_declared_ports(m: s.Model) -> Derived:
     net = [n for n, i in m.interfaces.items() if i.enabled and i.kind in s.NETWORK_KINDS]
     ports = ", ".join(f"{n}: {m.interfaces[n].protocol or '?'}/{m.interfaces[n].port or '?'}" for n in net)
@@ -395,6 +447,7 @@ def d_declared_ports(m: s.Model) -> Derived:
             "have no network at all", "derived")
 
 
+@derives("cert_auth")
 def d_cert_auth(m: s.Model) -> Derived:
     net = _external_network(m)
     if not net:
@@ -407,11 +460,13 @@ def d_cert_auth(m: s.Model) -> Derived:
 # ---------------------------------------------------------------------------------------------- CONN
 
 
+@derives("has_connections")
 def d_has_connections(m: s.Model) -> Derived:
     refs = _ifaces(m, lambda i: i.external and i.kind in s.INPUT_KINDS - {"keypad", "button"})
     return _yn(bool(refs), refs or ["interfaces"], ", ".join(refs), "no external data connection")
 
 
+@derives("wireless")
 def d_wireless(m: s.Model) -> Derived:
     refs = _ifaces(m, lambda i: i.kind in ("wireless", "bluetooth"))
     return _yn(bool(refs), refs or ["interfaces"], ", ".join(refs), "no enabled wireless interface in the model")
@@ -421,6 +476,7 @@ def _is_wifi(i: s.Interface) -> bool:
     return any(k in (i.protocol or "").lower() for k in ("wifi", "wi-fi", "802.11", "wlan"))
 
 
+@derives("wifi")
 def d_wifi(m: s.Model) -> Derived:
     radios = _ifaces(m, lambda i: i.kind == "wireless")
     wifi = _ifaces(m, lambda i: i.kind == "wireless" and _is_wifi(i))
@@ -430,6 +486,7 @@ def d_wifi(m: s.Model) -> Derived:
             "needs confirmation")
 
 
+@derives("other_wireless")
 def d_other_wireless(m: s.Model) -> Derived:
     other = _ifaces(m, lambda i: i.kind == "wireless" and not _is_wifi(i))
     if other:
@@ -438,31 +495,37 @@ def d_other_wireless(m: s.Model) -> Derived:
     return "No", ["interfaces"], "no enabled wireless interface other than Wi-Fi or Bluetooth", "derived"
 
 
+@derives("bluetooth")
 def d_bluetooth(m: s.Model) -> Derived:
     refs = _ifaces(m, lambda i: i.kind == "bluetooth")
     return _yn(bool(refs), refs or ["interfaces"], ", ".join(refs), "no enabled Bluetooth interface in the model")
 
 
+@derives("wired")
 def d_wired(m: s.Model) -> Derived:
     refs = _ifaces(m, lambda i: i.external and i.kind in ("network", "usb", "serial", "debug", "storage"))
     return _yn(bool(refs), refs or ["interfaces"], ", ".join(refs), "no enabled wired data connection")
 
 
+@derives("ethernet")
 def d_ethernet(m: s.Model) -> Derived:
     refs = _ifaces(m, lambda i: i.external and i.kind == "network")
     return _yn(bool(refs), refs or ["interfaces"], ", ".join(refs), "no enabled wired network interface")
 
 
+@derives("usb")
 def d_usb(m: s.Model) -> Derived:
     refs = _ifaces(m, lambda i: i.kind == "usb")
     return _yn(bool(refs), refs or ["interfaces"], ", ".join(refs), "no enabled USB interface in the model")
 
 
+@derives("removable_storage")
 def d_removable_storage(m: s.Model) -> Derived:
     refs = _ifaces(m, lambda i: i.kind == "storage")
     return _yn(bool(refs), refs or ["interfaces"], ", ".join(refs), "no enabled storage interface in the model")
 
 
+@derives("other_wired")
 def d_other_wired(m: s.Model) -> Derived:
     refs = _ifaces(m, lambda i: i.kind in ("serial", "debug"))
     off = [f"interface:{n}" for n, i in m.interfaces.items() if i.kind in ("serial", "debug") and not i.enabled]
@@ -470,6 +533,7 @@ def d_other_wired(m: s.Model) -> Derived:
                "none enabled" + (f"; disabled in this build: {', '.join(off)}" if off else ""))
 
 
+@derives("ports_listed")
 def d_ports_listed(m: s.Model) -> Derived:
     net = [n for n, i in m.interfaces.items() if i.enabled and i.kind in s.NETWORK_KINDS]
     if not net:
@@ -481,11 +545,13 @@ def d_ports_listed(m: s.Model) -> Derived:
     return "Yes", refs, "the report's per-path tables list every interface's protocol and port", "derived"
 
 
+@derives("hospital_network")
 def d_hospital_network(m: s.Model) -> Derived:
     refs = _ifaces(m, lambda i: i.external and i.kind in s.NETWORK_KINDS)
     return _yn(bool(refs), refs or ["interfaces"], ", ".join(refs), "no network interface")
 
 
+@derives("api_calls")
 def d_api_calls(m: s.Model) -> Derived:
     net = _external_network(m)
     if not net:
@@ -498,12 +564,14 @@ def d_api_calls(m: s.Model) -> Derived:
             "device calls or serves an API", "needs confirmation")
 
 
+@derives("tls")
 def d_tls(m: s.Model) -> Derived:
     refs = _ifaces(m, lambda i: "tls" in (i.encryption or "").lower())
     versions = sorted({m.interfaces[r.split(":", 1)[1]].encryption or "" for r in refs})
     return _yn(bool(refs), refs or ["interfaces"], "TLS versions: " + ", ".join(versions), "no interface declares TLS")
 
 
+@derives("remote_operation")
 def d_remote_operation(m: s.Model) -> Derived:
     net = {n for n, i in m.interfaces.items() if i.enabled and i.kind in s.NETWORK_KINDS}
     remote_roles = {n for n, r in m.roles.items() if net & set(r.via)}
@@ -519,6 +587,7 @@ def d_remote_operation(m: s.Model) -> Derived:
 # ---------------------------------------------------------------------------------------------- PAUT
 
 
+@derives("personal_login")
 def d_personal_login(m: s.Model) -> Derived:
     humans = [n for n, r in m.roles.items() if r.kind == "human"]
     anonymous = [n for n in humans if not m.roles[n].authenticates_with]
@@ -541,6 +610,7 @@ def _human_login(m: s.Model) -> tuple[list[str], Derived | None]:
     return [f"partition:{auth[0]}", *people], None
 
 
+@derives("lockout")
 def d_lockout(m: s.Model) -> Derived:
     refs, early = _human_login(m)
     if early:
@@ -551,6 +621,7 @@ def d_lockout(m: s.Model) -> Derived:
             f"{top:g} s; kept across restarts (config lockout.*)", "derived")
 
 
+@derives("multi_factor")
 def d_multi_factor(m: s.Model) -> Derived:
     refs, early = _human_login(m)
     if early:
@@ -563,18 +634,21 @@ def _factor_roles(m: s.Model, words: tuple[str, ...]) -> list[str]:
                                                         for w in words)]
 
 
+@derives("biometric")
 def d_biometric(m: s.Model) -> Derived:
     refs = _factor_roles(m, ("biometric", "fingerprint", "face", "iris"))
     return _yn(bool(refs), refs or ["roles"], "roles with a biometric factor: " + ", ".join(refs),
                "no role authenticates with a biometric factor")
 
 
+@derives("token_login")
 def d_token_login(m: s.Model) -> Derived:
     refs = _factor_roles(m, ("badge", "card", "token", "rfid", "nfc"))
     return _yn(bool(refs), refs or ["roles"], "roles with a badge or token: " + ", ".join(refs),
                "no role authenticates with a badge or token")
 
 
+@derives("stores_credentials")
 def d_stores_credentials(m: s.Model) -> Derived:
     refs, early = _human_login(m)
     if early:
@@ -582,6 +656,7 @@ def d_stores_credentials(m: s.Model) -> Derived:
     return "Yes", refs, "the auth service checks people against the per-device provisioned credential store", "derived"
 
 
+@derives("credentials_hashed")
 def d_credentials_hashed(m: s.Model) -> Derived:
     refs, early = _human_login(m)
     if early:
@@ -593,6 +668,7 @@ def d_credentials_hashed(m: s.Model) -> Derived:
 # ---------------------------------------------------------------------------------------------- RDMP, SBOM
 
 
+@derives("support_known")
 def d_support_known(m: s.Model) -> Derived:
     comps = [(p, c) for p, cs in m.components.items() for c in cs]
     unknown = sorted({c.name for _p, c in comps if c.support == "unknown"})
@@ -603,6 +679,7 @@ def d_support_known(m: s.Model) -> Derived:
                "needs confirmation")
 
 
+@derives("sbom")
 def d_sbom(m: s.Model) -> Derived:
     refs = [f"partition:{p}" for p in m.components] or ["components"]
     return _yn(bool(m.components), refs, "CycloneDX 1.6 JSON from `septum sbom`", "no components in the model")
@@ -616,18 +693,22 @@ def _all_components(m: s.Model, pred: Callable[[s.Component], bool], what: str) 
                f"without {what}: " + ", ".join(bad) if bad else "no components")
 
 
+@derives("sbom_identifiers")
 def d_sbom_identifiers(m: s.Model) -> Derived:
     return _all_components(m, lambda c: bool(c.purl), "a purl")
 
 
+@derives("sbom_suppliers")
 def d_sbom_suppliers(m: s.Model) -> Derived:
     return _all_components(m, lambda c: bool(c.supplier), "a supplier")
 
 
+@derives("sbom_versions")
 def d_sbom_versions(m: s.Model) -> Derived:
     return _all_components(m, lambda c: bool(c.version), "a version")
 
 
+@derives("sbom_extras")
 def d_sbom_extras(m: s.Model) -> Derived:
     comps = [c for cs in m.components.values() for c in cs]
     extras = [what for what, pred in (
@@ -642,6 +723,7 @@ def d_sbom_extras(m: s.Model) -> Derived:
 # ---------------------------------------------------------------------------------------------- SAHD
 
 
+@derives("installed_verified")
 def d_installed_verified(m: s.Model) -> Derived:
     refs = _parts(m, lambda p: p.service == "update" and "attesting" in p.mitigation)
     if refs:
@@ -650,6 +732,7 @@ def d_installed_verified(m: s.Model) -> Derived:
     return "See note", ["partitions"], "no attesting update service", "needs confirmation"
 
 
+@derives("debug_disabled")
 def d_debug_disabled(m: s.Model) -> Derived:
     debug = [n for n, i in m.interfaces.items() if i.kind == "debug"]
     enabled = [n for n in debug if m.interfaces[n].enabled]
@@ -658,6 +741,7 @@ def d_debug_disabled(m: s.Model) -> Derived:
                "enabled debug interfaces: " + ", ".join(enabled))
 
 
+@derives("no_unauthorised_install")
 def d_no_unauthorised_install(m: s.Model) -> Derived:
     ans, refs, note, _basis = d_signed_updates(m)
     return (("No" if ans == "Yes" else "Yes"), refs, "software: " + note + "; hardware: outside the model",
@@ -667,6 +751,7 @@ def d_no_unauthorised_install(m: s.Model) -> Derived:
 # ---------------------------------------------------------------------------------------------- TXCF, TXIG, RMOT
 
 
+@derives("point_to_point")
 def d_point_to_point(m: s.Model) -> Derived:
     net = _ifaces(m, lambda i: "phi" in i.carries and i.kind in s.NETWORK_KINDS)
     if not _ifaces(m, lambda i: "phi" in i.carries):
@@ -675,6 +760,7 @@ def d_point_to_point(m: s.Model) -> Derived:
     return ("No" if net else "Yes"), refs, ("sent over a network: " + ", ".join(net)) if net else "", "derived"
 
 
+@derives("phi_encrypted")
 def d_phi_encrypted(m: s.Model) -> Derived:
     phi = [n for n, i in m.interfaces.items() if i.enabled and i.external and "phi" in i.carries]
     if not phi:
@@ -684,6 +770,7 @@ def d_phi_encrypted(m: s.Model) -> Derived:
         f"{n} ({m.interfaces[n].encryption})" for n in phi), "unencrypted or weak: " + ", ".join(weak))
 
 
+@derives("transit_integrity")
 def d_transit_integrity(m: s.Model) -> Derived:
     net = _external_network(m)
     if not net:
@@ -693,16 +780,12 @@ def d_transit_integrity(m: s.Model) -> Derived:
                "interface; channels inside the device are kernel-enforced", "unprotected: " + ", ".join(weak))
 
 
+@derives("remote_service")
 def d_remote_service(m: s.Model) -> Derived:
     refs = _ifaces(m, lambda i: (i.protocol or "").lower() in ("ssh", "telnet", "rdp", "vnc")
                    or (i.kind == "debug" and i.external))
     return _yn(bool(refs), refs or ["interfaces"], ", ".join(refs),
                "no remote-service protocol or enabled debug port in the model", "needs confirmation")
-
-
-DERIVE: dict[str, Callable[[s.Model], Derived]] = {
-    name[2:]: fn for name, fn in list(globals().items()) if name.startswith("d_") and callable(fn)
-}
 
 
 def answers(m: s.Model) -> list[Answer]:

@@ -171,6 +171,26 @@ def _p(n: str) -> ElementRef:
     return ElementRef("partition", n)
 
 
+Evidence = Callable[[Facts, Element], Refs]
+
+# ``mitigated_by:`` names in threat files -> the check; filled by @evidence so that a function's name can
+# change without breaking the link (tests/compliance/test_registries.py checks both ways).
+EVIDENCE: dict[str, Evidence] = {}
+
+
+def evidence(name: str) -> Callable[[Evidence], Evidence]:
+    """Register the decorated function as the evidence check ``name`` that threat rules cite in ``mitigated_by``."""
+
+    def register(fn: Evidence) -> Evidence:
+        if name in EVIDENCE:
+            raise ValueError(f"evidence check {name!r} registered twice ({EVIDENCE[name].__name__}, {fn.__name__})")
+        EVIDENCE[name] = fn
+        return fn
+
+    return register
+
+
+@evidence("role_authenticates")
 def ev_role_authenticates(f: Facts, el: Element) -> Refs:
     r = f.model.roles[el.ref.name]
     vias = [v for v in r.via if v in f.model.interfaces]
@@ -183,6 +203,7 @@ def _handlers_of_role(f: Facts, role: str) -> set[str]:
     return {a.handled_by for a in f.model.actions.values() if role in a.allowed}
 
 
+@evidence("safety_gate")
 def ev_safety_gate(f: Facts, el: Element) -> Refs:
     handlers = _handlers_of_role(f, el.ref.name)
     if not handlers:
@@ -201,6 +222,7 @@ def _audit_channels(f: Facts, partition: str) -> list[s.Channel]:
     return [ch for ch in f.out.get(partition, []) if ch.dst in f.audit]
 
 
+@evidence("actions_audited")
 def ev_actions_audited(f: Facts, el: Element) -> Refs:
     handlers = _handlers_of_role(f, el.ref.name)
     if not f.audit or not handlers:
@@ -216,19 +238,23 @@ def ev_actions_audited(f: Facts, el: Element) -> Refs:
     return [*map(_p, sorted(f.audit)), *chans]
 
 
+@evidence("encrypted_interface")
 def ev_encrypted_interface(f: Facts, el: Element) -> Refs:
     i = f.model.interfaces[el.ref.name]
     return [el.ref] if i.encryption and i.encryption.lower() not in WEAK_CRYPTO else None
 
 
+@evidence("authenticated_interface")
 def ev_authenticated_interface(f: Facts, el: Element) -> Refs:
     return [el.ref] if _iface_auth_ok(f.model.interfaces[el.ref.name]) else None
 
 
+@evidence("interface_disabled")
 def ev_interface_disabled(f: Facts, el: Element) -> Refs:
     return [el.ref] if not f.model.interfaces[el.ref.name].enabled else None
 
 
+@evidence("owner_not_safety")
 def ev_owner_not_safety(f: Facts, el: Element) -> Refs:
     owner = f.owner.get(el.ref.name)
     if owner is None:
@@ -236,6 +262,7 @@ def ev_owner_not_safety(f: Facts, el: Element) -> Refs:
     return [_p(owner)] if f.model.partitions[owner].criticality != "safety" else None
 
 
+@evidence("owner_outputs_rate_limited")
 def ev_owner_outputs_rate_limited(f: Facts, el: Element) -> Refs:
     owner = f.owner.get(el.ref.name)
     if owner is None:
@@ -246,6 +273,7 @@ def ev_owner_outputs_rate_limited(f: Facts, el: Element) -> Refs:
     return [ElementRef("channel", ch.name) for ch in outs] or [_p(owner)]
 
 
+@evidence("guarded_paths")
 def ev_guarded_paths(f: Facts, el: Element) -> Refs:
     owner = f.owner.get(el.ref.name)
     if owner is None:
@@ -253,6 +281,7 @@ def ev_guarded_paths(f: Facts, el: Element) -> Refs:
     return f.guarded_from(owner)
 
 
+@evidence("bounded_message")
 def ev_bounded_message(f: Facts, el: Element) -> Refs:
     ch = f.model.channel(el.ref.name)
     try:
@@ -271,10 +300,12 @@ def ev_bounded_message(f: Facts, el: Element) -> Refs:
     return [ElementRef("message", ch.message)]
 
 
+@evidence("rate_limited_channel")
 def ev_rate_limited_channel(f: Facts, el: Element) -> Refs:
     return [el.ref] if f.model.channel(el.ref.name).rate else None
 
 
+@evidence("fail_safe_watchdog")
 def ev_fail_safe_watchdog(f: Facts, el: Element) -> Refs:
     p = f.model.partitions[el.ref.name]
     if p.restart_policy != "fail-safe" or p.heartbeat_ms is None:
@@ -283,21 +314,25 @@ def ev_fail_safe_watchdog(f: Facts, el: Element) -> Refs:
     return [el.ref, *map(_p, monitors)]
 
 
+@evidence("supervisor_guard")
 def ev_supervisor_guard(f: Facts, el: Element) -> Refs:
     """The runtime checks and budgets every control message of every partition (septum.runtime.control_guard)."""
     return [el.ref]
 
 
+@evidence("syscall_allow_list")
 def ev_syscall_allow_list(f: Facts, el: Element) -> Refs:
     """Every partition runs under a seccomp allow-list derived from what the model declares it does."""
     return [el.ref]
 
 
+@evidence("resource_bounds")
 def ev_resource_bounds(f: Facts, el: Element) -> Refs:
     """Every partition has memory, pids, CPU and disk bounds (the model's or the defaults), enforced."""
     return [el.ref] if f.model.partitions[el.ref.name].resources is not None else None
 
 
+@evidence("fail_safe_supervisor")
 def ev_fail_safe_supervisor(f: Facts, el: Element) -> Refs:
     """On a supervisor fault the runtime kills the therapy path: only fail-safe safety partitions (whose
     actuator stops when they stop) make that a safe state."""
@@ -305,10 +340,12 @@ def ev_fail_safe_supervisor(f: Facts, el: Element) -> Refs:
     return [_p(n) for n in sorted(safe)] or None
 
 
+@evidence("update_attested")
 def ev_update_attested(f: Facts, el: Element) -> Refs:
     return [el.ref] if "attesting" in f.model.partitions[el.ref.name].mitigation else None
 
 
+@evidence("update_mediated")
 def ev_update_mediated(f: Facts, el: Element) -> Refs:
     srcs = sorted({ch.src for ch in f.into.get(el.ref.name, [])})
     parts = f.model.partitions
@@ -317,10 +354,12 @@ def ev_update_mediated(f: Facts, el: Element) -> Refs:
     return [_p(x) for x in srcs] or [el.ref]
 
 
+@evidence("audit_service")
 def ev_audit_service(f: Facts, el: Element) -> Refs:
     return [el.ref] if f.model.partitions[el.ref.name].service == "audit" else None
 
 
+@evidence("audit_inputs_rate_limited")
 def ev_audit_inputs_rate_limited(f: Facts, el: Element) -> Refs:
     ins = f.into.get(el.ref.name, [])
     if any(ch.rate is None for ch in ins):
@@ -328,6 +367,7 @@ def ev_audit_inputs_rate_limited(f: Facts, el: Element) -> Refs:
     return [ElementRef("channel", ch.name) for ch in ins] or [el.ref]
 
 
+@evidence("audited_and_alerted")
 def ev_audited_and_alerted(f: Facts, el: Element) -> Refs:
     a = f.model.actions[el.ref.name]
     audit = _audit_channels(f, a.handled_by)
@@ -344,6 +384,7 @@ def ev_audited_and_alerted(f: Facts, el: Element) -> Refs:
     return [*(ElementRef("channel", c.name) for c in audit), *map(_p, alert)]
 
 
+@evidence("local_confirmation")
 def ev_local_confirmation(f: Facts, el: Element) -> Refs:
     a = f.model.actions[el.ref.name]
     who = a.requires_confirmation_by
@@ -356,13 +397,9 @@ def ev_local_confirmation(f: Facts, el: Element) -> Refs:
     return [ElementRef("role", who), *(ElementRef("interface", v) for v in r.via)]
 
 
+@evidence("never")
 def ev_never(f: Facts, el: Element) -> Refs:
     return None
-
-
-EVIDENCE: dict[str, Callable[[Facts, Element], Refs]] = {
-    name[3:]: fn for name, fn in list(globals().items()) if name.startswith("ev_") and callable(fn)
-}
 
 
 # ----------------------------------------------------------------------------- evaluation
