@@ -9,18 +9,23 @@ import click
 
 from septum import __version__
 
-from . import analysis, attack, compliance, gen, runtime, services
+from .lazy import LazyGroup
+
+# command name -> the area module that defines it; imported only when that command runs (or help lists it)
+LAZY_COMMANDS: dict[str, str] = {
+    **dict.fromkeys(("check", "rules", "explain", "diff", "schema"), "septum.cli.analysis"),
+    **dict.fromkeys(("gen", "validate-sdf"), "septum.cli.gen"),
+    "run": "septum.cli.runtime",
+    **dict.fromkeys(("audit", "update", "provision"), "septum.cli.services"),
+    **dict.fromkeys(("report", "sbom", "threats", "mds2", "vulns"), "septum.cli.compliance"),
+    "attack": "septum.cli.attack",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, lazy=LAZY_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="septum")
 def cli() -> None:
     """Septum: model-driven separation architecture for connected medical devices."""
-
-
-for _area in (analysis, gen, runtime, services, compliance, attack):
-    for _cmd in _area.COMMANDS:
-        cli.add_command(_cmd)
 
 
 def main() -> None:
