@@ -8,16 +8,20 @@ file) the output is plain text with no escape codes, so it can be grepped and di
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.text import Text
 
 from septum.analysis import Finding, Report, get_rule
-from septum.analysis.diff import Change, ModelDiff
 from septum.model import Model
 from septum.model.source import SourceMap
 
 from . import element_location, path_chain
+
+if TYPE_CHECKING:
+    # types only: `septum check` renders no diff, and importing the diff engine cost it ~8 ms of start-up
+    from septum.analysis.diff import Change, ModelDiff
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "note": "cyan", "waived": "dim"}
 SECTION_TITLE = {"error": "Errors", "warning": "Warnings", "note": "Notes", "waived": "Waived"}

@@ -64,5 +64,6 @@ def test_check_imports_only_the_analysis_area():
     loaded = set(r.stderr.split())
     assert "septum.cli.analysis" in loaded
     for unused in ("septum.cli.services", "septum.cli.compliance", "septum.cli.runtime", "septum.cli.gen",
-                   "septum.cli.attack", "septum.services", "septum.runtime", "cryptography", "jinja2"):
+                   "septum.cli.attack", "septum.services", "septum.runtime", "cryptography", "jinja2",
+                   "septum.analysis.diff"):
         assert unused not in loaded, unused
