@@ -9,7 +9,7 @@ import click
 
 from septum import __version__
 
-from .lazy import LazyGroup
+from .error_exit import SeptumGroup
 
 # command name -> the area module that defines it; imported only when that command runs (or help lists it)
 LAZY_COMMANDS: dict[str, str] = {
@@ -22,7 +22,7 @@ LAZY_COMMANDS: dict[str, str] = {
 }
 
 
-@click.group(cls=LazyGroup, lazy=LAZY_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=SeptumGroup, lazy=LAZY_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="septum")
 def cli() -> None:
     """Septum: model-driven separation architecture for connected medical devices."""

@@ -23,12 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from septum.errors import SeptumError
 from septum.model.schema import Component
 
 from .versions import Key, VersionError, key_for
 
 
-class OsvError(ValueError):
+class OsvError(SeptumError, ValueError):
     """Malformed or unreadable OSV input; the message names the file and the problem."""
 
 

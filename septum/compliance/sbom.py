@@ -58,10 +58,11 @@ from dataclasses import dataclass, field
 from email.utils import getaddresses
 from pathlib import Path
 
+from septum.errors import SeptumError
 from septum.model import schema as s
 
 
-class SbomError(RuntimeError):
+class SbomError(SeptumError, RuntimeError):
     """The SBOM could not be produced (missing library, invalid purl, ...)."""
 
 

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 import yaml
 
+from septum.errors import SeptumError
+
 from .catalogues import shipped
 
 Stride = Literal["S", "T", "R", "I", "D", "E"]
@@ -22,7 +24,7 @@ STRIDE_NAMES = {"S": "Spoofing", "T": "Tampering", "R": "Repudiation", "I": "Inf
                 "D": "Denial of service", "E": "Elevation of privilege"}
 
 
-class ThreatRuleError(ValueError):
+class ThreatRuleError(SeptumError, ValueError):
     """A threat-rule file that cannot be used; the message names the file and the problem."""
 
 

@@ -13,6 +13,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from septum.errors import SeptumError
+
 try:  # packaging implements PEP 440 exactly; it is a runtime dependency of the compliance extra
     from packaging.version import InvalidVersion, Version
 except ImportError:  # pragma: no cover - exercised only on broken installs
@@ -20,7 +22,7 @@ except ImportError:  # pragma: no cover - exercised only on broken installs
     InvalidVersion = ValueError  # type: ignore[assignment,misc]
 
 
-class VersionError(ValueError):
+class VersionError(SeptumError, ValueError):
     """A version string that the ecosystem's ordering cannot parse."""
 
 

@@ -19,6 +19,7 @@ from typing import Literal
 
 import msgspec
 
+from septum.errors import SeptumError
 from septum.model import Model, SourceMap
 from septum.model.errors import Location
 from septum.model.schema import MessageField
@@ -40,7 +41,7 @@ class MappingIssue(msgspec.Struct, frozen=True):
         return f"{where}error: {self.message}"
 
 
-class MappingError(Exception):
+class MappingError(SeptumError):
     """The model cannot be laid out on Microkit/CAmkES (limits, unbounded messages, name clashes)."""
 
     def __init__(self, issues: list[MappingIssue]) -> None:

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from math import gcd, lcm
 
+from septum.errors import SeptumError
+
 IDLE_DOMAIN = "idle"  # partition domains are all "dom_<name>", so this cannot clash with one
 MAX_FRAME_US = 10_000_000  # 10 s: a longer frame means periods that share no sane common multiple
 MAX_UNITS = 10_000  # grid units per frame: bounds the table and the time to build and check it
@@ -45,7 +47,7 @@ class Schedule:
     entries: list[tuple[str, int]]  # (domain, duration in microseconds), in order
 
 
-class ScheduleError(ValueError):
+class ScheduleError(SeptumError, ValueError):
     """The reservations cannot be honoured; ``partitions`` names the ones involved."""
 
     def __init__(self, partitions: Sequence[str], message: str) -> None:

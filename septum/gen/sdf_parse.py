@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass, field
 from xml.parsers import expat
 
+from septum.errors import SeptumError
+
 from .sdf_model import (
     DEFAULT_BUDGET_US,
     PAGE_SIZES,
@@ -83,7 +85,7 @@ class Element:
     children: list[Element] = field(default_factory=list)
 
 
-class SdfSyntaxError(Exception):
+class SdfSyntaxError(SeptumError):
     """The file is not well-formed XML; carries the one located diagnostic."""
 
     def __init__(self, diagnostic: Diagnostic) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from septum.errors import SeptumError
+
 
 @dataclass(frozen=True, order=True)
 class Location:
@@ -24,7 +26,7 @@ class ModelIssue:
         return f"{self.location}: error: {self.message}"
 
 
-class ModelError(Exception):
+class ModelError(SeptumError):
     """The model could not be loaded. Holds every problem found, each with its location."""
 
     def __init__(self, issues: list[ModelIssue]) -> None:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from septum.errors import SeptumError
 from septum.staged_write import stage_tree
 
 STAGED_ROOT = "slots"  # under the update partition's data dir (septum.services.update_service uses it)
@@ -35,7 +36,7 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
 _VERSION = re.compile(r"^[0-9]{1,9}(\.[0-9]{1,9}){0,3}$")
 
 
-class CodeUpdateError(Exception):
+class CodeUpdateError(SeptumError):
     """An activation that must be refused; the message is the reason."""
 
 

@@ -19,6 +19,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from septum.errors import SeptumError
+
 # Bounds applied when the model does not give one (the analysis flags unbounded fields separately).
 DEFAULT_MAX_LEN = 65536
 DEFAULT_MAX_ITEMS = 1024
@@ -28,7 +30,7 @@ MAX_ENCODED = 200 * 1024
 _SCALARS = {"str", "bytes", "int", "float", "bool", "enum"}
 
 
-class CodecError(ValueError):
+class CodecError(SeptumError, ValueError):
     """A message schema that cannot be turned into a codec (a model problem, reported before start)."""
 
 

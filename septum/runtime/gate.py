@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from septum.errors import SeptumError
 from septum.model.schema import Model
 
 
-class RefusedToRun(RuntimeError):
+class RefusedToRun(SeptumError, RuntimeError):
     def __init__(self, message: str, findings: list[Any]) -> None:
         super().__init__(message)
         self.findings = findings

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from septum.errors import SeptumError
 from septum.model.schema import NETWORK_KINDS, Channel, Model
 
 from . import codec, liveness
@@ -29,7 +30,7 @@ NETWORK_READ_ONLY = ("/etc/hosts", "/etc/resolv.conf", "/etc/nsswitch.conf", "/e
                      "/etc/services", "/etc/protocols", "/etc/ssl")
 
 
-class SetupError(RuntimeError):
+class SetupError(SeptumError, RuntimeError):
     """The model cannot be launched as written (reported before any process starts)."""
 
 

@@ -51,6 +51,7 @@ from typing import Any
 
 import msgspec
 
+from septum.errors import SeptumError
 from septum.model.schema import Model
 
 from . import code_update
@@ -74,7 +75,7 @@ HEALTH_S_NO_HEARTBEAT = 1.0  # the same probation for a partition without heartb
 MANUFACTURER_PUB = "manufacturer.pub"  # the update key in the update service's provisioning folder
 
 
-class PartitionFailed(RuntimeError):
+class PartitionFailed(SeptumError, RuntimeError):
     """The device could not become ready (a partition failed for good, or the device went safe)."""
 
 

@@ -15,11 +15,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from septum.errors import SeptumError
+
 FORMAT = "septum-audit-anchor-1"
 MAX_ANCHOR_FILE = 4096  # an anchor is ~200 bytes; anything much larger is not one
 
 
-class AnchorError(ValueError):
+class AnchorError(SeptumError, ValueError):
     """An anchor file that cannot be read or is not an anchor (with the reason)."""
 
 

@@ -47,6 +47,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from septum.errors import SeptumError
+
 from .audit_anchor import Anchor
 from .durable import fsync_dir, write_atomic
 from .keys import key_id
@@ -123,7 +125,7 @@ _entry_decoder = msgspec.msgpack.Decoder(Entry)
 _head_decoder = msgspec.msgpack.Decoder(Head)
 
 
-class AuditError(Exception):
+class AuditError(SeptumError):
     """A record or call the writer must refuse (too large, writer closed, ...)."""
 
 

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from septum.errors import SeptumError
 from septum.model.schema import Model
 
 AUTH_KEYWORDS = ("login", "logout")
 REQUEST_KEYS = ("request_id", "order_id", "bundle_id")
 
 
-class RoutingError(ValueError):
+class RoutingError(SeptumError, ValueError):
     """The model and the auth config do not say where something goes (reported at start)."""
 
 

@@ -20,6 +20,7 @@ import msgspec
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from septum.errors import SeptumError
 from septum.model.schema import Model
 
 from .durable import write_atomic
@@ -30,7 +31,7 @@ MAX_SECRET = 256
 _WEAK_PINS_SEQ = "01234567890", "09876543210"
 
 
-class CredentialError(Exception):
+class CredentialError(SeptumError):
     """Provisioning input or a provisioning file that must be refused; the message says why."""
 
 

@@ -15,8 +15,10 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from septum.errors import SeptumError
 
-class KeyFileError(Exception):
+
+class KeyFileError(SeptumError):
     """A key file is missing, unreadable or not an Ed25519 key."""
 
 

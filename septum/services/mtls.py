@@ -18,12 +18,13 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
+from septum.errors import SeptumError
 from septum.model.schema import Model
 
 MTLS_FACTOR = "mutual-tls"
 
 
-class MtlsError(Exception):
+class MtlsError(SeptumError):
     """The peer is refused, or the provisioning is unusable; the message says why."""
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from septum.errors import SeptumError
 from septum.model import load
 from septum.model.schema import Model
 
@@ -48,7 +49,7 @@ MANUFACTURER_PUB = "manufacturer.pub"
 INITIAL_DIR = "initial"
 
 
-class ProvisioningError(Exception):
+class ProvisioningError(SeptumError):
     """The device cannot be provisioned as asked; the message says why."""
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from septum.errors import SeptumError
 from septum.model.schema import Model
 from septum.runtime.partition import Partition
 
@@ -24,7 +25,7 @@ SECRET_FIELDS = frozenset({"pin", "badge", "secret", "password", "session", "cer
 AUDIT_SEVERITIES = ("emergency", "alert", "critical", "error", "warning", "notice", "info", "debug")
 
 
-class ServiceSetupError(RuntimeError):
+class ServiceSetupError(SeptumError, RuntimeError):
     """The service cannot run as provisioned (missing key, no model); the message says what to do."""
 
 

@@ -24,12 +24,14 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from septum.errors import SeptumError
+
 from .mtls import MachineIdentity, MachinePins, MtlsError
 from .service_io import write_state
 from .signed_fields import canonical
 
 
-class RequestRefused(Exception):
+class RequestRefused(SeptumError):
     """The signed request is refused; the message is the reason."""
 
 

@@ -32,6 +32,7 @@ import msgspec
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from septum.errors import SeptumError
 from septum.staged_write import stage_tree
 
 from .durable import fsync_dir
@@ -50,7 +51,7 @@ BundleKind = Literal["partition", "data"]
 Version = tuple[int, ...]
 
 
-class BundleError(Exception):
+class BundleError(SeptumError):
     """A bundle (or a request to make one) that must be refused; the message is the reason."""
 
 

@@ -30,6 +30,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from septum.errors import SeptumError
+
 MKFS = ("/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4")
 DISKS = "disks"
 
@@ -43,7 +45,7 @@ _LOOP_INFO64 = "5Q4I64s64s32s2Q"  # struct loop_info64
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-class DiskError(OSError):
+class DiskError(SeptumError, OSError):
     """An OSError, so the supervisor reports it as a setup failure and tears down."""
 
 

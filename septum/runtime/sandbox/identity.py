@@ -28,6 +28,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from septum.errors import SeptumError
+
 UID_BASE = 61000
 UID_COUNT = 1000
 LEASE_DIR = Path("/run/septum/uids")
@@ -35,7 +37,7 @@ LOCK_NAME = ".lock"
 STALE_EMPTY_S = 10.0
 
 
-class IdentityError(RuntimeError):
+class IdentityError(SeptumError, RuntimeError):
     pass
 
 

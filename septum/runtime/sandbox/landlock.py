@@ -14,6 +14,8 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from septum.errors import SeptumError
+
 NR_CREATE_RULESET = 444
 NR_ADD_RULE = 445
 NR_RESTRICT_SELF = 446
@@ -46,7 +48,7 @@ SCOPE_SIGNAL = 1 << 1
 _FILE_RIGHTS = EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE | IOCTL_DEV
 
 
-class LandlockError(RuntimeError):
+class LandlockError(SeptumError, RuntimeError):
     pass
 
 

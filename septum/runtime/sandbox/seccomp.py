@@ -26,6 +26,8 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from septum.errors import SeptumError
+
 from .syscalls_x86_64 import MAX_KNOWN, NAMES, NUMBERS
 
 AUDIT_ARCH_X86_64 = 0xC000003E
@@ -145,7 +147,7 @@ NOTABLE_REFUSED = ("execve", "execveat", "ptrace", "process_vm_readv", "process_
                    "personality (only query/PER_LINUX)", "clone3 (ENOSYS)", "SysV/POSIX IPC", "setuid")
 
 
-class SeccompError(RuntimeError):
+class SeccompError(SeptumError, RuntimeError):
     pass
 
 
