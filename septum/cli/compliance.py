@@ -80,7 +80,7 @@ def report_cmd(model: str, out_dir: str, osv_path: str | None, formats: str, thr
     """Write the compliance report (HTML, Markdown, SBOM, MDS2 CSV) for MODEL into a folder."""
     from septum.compliance.osv import load_osv
     from septum.compliance.report_data import build
-    from septum.compliance.sbom import sbom_json
+    from septum.compliance.sbom import inventory, sbom_json
 
     wanted = {f.strip().lower() for f in formats.split(",") if f.strip()}
     unknown = wanted - {"html", "md"}
@@ -88,7 +88,8 @@ def report_cmd(model: str, out_dir: str, osv_path: str | None, formats: str, thr
         raise _UserError(f"--format takes html and/or md, not {', '.join(sorted(unknown)) or 'nothing'}")
     m, src = _load(model)
     db = load_osv(osv_path) if osv_path else None
-    data = build(m, src, osv=db, threat_files=_threat_files(threat_paths))
+    inv = inventory(m, model_dir=Path(model).resolve().parent)  # read once: the report and its SBOM
+    data = build(m, src, osv=db, threat_files=_threat_files(threat_paths), inv=inv)
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -98,7 +99,7 @@ def report_cmd(model: str, out_dir: str, osv_path: str | None, formats: str, thr
 
     written = []
     sbom_name = "sbom.cdx.json"
-    _write(out / sbom_name, sbom_json(m, model_dir=Path(model).resolve().parent))
+    _write(out / sbom_name, sbom_json(m, inv=inv))
     _write(out / "mds2.csv", to_csv(data.mds2))
     written += [sbom_name, "mds2.csv"]
     if "html" in wanted:

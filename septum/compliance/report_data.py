@@ -13,7 +13,7 @@ from septum.model.source import SourceMap
 from . import mds2
 from .controls import ControlRow, control_rows
 from .osv import OsvDatabase, OsvMatch
-from .sbom import SbomEntry, entries
+from .sbom import Inventory, SbomEntry, entries
 from .stride import Threat, summary, threat_model
 from .threat_rules import ThreatFile
 from .views import View, all_views
@@ -37,7 +37,10 @@ class ReportData:
 
 
 def build(model: s.Model, source: SourceMap | None = None, *, osv: OsvDatabase | None = None,
-          threat_files: tuple[ThreatFile, ...] = (), today: dt.date | None = None) -> ReportData:
+          threat_files: tuple[ThreatFile, ...] = (), today: dt.date | None = None,
+          inv: Inventory | None = None) -> ReportData:
+    """``inv``: the device's software inventory when the caller has it already (the report also writes the
+    SBOM from it: it is read from the installed environment once)."""
     options = {"osv": osv} if osv is not None else {}
     findings = check(model, source, options=options, today=today)
     threats = threat_model(model, *threat_files)
@@ -50,7 +53,8 @@ def build(model: s.Model, source: SourceMap | None = None, *, osv: OsvDatabase |
     return ReportData(
         model=model, findings=findings, threats=threats, threat_counts=summary(threats),
         views=all_views(model), vulns=vulns, osv_summary=osv_summary,
-        sbom=entries(model, model_dir=Path(source.file).resolve().parent if source else None),
+        sbom=inv.entries if inv is not None else entries(
+            model, model_dir=Path(source.file).resolve().parent if source else None),
         mds2=mds2.answers(model), mds2_sections=mds2.sections(), controls=control_rows(model),
         generated=(today or dt.date.today()).isoformat(),
     )

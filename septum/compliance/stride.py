@@ -452,14 +452,14 @@ def _decide(t: Threat, rule: ThreatRule, el: Element, f: Facts, decision: Threat
     if decision is not None and decision.status == "not-applicable":
         t.status, t.reason = "not-applicable", decision.reason + (f" ({decision.by})" if decision.by else "")
         return
-    evidence: list[ElementRef] = []
+    evidence: dict[ElementRef, None] = {}  # insertion-ordered set: first mention first, no repeats
     for name in rule.mitigated_by:
         refs = EVIDENCE[name](f, el)
         if refs is None:
             break
-        evidence.extend(r for r in refs if r not in evidence)
+        evidence.update(dict.fromkeys(refs))
     else:
-        t.status, t.mitigated_by = "mitigated", evidence
+        t.status, t.mitigated_by = "mitigated", list(evidence)
         return
     if decision is not None:
         t.status, t.reason = "accepted", decision.reason + (f" ({decision.by})" if decision.by else "")
