@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from septum.model import schema as s
 
 from .catalogues import shipped
+from .registrar import registrar
 
 WEAK = {"", "none", "ssl2", "ssl3", "tls1", "tls1.0", "tls1.1"}
 
@@ -38,16 +39,8 @@ Derivation = Callable[[s.Model], Derived]
 DERIVE: dict[str, Derivation] = {}
 
 
-def derives(name: str) -> Callable[[Derivation], Derivation]:
-    """Register the decorated function as the answer for ``derive: name`` items of the MDS2 form."""
-
-    def register(fn: Derivation) -> Derivation:
-        if name in DERIVE:
-            raise ValueError(f"MDS2 derivation {name!r} registered twice ({DERIVE[name].__name__}, {fn.__name__})")
-        DERIVE[name] = fn
-        return fn
-
-    return register
+derives = registrar(DERIVE, "MDS2 derivation")
+"""``@derives(name)``: register the decorated function as the answer for ``derive: name`` items of the form."""
 
 
 def _yn(cond: bool, refs: list[str], yes: str, no: str, basis: str = "derived") -> Derived:

@@ -24,6 +24,7 @@ from septum.analysis.finding import ElementRef
 from septum.analysis.graph import FlowGraph
 from septum.model import schema as s
 
+from .registrar import registrar
 from .threat_rules import STRIDE_NAMES, ThreatDecision, ThreatFile, ThreatRule, rule_set
 
 Refs = list[ElementRef] | None
@@ -178,16 +179,8 @@ Evidence = Callable[[Facts, Element], Refs]
 EVIDENCE: dict[str, Evidence] = {}
 
 
-def evidence(name: str) -> Callable[[Evidence], Evidence]:
-    """Register the decorated function as the evidence check ``name`` that threat rules cite in ``mitigated_by``."""
-
-    def register(fn: Evidence) -> Evidence:
-        if name in EVIDENCE:
-            raise ValueError(f"evidence check {name!r} registered twice ({EVIDENCE[name].__name__}, {fn.__name__})")
-        EVIDENCE[name] = fn
-        return fn
-
-    return register
+evidence = registrar(EVIDENCE, "evidence check")
+"""``@evidence(name)``: register the decorated function as the check threat rules cite in ``mitigated_by``."""
 
 
 @evidence("role_authenticates")

@@ -236,13 +236,18 @@ EPERM = SECCOMP_RET_ERRNO | errno.EPERM
 ENOSYS = SECCOMP_RET_ERRNO | errno.ENOSYS
 
 
+def _arg0_one_of(a: int, b: int) -> list[bytes]:
+    """Allow the call when the low 32 bits of its first argument are ``a`` or ``b``; EPERM otherwise."""
+    return [_ins(_LD_W_ABS, 0, 0, _off_arg_lo(0)),
+            _ins(_JEQ_K, 2, 0, a),
+            _ins(_JEQ_K, 1, 0, b),
+            _ret(EPERM), _ret(ALLOW)]
+
+
 def _arg_block(policy: Policy, name: str) -> list[bytes]:
     """Instructions after ``nr == name`` has matched; every path ends in a return."""
     if name == "personality":
-        return [_ins(_LD_W_ABS, 0, 0, _off_arg_lo(0)),
-                _ins(_JEQ_K, 2, 0, PER_QUERY),
-                _ins(_JEQ_K, 1, 0, PER_LINUX),
-                _ret(EPERM), _ret(ALLOW)]
+        return _arg0_one_of(PER_QUERY, PER_LINUX)
     if name == "clone":
         out = [_ins(_LD_W_ABS, 0, 0, _off_arg_lo(0)),
                _ins(_JSET_K, 0, 1, CLONE_REFUSED), _ret(EPERM)]
@@ -250,10 +255,7 @@ def _arg_block(policy: Policy, name: str) -> list[bytes]:
             out += [_ins(_JSET_K, 1, 0, CLONE_THREAD), _ret(EPERM)]
         return [*out, _ret(ALLOW)]
     if name == "socket":
-        return [_ins(_LD_W_ABS, 0, 0, _off_arg_lo(0)),
-                _ins(_JEQ_K, 2, 0, AF_INET),
-                _ins(_JEQ_K, 1, 0, AF_INET6),
-                _ret(EPERM), _ret(ALLOW)]
+        return _arg0_one_of(AF_INET, AF_INET6)
     if name == "ioctl":
         return [_ins(_LD_W_ABS, 0, 0, _off_arg_lo(1)),
                 _ins(_JEQ_K, 1, 0, TIOCSTI),
