@@ -15,16 +15,18 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.septum-installed
 SYSSTAMP := $(VENV)/.septum-system-deps
 # Debian packages used by the tests (browser tests need chromium, the FDA views graphviz); installed only when root.
-DEBIAN_PACKAGES := chromium chromium-driver graphviz e2fsprogs
+# The seL4 target needs the aarch64 cross compiler, QEMU, dtc, xmllint, cmake and ninja.
+DEBIAN_PACKAGES := chromium chromium-driver graphviz e2fsprogs \
+  gcc-aarch64-linux-gnu qemu-system-arm device-tree-compiler libxml2-utils cmake ninja-build
 
-.PHONY: demo test lint docs bench venv system-deps clean
+.PHONY: demo test lint docs bench venv system-deps clean sel4
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --upgrade pip
-	@$(BIN)/python -m pip install -q -e '.[test,compliance,hospital]'
+	@$(BIN)/python -m pip install -q -e '.[test,compliance,hospital,sel4]'
 	@touch $(STAMP)
 
 system-deps: $(SYSSTAMP)
@@ -44,6 +46,12 @@ demo: $(STAMP)
 test: $(STAMP) $(SYSSTAMP)
 	@$(BIN)/ruff check septum tests benchmarks examples
 	@$(BIN)/python -m pytest -q
+
+# A Microkit 1.2.6 SDK (qemu_virt_aarch64, debug+release) from SEL4_SRC/MICROKIT_SRC (archive or folder), the
+# archives in SEPTUM_VENDOR (default ../shared/vendor), or MICROKIT_SDK as given; cached in build/sel4/.
+sel4: $(STAMP) $(SYSSTAMP)
+	@SEL4_SRC="$(SEL4_SRC)" MICROKIT_SRC="$(MICROKIT_SRC)" MICROKIT_SDK="$(MICROKIT_SDK)" \
+	  nice -n 10 $(BIN)/python -m septum.sel4.sdk
 
 lint: $(STAMP)
 	@$(BIN)/ruff check septum tests benchmarks examples
