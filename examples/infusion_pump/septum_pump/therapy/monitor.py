@@ -39,6 +39,7 @@ from .alarms import (
 )
 from .drug_library import DrugLibrary
 from .errors import ClockError, TherapyError, require_finite, require_positive_fields, require_time
+from .excess import ExcessConfig, ExcessDetector
 from .ledger import DeliveryLedger
 from .pca import PcaTracker, kvo_rate_ml_h, window_headroom_ml
 from .program import Issue, Origin, Principal, Program, Severity, evaluate, is_local_clinician
@@ -53,9 +54,16 @@ class MonitorConfig:
     period_s: float = 1.0
     heartbeat_timeout_s: float = 3.0
     watchdog_timeout_s: float = 3.0
+    # integrated over-infusion (excess.py): encoder noise floor, and how late the driver may follow a grant
+    # (None: one lease, ``period_s``)
+    over_infusion_floor_ml: float = 0.01
+    over_infusion_jitter_s: float | None = None
 
     def __post_init__(self) -> None:
-        require_positive_fields(self, "period_s", "heartbeat_timeout_s", "watchdog_timeout_s")
+        require_positive_fields(self, "period_s", "heartbeat_timeout_s", "watchdog_timeout_s",
+                                "over_infusion_floor_ml")
+        if self.over_infusion_jitter_s is not None:
+            require_positive_fields(self, "over_infusion_jitter_s")
 
 
 @dataclass(frozen=True)
@@ -101,6 +109,10 @@ class SafetyMonitor:
         self.delivered_ml = 0.0  # under the accepted program
         self.allowed_total_ml = 0.0  # everything allowed since the motor counter baseline
         self._motor_baseline: float | None = None
+        cfg = self.config
+        self._excess = ExcessDetector(ExcessConfig(
+            fraction=self.alarms.config.over_infusion_fraction, floor_ml=cfg.over_infusion_floor_ml,
+            jitter_s=cfg.over_infusion_jitter_s if cfg.over_infusion_jitter_s is not None else cfg.period_s))
         self._measured_ml = 0.0  # motor counter minus baseline at the last good reading
         self._last_step: float | None = None
         self._last_heartbeat = self._now
@@ -262,6 +274,7 @@ class SafetyMonitor:
         else:
             rate, bolus = self._permitted(now, command, reasons)
         self._lease = _Lease(now, now + self.config.period_s, rate, bolus)
+        self._excess.granted(now, rate, self.config.period_s)
         return self._decision(now, rate, bolus, reasons)
 
     def _decision(self, now: float, rate: float, bolus: bool, reasons: list[str]) -> MotorDecision:
@@ -309,7 +322,8 @@ class SafetyMonitor:
         self._measured_ml = measured
         expected = self.allowed_total_ml
         cfg = self.alarms.config
-        if measured - expected > cfg.over_infusion_tolerance_ml + cfg.over_infusion_fraction * expected:
+        gross = measured - expected > cfg.over_infusion_tolerance_ml + cfg.over_infusion_fraction * expected
+        if self._excess.update(measured, expected, self.alarms.is_active(AlarmKind.OVER_INFUSION), gross):
             found.add(AlarmKind.OVER_INFUSION)
         if expected - measured > cfg.under_infusion_tolerance_ml + cfg.under_infusion_fraction * expected:
             found.add(AlarmKind.UNDER_INFUSION)
@@ -410,6 +424,7 @@ class SafetyMonitor:
         if AlarmKind.OVER_INFUSION in cleared or AlarmKind.SENSOR_FAULT in cleared:
             self._motor_baseline = None  # re-baseline the motor counter after the fault was dealt with
             self._measured_ml = 0.0
+            self._excess.reset()
         return cleared
 
     def silence(self, now: float) -> None:
