@@ -57,6 +57,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from email.utils import getaddresses
 from pathlib import Path
+from typing import Any
 
 from septum.errors import SeptumError
 from septum.model import schema as s
@@ -163,12 +164,18 @@ def _providers() -> dict[str, tuple[str, ...]]:
     return {k: tuple(v) for k, v in md.packages_distributions().items()}
 
 
+def _field(meta: md.PackageMetadata, key: str) -> str:
+    """A metadata field's first value, or "" (the protocol has no ``get``; ``meta[key]`` raises on 3.14)."""
+    values = meta.get_all(key)
+    return str(values[0]) if values else ""
+
+
 def _supplier(meta: md.PackageMetadata) -> str:
     for key in ("Maintainer", "Author"):
-        if meta.get(key):
+        if _field(meta, key):
             return str(meta[key]).strip()
     for key in ("Maintainer-email", "Author-email"):
-        names = [n for n, _addr in getaddresses([meta.get(key) or ""]) if n]
+        names = [n for n, _addr in getaddresses([_field(meta, key)]) if n]
         if names:
             return ", ".join(names)
     return ""
@@ -212,7 +219,7 @@ def _spdx(text: str) -> str | None:
 
 
 @functools.cache
-def _licensing():  # type: ignore[no-untyped-def]
+def _licensing() -> Any:
     from license_expression import get_spdx_licensing
 
     return get_spdx_licensing()
@@ -220,10 +227,10 @@ def _licensing():  # type: ignore[no-untyped-def]
 
 def licence(meta: md.PackageMetadata) -> tuple[str, str, str]:
     """(SPDX expression or "", the metadata's words when not SPDX, which field it came from)."""
-    le = meta.get("License-Expression")
+    le = _field(meta, "License-Expression")
     if le and (expr := _spdx(le)):
         return expr, "", "License-Expression"
-    lic = (meta.get("License") or "").strip()
+    lic = _field(meta, "License").strip()
     if lic and (expr := _spdx(lic)):
         return expr, "", "License"
     classifiers = [c for c in meta.get_all("Classifier") or [] if c.startswith("License ::")]
@@ -410,7 +417,7 @@ def inventory(model: s.Model, *, model_dir: Path | None = None, installed: bool 
             continue
         top = module.split(".", 1)[0]
         if top in providers:
-            tops, unresolved = {top}, set()
+            tops, unresolved = {top}, set[str]()
         else:
             if _module_file(module, search) is None:
                 issues.append(ClaimIssue(pname, module, "unresolved-import",
@@ -453,8 +460,8 @@ def _entry_for(dist: md.Distribution) -> SbomEntry:
     spdx, words, source = licence(meta)
     path = getattr(dist, "_path", None)
     sha, note, bad = _record_hash(str(path)) if path is not None else (None, "metadata not on disk", ())
-    author = str(meta.get("Author") or "").strip() or ", ".join(
-        n for n, _a in getaddresses([meta.get("Author-email") or ""]) if n)
+    author = _field(meta, "Author").strip() or ", ".join(
+        n for n, _a in getaddresses([_field(meta, "Author-email")]) if n)
     return SbomEntry(
         name=name, version=dist.version, purl=pypi_purl(name, dist.version), supplier=_supplier(meta),
         author=author, license=spdx, license_name=words, license_from=source, support="unknown",
@@ -479,12 +486,12 @@ def _check_claims(model: s.Model, by_key: dict[str, SbomEntry], dists: dict[str,
             ptype = _purl_type(c.purl)
             if ptype not in (None, "pypi") or (ptype is None and key not in dists):
                 # not a Python distribution (or nothing says it is): listed as the model declares it
-                e = SbomEntry(c.name, c.version, c.purl, c.supplier, c.author, c.license, c.support,
-                              c.end_of_support, [], c.depends_on, source="declared",
-                              hash_note="declared in the model; not verifiable in the Python environment")
-                e = unverified.setdefault(e.ref, e)
-                if pname not in e.partitions:
-                    e.partitions.append(pname)
+                declared = SbomEntry(c.name, c.version, c.purl, c.supplier, c.author, c.license, c.support,
+                                     c.end_of_support, [], c.depends_on, source="declared",
+                                     hash_note="declared in the model; not verifiable in the Python environment")
+                declared = unverified.setdefault(declared.ref, declared)
+                if pname not in declared.partitions:
+                    declared.partitions.append(pname)
                 continue
             dist = dists.get(key)
             if dist is None:
@@ -514,7 +521,7 @@ def _check_claims(model: s.Model, by_key: dict[str, SbomEntry], dists: dict[str,
 
 
 def _same_party(claim: str, meta: md.PackageMetadata) -> bool:
-    words = " ".join(str(meta.get(k) or "") for k in ("Author", "Maintainer", "Author-email", "Maintainer-email"))
+    words = " ".join(_field(meta, k) for k in ("Author", "Maintainer", "Author-email", "Maintainer-email"))
     have, want = words.lower(), claim.lower().strip()
     return bool(want) and want in have
 
@@ -548,8 +555,8 @@ def claim_issues(model: s.Model, *, model_dir: Path | None = None) -> list[Claim
 # ----------------------------------------------------------------------------- CycloneDX
 
 
-def build_bom(model: s.Model, *, installed: bool = True, timestamp: dt.datetime | None = None,  # type: ignore[no-untyped-def]
-              model_dir: Path | None = None, inv: Inventory | None = None):
+def build_bom(model: s.Model, *, installed: bool = True, timestamp: dt.datetime | None = None,
+              model_dir: Path | None = None, inv: Inventory | None = None) -> Any:
     """A ``cyclonedx.model.bom.Bom`` for the device."""
     try:
         try:
@@ -563,8 +570,8 @@ def build_bom(model: s.Model, *, installed: bool = True, timestamp: dt.datetime 
         from cyclonedx.model.dependency import Dependency
         from cyclonedx.model.license import DisjunctiveLicense, LicenseAcknowledgement
         from packageurl import PackageURL
-    except ImportError as e:
-        raise SbomError("the SBOM needs cyclonedx-python-lib: pip install 'septum[compliance]'") from e
+    except ImportError as exc:
+        raise SbomError("the SBOM needs cyclonedx-python-lib: pip install 'septum[compliance]'") from exc
 
     from septum import __version__
 
@@ -663,7 +670,7 @@ def validate_sbom(text: str) -> list[str]:
         return []
     # the validator's messages quote the whole schema fragment; the first and last lines say what and where
     out = []
-    for e in errors if isinstance(errors, list | tuple) else list(errors) or [errors]:
+    for e in errors:  # with all_errors=True the library returns an iterable of errors
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
         out.append(f"{lines[0]} ({lines[-2]} {lines[-1]})" if len(lines) > 2 else " ".join(lines))
     return out

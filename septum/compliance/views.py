@@ -440,6 +440,31 @@ def _eligible(v: View, label_edges: bool | None) -> tuple[bool, bool]:
     return bool(v.nodes) and len(v.nodes) + len(v.edges) <= GRAPHVIZ_MAX_ELEMENTS, labels
 
 
+PREFETCH_RESTARTS = 4  # dot processes one prefetch may start when dot crashes part-way through the batch
+
+
+def _dot_batch(dot: str, sources: list[str]) -> list[Any]:
+    """dot's JSON documents for ``sources`` in order, as many as it printed before it stopped."""
+    try:
+        proc = subprocess.run([dot, "-Tjson"], input="".join(sources), text=True, capture_output=True,
+                              timeout=DOT_TIMEOUT_S * 4, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    docs: list[Any] = []
+    decoder, pos, text = json.JSONDecoder(), 0, proc.stdout
+    try:
+        while len(docs) < len(sources):
+            while pos < len(text) and text[pos].isspace():
+                pos += 1
+            doc, pos = decoder.raw_decode(text, pos)
+            docs.append(doc)
+    except ValueError:
+        pass  # the output ended (or broke) here: keep what came before
+    if proc.returncode == 0 and len(docs) < len(sources):
+        return []  # dot exited cleanly but printed something else: trust none of it
+    return docs
+
+
 def prefetch_layouts(vs: list[View]) -> None:
     """Lay out every view that ``svg`` will draw with Graphviz in one ``dot`` run; silently does nothing when
     dot is missing or fails (``svg`` then tries each view alone, and warns)."""
@@ -452,22 +477,19 @@ def prefetch_layouts(vs: list[View]) -> None:
             sources.append(src)
     if dot is None or len(sources) < 2:
         return
-    try:
-        proc = subprocess.run([dot, "-Tjson"], input="".join(sources), text=True, capture_output=True,
-                              timeout=DOT_TIMEOUT_S * 4, check=False)
-    except (OSError, subprocess.TimeoutExpired):
+    docs: list[Any] = []
+    # Graphviz 2.43 (Debian 12) can crash on the graph that follows certain graphs in one input; what it
+    # printed before the crash is sound, so resume after the graph it died on instead of giving up the batch.
+    for _attempt in range(PREFETCH_RESTARTS):
+        if len(docs) >= len(sources):
+            break
+        done = len(docs)
+        docs += _dot_batch(dot, sources[done:])
+        if len(docs) == done:  # nothing laid out: ``svg`` tries each remaining view alone, and warns
+            break
+    if not docs:
         return
-    if proc.returncode != 0:
-        return
-    docs, decoder, pos, text = [], json.JSONDecoder(), 0, proc.stdout
-    try:
-        while len(docs) < len(sources):
-            while pos < len(text) and text[pos].isspace():
-                pos += 1
-            doc, pos = decoder.raw_decode(text, pos)
-            docs.append(doc)
-    except ValueError:
-        return
+    sources = sources[: len(docs)]
     if len(_DOT_CACHE) + len(docs) > _DOT_CACHE_MAX:
         _DOT_CACHE.clear()
     _DOT_CACHE.update(zip(sources, docs, strict=True))

@@ -91,7 +91,7 @@ def compare(model: Model, system: System) -> list[str]:
             problems.append(f"'{pd.name}' receives {irq_count} interrupt(s); "
                             f"the model's interfaces give it {want_irqs}")
     for region, owner in sorted(want_dev.items()):
-        pd = system.pd(owner)
-        if pd is not None and not any(m.mr == region for m in pd.maps):
+        owner_pd = system.pd(owner)
+        if owner_pd is not None and not any(m.mr == region for m in owner_pd.maps):
             problems.append(f"missing grant: '{owner}' does not map the device region '{region}' it owns")
     return problems

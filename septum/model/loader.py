@@ -14,7 +14,7 @@ import re
 import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import yaml
@@ -62,7 +62,7 @@ class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
         if kind is yaml.ScalarNode and implicit[0] and value and (value[0].isalpha() or value[0] == "_") \
                 and value not in _SPECIAL_WORDS:
             return _STR_TAG
-        return super().resolve(kind, value, implicit)  # type: ignore[no-any-return]
+        return super().resolve(kind, value, implicit)
 
 
 class _Collector:
@@ -158,7 +158,7 @@ def _construct(loader: Any, node: yaml.Node, path: tuple[PathItem, ...], col: _C
         return [_construct(loader, v, (*path, i), col) for i, v in enumerate(node.value)]
     if node.tag == _STR_TAG:
         return node.value
-    return _scalar(loader, node, col)
+    return _scalar(loader, cast(yaml.ScalarNode, node), col)  # mappings and sequences returned above
 
 
 def _over_limit(node: yaml.CollectionNode, path: tuple[PathItem, ...], col: _Collector) -> None:
@@ -483,7 +483,8 @@ def model_from_data(data: Any, source: SourceMap, col: _Collector | None = None)
     components = _components(data.get("components"), col)
     waivers = _convert_list(data.get("waivers"), "waivers", s.Waiver, col, "waiver")
 
-    raw_channels = data.get("channels") if isinstance(data.get("channels"), list) else []
+    found = data.get("channels")
+    raw_channels: list[Any] = found if isinstance(found, list) else []
     index: dict[str, int] = {}
     for i, ch in enumerate(raw_channels):
         if isinstance(ch, dict) and isinstance(ch.get("name"), str):

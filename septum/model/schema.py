@@ -50,7 +50,7 @@ class _Base(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     pass
 
 
-class Device(_Base):
+class Device(_Base, frozen=True):
     name: str
     version: str = "0"
     manufacturer: str = ""
@@ -58,7 +58,7 @@ class Device(_Base):
     description: str = ""
 
 
-class Liveness(_Base):
+class Liveness(_Base, frozen=True):
     """How the owning partition checks, from inside, that a network interface's listener still answers
     (septum.runtime.liveness): ``failures`` probes in a row failing end the partition."""
 
@@ -68,7 +68,7 @@ class Liveness(_Base):
     failures: Annotated[int, Meta(ge=1, le=1000)] = 3
 
 
-class Interface(_Base):
+class Interface(_Base, frozen=True):
     kind: InterfaceKind
     external: bool = False
     protocol: str | None = None
@@ -81,7 +81,7 @@ class Interface(_Base):
     description: str = ""
 
 
-class Resources(_Base):
+class Resources(_Base, frozen=True):
     memory_mb: Annotated[int, Meta(ge=1, le=1_048_576)] = 256
     period_ms: Annotated[int, Meta(ge=1)] | None = None
     budget_ms: Annotated[int, Meta(ge=1)] | None = None
@@ -93,7 +93,7 @@ class Resources(_Base):
     disk_mb: Annotated[int, Meta(ge=4, le=1_048_576)] = 64
 
 
-class Allow(_Base):
+class Allow(_Base, frozen=True):
     """OS-level allowances beyond channels. The default is nothing at all."""
 
     net: bool = False
@@ -103,14 +103,14 @@ class Allow(_Base):
     syscalls: tuple[str, ...] = ()
 
 
-class Function(_Base):
+class Function(_Base, frozen=True):
     """A declared function of a partition and the capabilities it uses (for PRIV004)."""
 
     uses: tuple[str, ...] = ()
     description: str = ""
 
 
-class Partition(_Base):
+class Partition(_Base, frozen=True):
     criticality: Criticality = "none"
     runs: Annotated[str, Meta(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")] | None = None
     service: ServiceKind | None = None
@@ -139,7 +139,7 @@ class Partition(_Base):
         return "fail-safe" if self.criticality == "safety" else "always"
 
 
-class MessageField(_Base):
+class MessageField(_Base, frozen=True):
     type: FieldType
     max_len: Annotated[int, Meta(ge=0, le=16_777_216)] | None = None
     min: float | None = None
@@ -154,7 +154,7 @@ class MessageField(_Base):
 RATE_UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0}
 
 
-class Channel(_Base):
+class Channel(_Base, frozen=True):
     name: Name
     src: str = field(name="from")
     dst: str = field(name="to")
@@ -173,14 +173,14 @@ class Channel(_Base):
         return float(count) / RATE_UNITS[unit]
 
 
-class Role(_Base):
+class Role(_Base, frozen=True):
     kind: RoleKind = "human"
     authenticates_with: tuple[str, ...] = ()
     via: tuple[str, ...] = ()
     description: str = ""
 
 
-class Action(_Base):
+class Action(_Base, frozen=True):
     handled_by: str
     allowed: tuple[str, ...] = ()
     via: tuple[str, ...] = ()
@@ -190,18 +190,18 @@ class Action(_Base):
     description: str = ""
 
 
-class Decision(_Base):
+class Decision(_Base, frozen=True):
     status: ControlStatus
     by: tuple[str, ...] = ()
     reason: str = ""
 
 
-class Controls(_Base):
+class Controls(_Base, frozen=True):
     catalogue: str = "cis-v8"
     decisions: dict[str, Decision] = {}
 
 
-class Component(_Base):
+class Component(_Base, frozen=True):
     name: str
     version: str
     purl: str | None = None
@@ -213,7 +213,7 @@ class Component(_Base):
     depends_on: tuple[str, ...] = ()
 
 
-class Shared(_Base):
+class Shared(_Base, frozen=True):
     """State shared between partitions outside channels (a memory region, a file, a device)."""
 
     kind: SharedKind
@@ -224,7 +224,7 @@ class Shared(_Base):
     description: str = ""
 
 
-class Waiver(_Base):
+class Waiver(_Base, frozen=True):
     rule: str
     element: str
     reason: str
@@ -232,7 +232,7 @@ class Waiver(_Base):
     expires: _dt.date
 
 
-class Model(_Base):
+class Model(_Base, frozen=True):
     septum: Literal[1]
     device: Device
     interfaces: dict[str, Interface] = {}

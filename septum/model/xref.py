@@ -125,9 +125,9 @@ def check_references(model: s.Model, raw_channels: list[Any], add: Add) -> None:
         at = ("actions", aname)
         if a.handled_by not in parts:
             add((*at, "handled_by"), f"action '{aname}' is handled by " + _unknown("partition", a.handled_by, parts))
-        for j, r in enumerate(a.allowed):
-            if r not in roles:
-                add((*at, "allowed", j), f"action '{aname}' allows " + _unknown("role", r, roles))
+        for j, allowed in enumerate(a.allowed):
+            if allowed not in roles:
+                add((*at, "allowed", j), f"action '{aname}' allows " + _unknown("role", allowed, roles))
         for j, v in enumerate(a.via):
             if v not in ifaces:
                 add((*at, "via", j), f"action '{aname}' via " + _unknown("interface", v, ifaces))

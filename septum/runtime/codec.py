@@ -78,7 +78,7 @@ def _scalar_type(kind: str, spec: Mapping[str, Any], where: str) -> Any:
         values = tuple(spec.get("values") or ())
         if not values:
             raise CodecError(f"{where}: an enum field needs 'values'")
-        return Literal[values]  # type: ignore[valid-type]
+        return Literal[values]
     raise CodecError(f"{where}: unknown field type {kind!r}")
 
 
@@ -90,7 +90,8 @@ def _field_type(spec: Mapping[str, Any], where: str) -> Any:
             raise CodecError(f"{where}: a list field needs 'items' of a scalar type, not {item!r}")
         # For a list, max_len/min/max/values describe each item; max_items bounds the list.
         inner = _scalar_type(item, spec, where)
-        return Annotated[list[inner], Meta(max_length=spec.get("max_items") or DEFAULT_MAX_ITEMS)]
+        return Annotated[list[inner], Meta(  # type: ignore[valid-type]  # built at run time from the model
+            max_length=spec.get("max_items") or DEFAULT_MAX_ITEMS)]
     return _scalar_type(kind, spec, where)
 
 

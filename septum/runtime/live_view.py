@@ -45,7 +45,8 @@ class _Events(Protocol):
 class SupervisorView(Protocol):
     """The part of ``Supervisor`` the view uses."""
 
-    events: _Events
+    @property
+    def events(self) -> _Events: ...
 
     def partition_state(self, name: str) -> str: ...
 

@@ -532,9 +532,9 @@ class Partition:
                     deadline = timers[0][0]
                 timeout_ms = max(0, int((deadline - now) * 1000) + 1)
             for fd, _ in poll(timeout_ms):
-                r = by_fd.get(fd)
-                if r is not None:
-                    r.drain(DRAIN_BUDGET)
+                ready = by_fd.get(fd)
+                if ready is not None:
+                    ready.drain(DRAIN_BUDGET)
                 elif fd == control_fd:
                     self._on_control()
                 elif fd in dev_fd:

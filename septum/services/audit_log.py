@@ -437,7 +437,8 @@ def verify(
         data = Path(path).read_bytes()
     except OSError as exc:
         raise AuditError(f"{path}: cannot read log ({exc.strerror})") from None
-    second_head = _load_head(Path(head_file), public_key) if isinstance(first_head, Head) else first_head
+    second_head = (_load_head(Path(head_file), public_key)
+                   if isinstance(first_head, Head) and head_file is not None else first_head)
     result = VerifyResult(ok=False)
     if data[: len(MAGIC)] != MAGIC:
         old = data[: len(MAGIC) - 1] == MAGIC[:-1]

@@ -20,7 +20,8 @@ from __future__ import annotations
 import json
 import socket
 import time
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 import msgspec
 
@@ -28,7 +29,7 @@ from septum.runtime.audit_feed import FEED_NAME, encode_ack, event_decoder
 from septum.runtime.events import Event
 from septum.runtime.partition import Partition, Timer
 
-from .audit_log import SEVERITY_RANK, AuditError, AuditWriter, Record, read_entries_after
+from .audit_log import SEVERITY_RANK, AuditError, AuditWriter, Record, Severity, read_entries_after
 from .keys import KeyFileError, load_private_key
 from .service_io import ServiceSetupError, service_model, write_state
 
@@ -167,7 +168,7 @@ class AuditService:
             sev = "notice"
         self._append(Record(
             time=self.p.clock.wall(), partition=self.senders.get(channel, "?"),
-            event=str(getattr(msg, "event", "") or "unnamed")[:64], severity=sev,
+            event=str(getattr(msg, "event", "") or "unnamed")[:64], severity=cast(Severity, sev),  # checked above
             message=str(getattr(msg, "detail", ""))[:MAX_DETAIL_TEXT], detail=detail,
         ))
 
@@ -237,7 +238,7 @@ class AuditService:
 def main(p: Partition) -> None:
     svc = AuditService(p)
     for ch in svc.senders:
-        p.on(ch, lambda msg, ch=ch: svc.on_channel(ch, msg))
+        p.on(ch, partial(svc.on_channel, ch))
     if svc.feed is not None:
         p.on_device(FEED_NAME, svc.on_feed)
         svc._ack()  # tell a (re)starting supervisor feed where this log stands

@@ -110,7 +110,7 @@ class Auditor:
             assert isinstance(info, msgspec.inspect.StructType)
             for f in info.fields:
                 if f.name == "severity" and isinstance(f.type, msgspec.inspect.LiteralType):
-                    self._severities = tuple(f.type.values)
+                    self._severities = tuple(str(v) for v in f.type.values)
                 if f.name == "detail" and isinstance(f.type, msgspec.inspect.StrType) and f.type.max_length:
                     self._max_detail = f.type.max_length
         self.fallbacks = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import sys
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -183,5 +184,36 @@ def test_one_dot_process_lays_out_all_views(pump_model: Model, monkeypatch: pyte
     vs = all_views(pump_model)
     texts = [svg(v) for v in vs]
     assert len(vs) > 5 and all('data-layout="graphviz"' in t for t in texts)
-    assert log.read_text().splitlines() == ["run"]
+    # one process, or one more per Graphviz 2.43 crash part-way through the batch (see the next test)
+    runs = log.read_text().splitlines()
+    assert 1 <= len(runs) <= 2 < len(vs), runs
     assert all(layout_problems(t) == [] for t in texts)
+
+
+def test_a_dot_crash_mid_batch_resumes_after_what_it_printed(pump_model: Model, monkeypatch: pytest.MonkeyPatch,
+                                                             tmp_path) -> None:
+    """Debian's Graphviz 2.43 segfaults on the graph after some graphs in one input: the views laid out
+    before the crash are kept and the batch resumes, instead of one dot process per view."""
+    _needs_dot()
+    log = tmp_path / "calls"
+    fake = tmp_path / "dot"
+    # prints the real layout of the first graph of its input only, then dies of SIGSEGV (on its first call)
+    fake.write_text(f"""#!{sys.executable}
+import json, os, signal, subprocess, sys
+text = sys.stdin.read()
+calls = open({str(log)!r}, "a+")
+calls.write("run\\n"); calls.flush(); calls.seek(0); first = len(calls.read().split()) == 1
+out = subprocess.run([{shutil.which("dot")!r}, "-Tjson"], input=text, capture_output=True, text=True).stdout
+if first:
+    doc, _end = json.JSONDecoder().raw_decode(out.lstrip())
+    sys.stdout.write(json.dumps(doc)); sys.stdout.flush()
+    os.kill(os.getpid(), signal.SIGSEGV)
+sys.stdout.write(out)
+""")
+    fake.chmod(0o755)
+    monkeypatch.setattr(views, "_dot_binary", lambda: str(fake))
+    monkeypatch.setattr(views, "_DOT_CACHE", {})
+    vs = all_views(pump_model)
+    texts = [svg(v) for v in vs]
+    assert all('data-layout="graphviz"' in t for t in texts)
+    assert log.read_text().splitlines() == ["run", "run"]  # the crashed batch and its resumption, no more

@@ -149,11 +149,11 @@ def cred001(ctx: Context) -> Iterator[Finding]:
     if not any(tok in blob for tok in _SECRET_TOKENS) or not _SECRET_VALUE.search(blob):
         return
     data = msgspec.to_builtins(ctx.model)
-    for path, value in _walk(data, ()):
-        if len(path) >= 3 and path[0] == "partitions" and path[2] == "config":
+    for where, value in _walk(data, ()):
+        if len(where) >= 3 and where[0] == "partitions" and where[2] == "config":
             continue  # judged above, with its key
         if isinstance(value, str) and _SECRET_VALUE.search(value):
-            section = path[0] if path else "model"
-            name = path[1] if len(path) > 1 else section
-            yield ctx.finding("CRED001", f"a secret-looking value at {'.'.join(path)}",
+            section = where[0] if where else "model"
+            name = where[1] if len(where) > 1 else section
+            yield ctx.finding("CRED001", f"a secret-looking value at {'.'.join(where)}",
                               ElementRef(section.rstrip("s") if section != "shared" else "shared", name))
