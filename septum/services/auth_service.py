@@ -93,6 +93,11 @@ class AuthService:
         self.sessions: dict[str, Session] = {}
         self.grants: dict[str, Grant] = {}
         self.routed_actions = {rc.route for rc in self.routes.requests.values() if rc.route}
+        # install windows: a routed action that a person may also perform (install_update: biomed and
+        # update_server) is accepted from a machine only while a person opened a window for it at the device
+        self.window_actions = {a for a in self.routed_actions
+                               if any(self.model.roles[r].kind == "human" and self.model.roles[r].authenticates_with
+                                      for r in self.model.actions[a].allowed if r in self.model.roles)}
 
     # ------------------------------------------------------------------ answering
     def reply(self, rc: RequestChannel, fields: dict[str, Any], ok: bool, reason: str, **extra: Any) -> None:
@@ -135,6 +140,9 @@ class AuthService:
         if action == "logout":
             s = self.sessions.pop(str(fields.get("session") or ""), None)
             ok = s is not None and s.sender == rc.sender
+            if ok and s is not None:  # the windows this person opened close with their session
+                for a in [a for a, g in self.grants.items() if g.principal.name == s.principal]:
+                    self.close_window(a, "logged out")
             self.decided(rc, fields, action, None, Principal(s.principal, s.role) if s else None, ok,
                          "logged out" if ok else "no such session")
             return
@@ -157,6 +165,13 @@ class AuthService:
             self.decided(rc, fields, action, iface, who, False, decision.reason,
                          alert=decision.must_audit_and_alert)
             return
+        if action in self.window_actions and rc.route == action and who is not None:
+            window = self.grants.get(action)
+            if window is None or window.until < self.p.now():
+                self.decided(rc, fields, action, iface, who, False,
+                             f"no {action} window open at the device: a person allowed to {action} must open one "
+                             f"there first")
+                return
         self.allowed(rc, fields, action, iface, who, decision)
 
     def principal_of(self, rc: RequestChannel, action: str, fields: dict[str, Any]) -> Principal | None:
@@ -186,10 +201,7 @@ class AuthService:
         anon = self.routes.anonymous_role(action)
         if anon is not None:
             return Principal(anon, anon, None)
-        grant = self.grants.get(action)
-        if rc.route == action and grant is not None and grant.until >= self.p.now():
-            return grant.principal
-        return None
+        return None  # an open window lends nobody its identity: the machine must sign its own requests
 
     def allowed(self, rc: RequestChannel, fields: dict[str, Any], action: str, iface: str, who: Principal | None,
                 decision: Decision) -> None:
@@ -201,6 +213,8 @@ class AuthService:
             # a person authorised the action whose payload arrives on a routed channel (a biomed allows an
             # update whose chunks come from the network): open it for grant_s device-seconds
             self.grants[action] = Grant(who, self.p.now() + self.grant_s)
+            self.audit("auth.window-opened", "notice", action=action, principal=who.name, role=who.role,
+                       requester=rc.sender, seconds=self.grant_s)
             self.decided(rc, fields, action, iface, who, True, f"{action} authorised for {self.grant_s:g} s",
                          role=who.role)
             return
@@ -267,7 +281,12 @@ class AuthService:
         for token in [t for t, s in self.sessions.items() if now - s.last_used > self.session_timeout]:
             del self.sessions[token]
         for action in [a for a, g in self.grants.items() if g.until < now]:
-            del self.grants[action]
+            self.close_window(action, "expired")
+
+    def close_window(self, action: str, why: str) -> None:
+        g = self.grants.pop(action, None)
+        if g is not None:
+            self.audit("auth.window-closed", "notice", action=action, principal=g.principal.name, reason=why)
 
 
 def main(p: Partition) -> None:
@@ -278,7 +297,8 @@ def main(p: Partition) -> None:
             p.on(rc.name, lambda msg, rc=rc: svc.on_report(rc.name, rc.sender, msg))
         else:
             p.on(rc.name, lambda msg, rc=rc: svc.on_request(rc, msg))
-    p.every(max(1.0, svc.session_timeout / 4), svc.sweep)
+    # the sweep also closes install windows, so it runs often enough to close them near their time
+    p.every(max(1.0, min(svc.session_timeout, svc.grant_s) / 10), svc.sweep)
     for problem in svc.problems:
         svc.audit("auth.provisioning", "error", problem=problem)
     missing = svc.creds.unprovisioned_roles()

@@ -45,6 +45,12 @@ def main(p: Partition) -> None:
         with lock:
             return p.send("orders_in", order)
 
+    def forward_chunk(chunk: msgspec.Struct) -> bool:
+        with lock:
+            return p.send("updates_in", chunk)
+
+    # update chunks from the hospital's update server go to auth on updates_in (hospital/update_desk.py)
+    updates = (p.message_type("updates_in"), forward_chunk) if "updates_in" in p.outputs else None
     rate = p.output_rate("orders_in")
     config = dict(p.config)
     try:
@@ -56,7 +62,7 @@ def main(p: Partition) -> None:
         # different rate; Retry-After goes back to the hospital in real seconds
         link = HospitalLink(p.data_dir, config, p.message_type("orders_in"), forward, emit_audit,
                             orders_rate_per_s=rate, clock=p.now, to_real=p.clock.to_real, fatal=p.fatal,
-                            is_probe=probes.is_probe)
+                            is_probe=probes.is_probe, updates=updates)
         link.start()
     except (SetupError, OSError, ValueError) as exc:
         # without its TLS material the partition must not listen at all; exiting lets the supervisor
@@ -74,6 +80,12 @@ def main(p: Partition) -> None:
     @p.handler("order_replies")
     def on_reply(msg: Any) -> None:
         link.on_reply(msg.order_id, msg.accepted, msg.reason)
+
+    if "update_replies" in p.inputs:
+        @p.handler("update_replies")
+        def on_update_reply(msg: Any) -> None:
+            if link.updates is not None:
+                link.updates.on_reply(msg.bundle_id, msg.index, msg.accepted, msg.reason)
 
     @p.handler("pump_events")
     def on_event(msg: Any) -> None:

@@ -51,6 +51,9 @@ class RigError(RuntimeError):
     pass
 
 
+UPDATE_SERVER = "updates.hospital.example"  # the bench hospital's update server identity (real services)
+
+
 def free_tcp_ports(n: int) -> list[int]:
     """``n`` distinct loopback TCP ports free right now (bound together, then released)."""
     socks = []
@@ -87,6 +90,7 @@ class PumpRig:
         self.sup: Supervisor | None = None
         self.pins: dict[str, str] = {}
         self.pki: Any = None  # the bench hospital's PKI (real services only)
+        self.provisioned: Any = None  # provisioning.Provisioned (real services only)
         self.hospital_dir: Path | None = None  # the hospital side's CA, client and listener credentials
         self.ports: dict[str, int] = {}  # network interface -> loopback TCP port of this run
         self._tmp: list[Path] = []
@@ -156,8 +160,10 @@ class PumpRig:
         result = provisioning.provision_device(
             MODEL, out / "device", clinicians=[CLINICIAN], biomeds=["biomed1"],
             drug_library=(data, int(yaml.safe_load(data)["version"])),
-            hospital_ca_pem=self.pki.ca.cert_pem, machine_pins={"hospital.example": "hospital_server"})
+            hospital_ca_pem=self.pki.ca.cert_pem, machine_pins={"hospital.example": "hospital_server",
+                                                             UPDATE_SERVER: "update_server"})
         self.pins = dict(result.pins)
+        self.provisioned = result  # the manufacturer key generated for this bench signs test update bundles
         folders = {k: Path(v) for k, v in result.folders.items()}
         folders["network"] = hospital_pki.provision_network(
             out / "network", self.pki, https_port=self.ports["hospital_https"], mllp_port=self.ports["hospital_mllp"])

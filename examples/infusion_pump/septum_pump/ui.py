@@ -29,6 +29,8 @@ ACTIONS = {
     "confirm": "start_infusion", "pause": "pause_infusion", "stop": "stop_infusion",
     "confirm_order": "confirm_order", "override": "override_soft_limit", "silence": "silence_alarm",
     "clear_fault": "clear_fault", "emergency_stop": "emergency_stop",
+    # a biomed opens an install window: auth then accepts the update server's pushes for grant_s seconds
+    "install_update": "install_update",
 }
 NO_SESSION = {"login", "emergency_stop", "patient_bolus"}
 

@@ -23,6 +23,7 @@ from .intake import OrderDesk
 from .outbound import Sender
 from .ratelimit import OrderRate
 from .servers import Fatal, Limits, Server, https_sessions, mllp_sessions
+from .update_desk import UpdateDesk
 
 DEFAULTS: dict[str, Any] = {"bind": "127.0.0.1", "https_port": 8443, "mllp_port": 2575, "reply_timeout_s": 2.0,
                             "event_buffer_max": 1000, "audit_per_s": 50}
@@ -100,7 +101,8 @@ class HospitalLink:
                  forward: Callable[[msgspec.Struct], bool], emit_audit: Callable[[str, str, str], None], *,
                  orders_rate_per_s: float | None = None, clock: Callable[[], float] = time.monotonic,
                  to_real: Callable[[float], float] = lambda s: s, fatal: Fatal | None = None,
-                 is_probe: Callable[[tuple[str, int]], bool] | None = None) -> None:
+                 is_probe: Callable[[tuple[str, int]], bool] | None = None,
+                 updates: tuple[type[msgspec.Struct], Callable[[msgspec.Struct], bool]] | None = None) -> None:
         self.settings = load_settings(config, data_dir)
         s = self.settings
         self.audit = AuditSink(emit_audit, int(s["audit_per_s"]))
@@ -110,6 +112,9 @@ class HospitalLink:
             raise SetupError(str(exc)) from None
         self.desk = OrderDesk(order_type, forward, self.audit, reply_timeout_s=float(s["reply_timeout_s"]),
                               rate=rate)
+        # (chunk type, forward): update chunks from the hospital's update server (update_desk.py); None: 404
+        self.updates = None if updates is None else UpdateDesk(
+            updates[0], updates[1], self.audit, reply_timeout_s=float(s["reply_timeout_s"]))
         cert, key, ca = (data_dir / f for f in FILES)
         server_ctx = tls.server_context(ca, cert, key)
         try:
@@ -119,7 +124,7 @@ class HospitalLink:
         # ``fatal`` ends the host partition when the listeners' loop fails (see servers.py)
         self.server = Server(self.audit, limits=limits, fatal=fatal, is_probe=is_probe)
         self.https = self.server.listen("https", s["bind"], int(s["https_port"]), server_ctx,
-                                        https_sessions(self.desk, self.audit))
+                                        https_sessions(self.desk, self.audit, self.updates))
         self.mllp = self.server.listen("mllp", s["bind"], int(s["mllp_port"]), server_ctx,
                                        mllp_sessions(self.desk, self.audit))
         self.buffer = EventBuffer(data_dir / "outbound", int(s["event_buffer_max"]))

@@ -49,6 +49,7 @@ from . import answers, httpio
 from .intake import Audit, OrderDesk, Peer
 from .mllp import FrameReader, MllpError, frame
 from .tls import peer_identity
+from .update_desk import UPDATE_PATH, UpdateDesk
 
 RECV_SIZE = 65536
 READ_BUDGET = 4 * RECV_SIZE  # bytes read from one connection per loop turn: a fast client cannot starve others
@@ -172,8 +173,9 @@ SessionFactory = Callable[[Peer], Session]
 
 
 class HttpSession:
-    def __init__(self, peer: Peer, desk: OrderDesk, audit: Audit) -> None:
+    def __init__(self, peer: Peer, desk: OrderDesk, audit: Audit, updates: UpdateDesk | None = None) -> None:
         self.peer, self.desk, self.audit = peer, desk, audit
+        self.updates = updates  # POST /septum/update: chunks from the update server (update_desk.py)
         self.parser = httpio.RequestParser(answers.fhir_orders.MAX_BODY)
 
     @property
@@ -190,8 +192,12 @@ class HttpSession:
         for item in self.parser.feed(data):
             if isinstance(item, httpio.HttpError):
                 return steps + self._refuse(item)
-            steps.append(("job", lambda req=item: (answers.answer_fhir(req, self.peer, self.desk)[0],
-                                                   not req.keep_alive)))
+            if self.updates is not None and item.path.split("?", 1)[0] == UPDATE_PATH:
+                steps.append(("job", lambda req=item, up=self.updates: (up.answer(req, self.peer),
+                                                                       not req.keep_alive)))
+            else:
+                steps.append(("job", lambda req=item: (answers.answer_fhir(req, self.peer, self.desk)[0],
+                                                       not req.keep_alive)))
             if not item.keep_alive:
                 break
         return steps
@@ -245,8 +251,8 @@ class MllpSession:
         return [("close", None)]
 
 
-def https_sessions(desk: OrderDesk, audit: Audit) -> SessionFactory:
-    return lambda peer: HttpSession(peer, desk, audit)
+def https_sessions(desk: OrderDesk, audit: Audit, updates: UpdateDesk | None = None) -> SessionFactory:
+    return lambda peer: HttpSession(peer, desk, audit, updates)
 
 
 def mllp_sessions(desk: OrderDesk, audit: Audit) -> SessionFactory:
