@@ -45,6 +45,8 @@ ORDER_FIELDS = dict(order_id="ATK-0", patient_id="MRN-1", drug="normal-saline", 
                     concentration_unit="mL/mL", dose_unit="mL/h", dose_rate=999.0, vtbi_ml=5000.0, weight_kg=0.0,
                     care_area="icu", source="fhir", principal="hospital.example", nonce="n" * 32, sent_at_ms=0,
                     cert=b"", signature=b"\x30\x06\x02\x01\x01\x02\x01\x01")
+# what a compromised network partition can put on updates_in: chunks no update server signed
+UNSIGNED_CHUNK = dict(principal="updates.hospital.example", nonce="n" * 32, sent_at_ms=0, cert=b"", signature=b"")
 
 
 def _err(exc: BaseException) -> str:
@@ -193,7 +195,8 @@ class Attacker:
                 p.send("orders_in", **(base | {"order_id": f"ATK-FLOOD-{i}", "nonce": f"{i:032d}"})))
         for i in range(n):
             counts["updates_in"] = counts.get("updates_in", 0) + bool(
-                p.send("updates_in", bundle_id="ATK-FLOOD", index=i % 4096, total=4096, data=b"\0" * 512))
+                p.send("updates_in", bundle_id="ATK-FLOOD", index=i % 4096, total=4096, data=b"\0" * 512,
+                       **UNSIGNED_CHUNK))
         for i in range(n):
             counts["audit_network"] = counts.get("audit_network", 0) + bool(
                 p.send("audit_network", event="flood", severity="critical", detail=f"flood {i}", at_ms=0))
@@ -316,8 +319,8 @@ class Attacker:
             data = (p.data_dir / str(name)).read_bytes()
             step = 60000
             chunks = [data[i:i + step] for i in range(0, len(data), step)] or [b""]
-            sent = sum(bool(p.send("updates_in", bundle_id=str(name)[:64], index=i, total=len(chunks), data=c))
-                       for i, c in enumerate(chunks))
+            sent = sum(bool(p.send("updates_in", bundle_id=str(name)[:64], index=i, total=len(chunks), data=c,
+                                   **UNSIGNED_CHUNK)) for i, c in enumerate(chunks))
             results.append([f"push bundle {name} ({len(data)} bytes) on updates_in", "sent",
                             f"{sent}/{len(chunks)} chunks"])
         self.report(req, results)
