@@ -51,7 +51,7 @@ class Bench:
 def bench() -> Iterator[Bench]:
     sim = Simulator()
     ui: dict[str, socket.socket] = {}
-    for dev in ("keypad", "pca_button", "display"):
+    for dev in ("keypad", "pca_button", "display", "speaker"):
         hw, part = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         sim.attach(dev, hw)
         ui[dev] = part
@@ -80,13 +80,45 @@ def test_page_is_served_and_every_key_it_sends_exists_on_the_keypad(bench: Bench
     assert set(re.findall(r'"([a-z_]+)"', listed.group(1))) == {f.value for f in Fault}
 
 
+def key_of(packet: wire.Packet) -> tuple[str, str]:
+    assert isinstance(packet, wire.Key), packet
+    assert packet.at_ms > 0  # the keypad stamps each press (the ui debounces on these stamps)
+    return packet.key, packet.value
+
+
 def test_key_press_reaches_the_keypad_link_as_a_wire_key(bench: Bench) -> None:
-    assert bench.post("/api/key", {"key": "rate", "value": "100"}) == (200, {"ok": True, "key": "rate"})
-    assert bench.read("keypad") == wire.Key(key="rate", value="100")
+    assert bench.post("/api/key", {"key": "drug", "value": "normal-saline"}) == (200, {"ok": True, "key": "drug"})
+    assert key_of(bench.read("keypad")) == ("drug", "normal-saline")
     assert bench.post("/api/key", {"key": "start"})[0] == 200
-    assert bench.read("keypad") == wire.Key(key="start", value="")
+    assert key_of(bench.read("keypad")) == ("start", "")
     assert bench.post("/api/silence", {})[0] == 200
-    assert bench.read("keypad") == wire.Key(key="silence", value="")
+    assert key_of(bench.read("keypad")) == ("silence", "")
+
+
+def test_a_number_is_the_field_key_then_digit_keys_then_enter(bench: Bench) -> None:
+    for key in ("rate", "1", "2", "decimal", "5", "clear", "0", "enter"):
+        assert bench.post("/api/key", {"key": key}) == (200, {"ok": True, "key": key})
+        assert key_of(bench.read("keypad")) == (key, "")
+    # a number cannot be sent whole: the keypad has no such key
+    status, body = bench.post("/api/key", {"key": "rate", "value": "100"})
+    assert status == 400 and "digit keys" in body["error"]
+    for key in (str(d) for d in range(10)):
+        assert key in FUNCTION_KEYS
+
+
+def test_state_carries_the_speaker_and_the_tone_patterns(bench: Bench) -> None:
+    bench.ui["speaker"].send(wire.encode(wire.Sound(pattern="high", alarm="occlusion", paused=False)))
+    assert bench.sim.wait_until(lambda s: s.snapshot()["sound"]["pattern"] == "high", timeout=5)
+    state = bench.request("GET", "/api/state")[1]
+    assert isinstance(state, dict)
+    assert state["sound"] == {"pattern": "high", "alarm": "occlusion", "paused": False, "paused_remaining_s": 0.0}
+    assert [len(state["patterns"][p]["pulses"]) for p in ("high", "medium", "low")] == [10, 3, 2]
+    # a pattern the speaker does not know is a bad packet, not a new sound
+    bench.ui["speaker"].send(wire.encode(wire.Sound(pattern="siren")))
+    bench.ui["speaker"].send(wire.encode(wire.Sound(pattern="off", paused=True, paused_remaining_s=100.0)))
+    assert bench.sim.wait_until(lambda s: s.snapshot()["sound"]["paused"], timeout=5)
+    assert bench.sim.bad_packets == 1
+    assert [snd.pattern for _, snd in bench.sim.sound_log] == ["high", "off"]
 
 
 def test_pca_button_reaches_its_own_link(bench: Bench) -> None:

@@ -257,7 +257,14 @@ class PumpControl:
                       delivered_ml=min(100000.0, ctl.delivered_ml) if ctl else 0.0,
                       vtbi_ml=program.vtbi_ml if program else 0.0, alarm=self.monitor_alarm,
                       alarm_priority=self.monitor_priority, message=self.message, pending_order=pending)
-        key = (state, fields["drug"], round(rate, 6), self.monitor_alarm, self.message, pending)
+        # the confirmation screen shows what is about to run (rate_ml_h is the motor's, 0 before the start)
+        shown = (ctl.pending_edit or program) if ctl else None
+        fields.update(program_rate_ml_h=min(1200.0, shown.rate_ml_h) if shown else 0.0,
+                      dose=f"{shown.rate:g} {shown.dose_unit}"[:32] if shown else "",
+                      concentration=shown.concentration.describe()[:64] if shown else "",
+                      confirm_pending=bool(ctl and (ctl.start_pending or ctl.pending_edit is not None)))
+        key = (state, fields["drug"], round(rate, 6), self.monitor_alarm, self.message, pending,
+               fields["confirm_pending"])
         if key != self.last_status or self.turn % 10 == 0:
             self.p.send("pump_status", **fields)
             if key[:4] != self.last_status[:4]:

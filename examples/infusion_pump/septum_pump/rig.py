@@ -38,6 +38,7 @@ from septum.runtime.events import Event
 from septum.runtime.supervisor import Supervisor, remove_state_dir
 
 from .sim import Fault, Simulator
+from .therapy.keypad import DEBOUNCE_S, NUMERIC_FIELDS
 
 PUMP_DIR = Path(__file__).resolve().parent.parent
 MODEL = PUMP_DIR / "model.yaml"
@@ -94,6 +95,7 @@ class PumpRig:
         self.hospital_dir: Path | None = None  # the hospital side's CA, client and listener credentials
         self.ports: dict[str, int] = {}  # network interface -> loopback TCP port of this run
         self._tmp: list[Path] = []
+        self._last_press: tuple[tuple[str, str], float] | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> PumpRig:
@@ -227,7 +229,7 @@ class PumpRig:
         """Press keys; the outcome is auth's refusal, or what the handling partition did with it."""
         after = self.seq()
         for k, v in keys:
-            self.sim.press_key(k, v)
+            self.press(k, v)
 
         def done(e: Event) -> bool:
             f = e.fields
@@ -248,6 +250,22 @@ class PumpRig:
         if ev.kind == "fault_reset":
             return True, str(f.get("restart", ""))
         return bool(f.get("ok")), str(f.get("result", ""))
+
+    def press(self, key: str, value: str = "") -> None:
+        """Press keys as a person does: a numeric field (pin, rate, ...) is selected, its value typed on the
+        digit keys and entered; the same key twice is pressed no faster than a finger (the ui partition takes
+        a repeat within its debounce interval for contact bounce)."""
+        if key in NUMERIC_FIELDS and value:
+            text = value if key == "pin" else f"{float(value):f}".rstrip("0").rstrip(".")
+            seq = [key, *("decimal" if ch == "." else ch for ch in text), "enter"]
+            for k in seq:
+                self.press(k)
+            return
+        last = self._last_press
+        if last is not None and last[0] == (key, value):
+            time.sleep(max(0.0, last[1] + 1.5 * DEBOUNCE_S - time.monotonic()))
+        self.sim.press_key(key, value)
+        self._last_press = ((key, value), time.monotonic())
 
     def login(self, pin: str | None = None, user: str = CLINICIAN) -> bool:
         pin = self.pins.get(user, "") if pin is None else pin

@@ -1,9 +1,17 @@
-"""The ui partition: the front panel (keypad, display, PCA button; all three are its own devices).
+"""The ui partition: the front panel (keypad, display, PCA button, speaker; all four are its own devices).
 
 It holds no authority: every key that asks for an action becomes a ``UiRequest`` to auth, which answers on
 ``auth_replies`` and forwards what it authorised. Login gives a session that later requests carry;
-``patient_bolus`` (the physical PCA button) and ``emergency_stop`` (break glass) need none. Keys are
-debounced; the screen shows the pump's and the safety monitor's state and the highest alarm.
+``patient_bolus`` (the physical PCA button) and ``emergency_stop`` (break glass) need none.
+
+The keypad is a pump's (``therapy/keypad.py``): numbers are typed with the digit keys, decimal, clear and
+enter, field by field; keys are debounced on the keypad's own press time stamps (``key_debounce_s``, default
+50 ms; ignored repeats are counted and reported as ``keys_debounced``). Before the final start the display
+shows what is about to run: drug, concentration, dose rate, pump rate and VTBI, from pump_control's program.
+
+The speaker plays the IEC 60601-1-8 pattern of the highest-priority alarm the safety monitor and pump_control
+report (``therapy/audible.py``). An authorised ``silence_alarm`` pauses it for ``audio_pause_s`` (default
+120 s, device time); a still-active alarm then sounds again, and a new or higher alarm sounds at once.
 
 A soft-limit override is two requests from one key: ``approve_soft_limit`` with the prescription in the
 form (what the clinician entered) and the reason, which auth forwards to the safety monitor, then
@@ -19,10 +27,11 @@ from septum.runtime.partition import Partition
 
 from .records import REPORT_EVERY_REAL_S, Records
 from .sim import wire
+from .therapy.alarms import Priority
+from .therapy.audible import AUDIO_PAUSE_S, AlarmAudio, AudioState
+from .therapy.keypad import DEBOUNCE_S, ENTRY_KEYS, Debouncer, KeypadEntry
 from .therapy_io import send_message
 
-DEBOUNCE_REAL_S = 0.05  # the same key again within this time is contact bounce, not a second press
-FIELDS = {"user", "pin", "drug", "concentration", "rate", "vtbi", "weight", "order_id", "reason"}
 NUMERIC = {"concentration": "concentration", "rate": "dose_rate", "vtbi": "vtbi_ml", "weight": "weight_kg"}
 ACTIONS = {
     "login": "login", "logout": "logout", "program": "program_infusion", "start": "start_infusion",
@@ -32,24 +41,36 @@ ACTIONS = {
     # a biomed opens an install window: auth then accepts the update server's pushes for grant_s seconds
     "install_update": "install_update",
 }
+KEYS = frozenset(ACTIONS) | ENTRY_KEYS  # every key on the keypad that is not a field
 NO_SESSION = {"login", "emergency_stop", "patient_bolus"}
+PRIORITIES = {"low": Priority.LOW, "medium": Priority.MEDIUM, "high": Priority.HIGH}
+AUDIO_EVERY_REAL_S = 0.2  # the speaker and the pause countdown are brought up to date this often
+SOUND_REFRESH_S = 1.0  # device seconds: the speaker is told its state again at least this often
 
 
 class FrontPanel:
     def __init__(self, p: Partition) -> None:
         self.p = p
-        self.form: dict[str, str] = {}
+        self.entry = KeypadEntry()
+        self.debounce = Debouncer(float(p.config.get("key_debounce_s", DEBOUNCE_S)))
+        self.audio = AlarmAudio(pause_s=float(p.config.get("audio_pause_s", AUDIO_PAUSE_S)))
+        self.sound: AudioState | None = None
+        self.sound_sent: tuple[Any, ...] = ()
+        self.sound_sent_at = -1e18
+        self.debounced_reported = 0
         self.session = ""
         self.user = ""
         self.role = ""
         self.request_id = 0
         self.pending: dict[int, str] = {}
-        self.last_key: tuple[str, str, float] = ("", "", 0.0)
         self.pump: Any = None
         self.monitor: Any = None
         self.note = "please log in"
-        self.debounced = 0
         self.records = Records(p, None)  # events only: losses are reported in the event stream
+
+    @property
+    def debounced(self) -> int:
+        return self.debounce.ignored
 
     def request(self, action: str, **fields: Any) -> None:
         if action not in NO_SESSION and not self.session:
@@ -74,22 +95,25 @@ class FrontPanel:
         if not isinstance(key, wire.Key):
             self.p.event("keypad_malformed", severity="warning")
             return
-        now = time.monotonic()
-        if (key.key, key.value) == self.last_key[:2] and now - self.last_key[2] < DEBOUNCE_REAL_S:
-            self.debounced += 1
+        # the keypad's own time stamp of the press when it gives one: a late read is not a bounce
+        at = key.at_ms / 1000.0 if key.at_ms > 0 else time.monotonic()
+        if not self.debounce.accept(key.key, key.value, at):
             return
-        self.last_key = (key.key, key.value, now)
-        if key.key in FIELDS:
-            self.form[key.key] = key.value[:256]
+        out = self.entry.press(key.key, key.value)
+        if out.kind != "function":
+            if out.kind == "refused":
+                self.note = out.note[:120]
+            self.show()
             return
         action = ACTIONS.get(key.key)
         if action is None:
             self.note = f"unknown key {key.key[:20]}"
             self.show()
             return
-        f = self.form
+        f = self.entry.values
         if action == "login":
-            self.request("login", user=f.get("user", "")[:64], pin=f.pop("pin", "")[:32])
+            self.request("login", user=f.get("user", "")[:64], pin=self.entry.take("pin")[:32])
+            self.show()  # the PIN is gone from the form
         elif action == "logout":
             self.request("logout")
             self.session = self.user = self.role = ""
@@ -116,12 +140,12 @@ class FrontPanel:
         nums: dict[str, Any] = {}
         for k, name in NUMERIC.items():
             try:
-                nums[name] = float(self.form.get(k, "0") or 0)
+                nums[name] = self.entry.number(k)
             except ValueError:
                 self.note = f"{k} is not a number"
                 self.show()
                 return None
-        return {"drug": self.form.get("drug", "")[:64], **nums}
+        return {"drug": self.entry.values.get("drug", "")[:64], **nums}
 
     def on_button(self, data: bytes) -> None:
         if not data:
@@ -137,17 +161,25 @@ class FrontPanel:
         action = self.pending.pop(msg.request_id, "?")
         if action == "login" and msg.ok:
             self.session, self.role = msg.session, msg.role
-            self.user = self.form.get("user", "")
+            self.user = self.entry.values.get("user", "")
         if not msg.ok and msg.reason and "session" in msg.reason:
             self.session = ""  # expired or revoked: ask for a new login
         self.note = f"{action}: {'ok' if msg.ok else 'denied'} {msg.reason}".strip()[:120]
+        if action == "silence_alarm" and msg.ok:
+            # audio pause only once auth authorised it (a clinician's key), and only the sound
+            if self.audio.silence(self.p.now()):
+                self.p.event("audio_paused", pause_s=self.audio.pause_s, alarm=self.sound.alarm if self.sound else "")
+            else:
+                self.note = "silence_alarm: no alarm to silence"
+            self.update_sound()
         self.p.event("auth_reply", request_id=msg.request_id, action=action, ok=msg.ok, reason=msg.reason)
         self.show()
 
     def on_pump(self, msg: Any) -> None:
-        changed = self.pump is None or (msg.state, msg.alarm, msg.message) != (
-            self.pump.state, self.pump.alarm, self.pump.message)
+        changed = self.pump is None or (msg.state, msg.alarm, msg.message, msg.confirm_pending) != (
+            self.pump.state, self.pump.alarm, self.pump.message, self.pump.confirm_pending)
         self.pump = msg
+        self.update_sound()
         if changed:
             self.show()
 
@@ -155,16 +187,71 @@ class FrontPanel:
         changed = self.monitor is None or (msg.alarm, msg.latched_fault) != (self.monitor.alarm,
                                                                              self.monitor.latched_fault)
         self.monitor = msg
+        self.update_sound()
         if changed:
             self.show()
+
+    # ------------------------------------------------------------------ the speaker
+    def alarm_conditions(self) -> dict[str, Priority]:
+        """The alarms the monitor and pump_control report now, by name (either may report one the other
+        does not; the same name from both is one condition)."""
+        out: dict[str, Priority] = {}
+        for msg in (self.monitor, self.pump):
+            if msg is not None and msg.alarm and msg.alarm_priority in PRIORITIES:
+                prio = PRIORITIES[msg.alarm_priority]
+                out[msg.alarm] = max(prio, out.get(msg.alarm, prio))
+        return out
+
+    def update_sound(self) -> None:
+        now = self.p.now()
+        self.audio.update(now, self.alarm_conditions())
+        state = self.audio.state(now)
+        countdown = int(state.paused_remaining_s + 0.999)
+        redraw = self.sound is not None and (
+            (self.sound.name, self.sound.paused, int(self.sound.paused_remaining_s + 0.999))
+            != (state.name, state.paused, countdown))
+        self.sound = state
+        key = (state.name, state.alarm, state.paused)
+        if key != self.sound_sent or now - self.sound_sent_at >= SOUND_REFRESH_S * max(1.0, self.p.clock.scale):
+            packet = wire.Sound(pattern=state.name, alarm=state.alarm[:64], paused=state.paused,
+                                paused_remaining_s=round(state.paused_remaining_s, 3))
+            try:
+                self.p.device("speaker").send(wire.encode(packet))
+                if key != self.sound_sent:
+                    self.p.event("sound", pattern=state.name, alarm=state.alarm, paused=state.paused)
+                self.sound_sent, self.sound_sent_at = key, now
+            except OSError:
+                pass  # speaker unplugged: the display and the light still show the alarm
+        if redraw:
+            self.show()
+
+    def tick(self) -> None:
+        self.update_sound()
+        if self.debounce.ignored != self.debounced_reported:
+            self.debounced_reported = self.debounce.ignored
+            self.p.event("keys_debounced", total=self.debounce.ignored)
+
+    # ------------------------------------------------------------------ the display
+    def status_lines(self, pm: Any) -> list[str]:
+        if pm.confirm_pending and pm.drug:
+            # what is about to run, from pump_control's program (not the motor, which has not moved yet)
+            return [f"CONFIRM {pm.drug} {pm.concentration}"[:80],
+                    f"rate {pm.dose} = {pm.program_rate_ml_h:.2f} mL/h  VTBI {pm.vtbi_ml:.1f} mL"[:80],
+                    "press confirm to start"]
+        if pm.state in ("running", "complete"):
+            head = f"{pm.state.upper()} {pm.drug} {pm.rate_ml_h:.2f} mL/h"
+        elif pm.drug:
+            head = f"{pm.state.upper()} {pm.drug} set {pm.program_rate_ml_h:.2f} mL/h (motor {pm.rate_ml_h:.2f})"
+        else:
+            head = pm.state.upper()
+        return [head, f"delivered {pm.delivered_ml:.2f} of {pm.vtbi_ml:.1f} mL"]
 
     def show(self) -> None:
         lines = []
         alarm, priority = "", "none"
         if self.pump is not None:
             pm = self.pump
-            lines.append(f"{pm.state.upper()} {pm.drug} {pm.rate_ml_h:.2f} mL/h")
-            lines.append(f"delivered {pm.delivered_ml:.2f} of {pm.vtbi_ml:.1f} mL")
+            lines += self.status_lines(pm)
             if pm.pending_order:
                 lines.append(f"order {pm.pending_order} waiting for confirmation")
             if pm.message:
@@ -174,6 +261,14 @@ class FrontPanel:
             alarm, priority = self.monitor.alarm, self.monitor.alarm_priority
             if self.monitor.latched_fault:
                 lines.append("SAFETY FAULT: clinician restart needed")
+        snd = self.sound
+        if snd is not None and snd.paused:
+            left = int(snd.paused_remaining_s + 0.999)
+            lines.append(f"AUDIO PAUSED {left // 60}:{left % 60:02d}")
+        lines.append(self.entry.form_line())
+        typing = self.entry.entry_line()
+        if typing:
+            lines.append(typing)
         lines.append(self.note)
         screen = wire.Screen(lines=[line[:80] for line in lines], alarm=alarm, priority=priority, user=self.user)
         try:
@@ -190,4 +285,5 @@ def main(p: Partition) -> None:
     p.on("pump_status", fp.on_pump)
     p.on("monitor_alarms", fp.on_monitor)
     p.after(0.0, fp.show)
+    p.every(p.clock.scale * AUDIO_EVERY_REAL_S, fp.tick)
     p.every(p.clock.scale * REPORT_EVERY_REAL_S, fp.records.report)

@@ -18,30 +18,38 @@
 /* channel updates_in: network -> auth, message UpdateChunk; this PD sends (maps rw, notifies auth) */
 #define SEPTUM_CH_UPDATES_IN_ID 1u
 #define SEPTUM_CH_UPDATES_IN_VADDR 0x2001a000ul
-#define SEPTUM_CH_UPDATES_IN_SIZE 0x405000ul
-#define SEPTUM_CH_UPDATES_IN_SLOT_SIZE 65824u
+#define SEPTUM_CH_UPDATES_IN_SIZE 0x459000ul
+#define SEPTUM_CH_UPDATES_IN_SLOT_SIZE 71224u
 #define SEPTUM_CH_UPDATES_IN_SLOTS 64u
 #define SEPTUM_CH_UPDATES_IN_WRITABLE 1
 
 /* channel order_replies: auth -> network, message OrderReply; this PD receives (maps r, is notified) */
 #define SEPTUM_CH_ORDER_REPLIES_ID 2u
-#define SEPTUM_CH_ORDER_REPLIES_VADDR 0x20420000ul
+#define SEPTUM_CH_ORDER_REPLIES_VADDR 0x20474000ul
 #define SEPTUM_CH_ORDER_REPLIES_SIZE 0x6000ul
 #define SEPTUM_CH_ORDER_REPLIES_SLOT_SIZE 1304u
 #define SEPTUM_CH_ORDER_REPLIES_SLOTS 16u
 #define SEPTUM_CH_ORDER_REPLIES_WRITABLE 0
 
+/* channel update_replies: auth -> network, message UpdateAck; this PD receives (maps r, is notified) */
+#define SEPTUM_CH_UPDATE_REPLIES_ID 3u
+#define SEPTUM_CH_UPDATE_REPLIES_VADDR 0x2047b000ul
+#define SEPTUM_CH_UPDATE_REPLIES_SIZE 0x15000ul
+#define SEPTUM_CH_UPDATE_REPLIES_SLOT_SIZE 1312u
+#define SEPTUM_CH_UPDATE_REPLIES_SLOTS 64u
+#define SEPTUM_CH_UPDATE_REPLIES_WRITABLE 0
+
 /* channel pump_events: pump_control -> network, message PumpEvent; this PD receives (maps r, is notified) */
-#define SEPTUM_CH_PUMP_EVENTS_ID 3u
-#define SEPTUM_CH_PUMP_EVENTS_VADDR 0x20427000ul
+#define SEPTUM_CH_PUMP_EVENTS_ID 4u
+#define SEPTUM_CH_PUMP_EVENTS_VADDR 0x20491000ul
 #define SEPTUM_CH_PUMP_EVENTS_SIZE 0xa000ul
 #define SEPTUM_CH_PUMP_EVENTS_SLOT_SIZE 2408u
 #define SEPTUM_CH_PUMP_EVENTS_SLOTS 16u
 #define SEPTUM_CH_PUMP_EVENTS_WRITABLE 0
 
 /* channel audit_network: network -> audit, message AuditEvent; this PD sends (maps rw, notifies audit) */
-#define SEPTUM_CH_AUDIT_NETWORK_ID 4u
-#define SEPTUM_CH_AUDIT_NETWORK_VADDR 0x20432000ul
+#define SEPTUM_CH_AUDIT_NETWORK_ID 5u
+#define SEPTUM_CH_AUDIT_NETWORK_VADDR 0x2049c000ul
 #define SEPTUM_CH_AUDIT_NETWORK_SIZE 0x113000ul
 #define SEPTUM_CH_AUDIT_NETWORK_SLOT_SIZE 4384u
 #define SEPTUM_CH_AUDIT_NETWORK_SLOTS 256u
@@ -50,11 +58,11 @@
 /* interface hospital_https (network): device registers, uncached */
 #define SEPTUM_DEV_HOSPITAL_HTTPS_VADDR 0x30000000ul
 #define SEPTUM_DEV_HOSPITAL_HTTPS_SIZE 0x1000ul
-#define SEPTUM_DEV_HOSPITAL_HTTPS_IRQ_ID 5u
+#define SEPTUM_DEV_HOSPITAL_HTTPS_IRQ_ID 6u
 
 /* interface hospital_mllp (network): device registers, uncached */
 #define SEPTUM_DEV_HOSPITAL_MLLP_VADDR 0x30002000ul
 #define SEPTUM_DEV_HOSPITAL_MLLP_SIZE 0x1000ul
-#define SEPTUM_DEV_HOSPITAL_MLLP_IRQ_ID 6u
+#define SEPTUM_DEV_HOSPITAL_MLLP_IRQ_ID 7u
 
 #endif /* SEPTUM_PD_NETWORK_H */

@@ -50,14 +50,14 @@
 /* channel pump_status: pump_control -> ui, message PumpStatus; this PD sends (maps rw, notifies ui) */
 #define SEPTUM_CH_PUMP_STATUS_ID 5u
 #define SEPTUM_CH_PUMP_STATUS_VADDR 0x20013000ul
-#define SEPTUM_CH_PUMP_STATUS_SIZE 0x6000ul
-#define SEPTUM_CH_PUMP_STATUS_SLOT_SIZE 1336u
+#define SEPTUM_CH_PUMP_STATUS_SIZE 0x7000ul
+#define SEPTUM_CH_PUMP_STATUS_SLOT_SIZE 1744u
 #define SEPTUM_CH_PUMP_STATUS_SLOTS 16u
 #define SEPTUM_CH_PUMP_STATUS_WRITABLE 1
 
 /* channel pump_events: pump_control -> network, message PumpEvent; this PD sends (maps rw, notifies network) */
 #define SEPTUM_CH_PUMP_EVENTS_ID 6u
-#define SEPTUM_CH_PUMP_EVENTS_VADDR 0x2001a000ul
+#define SEPTUM_CH_PUMP_EVENTS_VADDR 0x2001b000ul
 #define SEPTUM_CH_PUMP_EVENTS_SIZE 0xa000ul
 #define SEPTUM_CH_PUMP_EVENTS_SLOT_SIZE 2408u
 #define SEPTUM_CH_PUMP_EVENTS_SLOTS 16u
@@ -65,7 +65,7 @@
 
 /* channel drug_library_pc: update -> pump_control, message DrugLibrary; this PD receives (maps r, is notified) */
 #define SEPTUM_CH_DRUG_LIBRARY_PC_ID 7u
-#define SEPTUM_CH_DRUG_LIBRARY_PC_VADDR 0x20025000ul
+#define SEPTUM_CH_DRUG_LIBRARY_PC_VADDR 0x20026000ul
 #define SEPTUM_CH_DRUG_LIBRARY_PC_SIZE 0x201000ul
 #define SEPTUM_CH_DRUG_LIBRARY_PC_SLOT_SIZE 131224u
 #define SEPTUM_CH_DRUG_LIBRARY_PC_SLOTS 16u
@@ -73,7 +73,7 @@
 
 /* channel audit_pump_control: pump_control -> audit, message AuditEvent; this PD sends (maps rw, notifies audit) */
 #define SEPTUM_CH_AUDIT_PUMP_CONTROL_ID 8u
-#define SEPTUM_CH_AUDIT_PUMP_CONTROL_VADDR 0x20227000ul
+#define SEPTUM_CH_AUDIT_PUMP_CONTROL_VADDR 0x20228000ul
 #define SEPTUM_CH_AUDIT_PUMP_CONTROL_SIZE 0x113000ul
 #define SEPTUM_CH_AUDIT_PUMP_CONTROL_SLOT_SIZE 4384u
 #define SEPTUM_CH_AUDIT_PUMP_CONTROL_SLOTS 256u

@@ -26,14 +26,14 @@
 /* channel pump_status: pump_control -> ui, message PumpStatus; this PD receives (maps r, is notified) */
 #define SEPTUM_CH_PUMP_STATUS_ID 2u
 #define SEPTUM_CH_PUMP_STATUS_VADDR 0x2001a000ul
-#define SEPTUM_CH_PUMP_STATUS_SIZE 0x6000ul
-#define SEPTUM_CH_PUMP_STATUS_SLOT_SIZE 1336u
+#define SEPTUM_CH_PUMP_STATUS_SIZE 0x7000ul
+#define SEPTUM_CH_PUMP_STATUS_SLOT_SIZE 1744u
 #define SEPTUM_CH_PUMP_STATUS_SLOTS 16u
 #define SEPTUM_CH_PUMP_STATUS_WRITABLE 0
 
 /* channel monitor_alarms: safety_monitor -> ui, message MonitorStatus; this PD receives (maps r, is notified) */
 #define SEPTUM_CH_MONITOR_ALARMS_ID 3u
-#define SEPTUM_CH_MONITOR_ALARMS_VADDR 0x20021000ul
+#define SEPTUM_CH_MONITOR_ALARMS_VADDR 0x20022000ul
 #define SEPTUM_CH_MONITOR_ALARMS_SIZE 0x2000ul
 #define SEPTUM_CH_MONITOR_ALARMS_SLOT_SIZE 304u
 #define SEPTUM_CH_MONITOR_ALARMS_SLOTS 16u
@@ -41,7 +41,7 @@
 
 /* channel audit_ui: ui -> audit, message AuditEvent; this PD sends (maps rw, notifies audit) */
 #define SEPTUM_CH_AUDIT_UI_ID 4u
-#define SEPTUM_CH_AUDIT_UI_VADDR 0x20024000ul
+#define SEPTUM_CH_AUDIT_UI_VADDR 0x20025000ul
 #define SEPTUM_CH_AUDIT_UI_SIZE 0x113000ul
 #define SEPTUM_CH_AUDIT_UI_SLOT_SIZE 4384u
 #define SEPTUM_CH_AUDIT_UI_SLOTS 256u
@@ -57,9 +57,14 @@
 #define SEPTUM_DEV_DISPLAY_SIZE 0x1000ul
 #define SEPTUM_DEV_DISPLAY_IRQ_ID 6u
 
+/* interface speaker (display): device registers, uncached */
+#define SEPTUM_DEV_SPEAKER_VADDR 0x30004000ul
+#define SEPTUM_DEV_SPEAKER_SIZE 0x1000ul
+#define SEPTUM_DEV_SPEAKER_IRQ_ID 7u
+
 /* interface pca_button (button): device registers, uncached */
-#define SEPTUM_DEV_PCA_BUTTON_VADDR 0x30004000ul
+#define SEPTUM_DEV_PCA_BUTTON_VADDR 0x30006000ul
 #define SEPTUM_DEV_PCA_BUTTON_SIZE 0x1000ul
-#define SEPTUM_DEV_PCA_BUTTON_IRQ_ID 7u
+#define SEPTUM_DEV_PCA_BUTTON_IRQ_ID 8u
 
 #endif /* SEPTUM_PD_UI_H */

@@ -10,14 +10,14 @@
 /* channel authorised_updates: auth -> update, message UpdateChunk; this PD receives (maps r, is notified) */
 #define SEPTUM_CH_AUTHORISED_UPDATES_ID 0u
 #define SEPTUM_CH_AUTHORISED_UPDATES_VADDR 0x20000000ul
-#define SEPTUM_CH_AUTHORISED_UPDATES_SIZE 0x405000ul
-#define SEPTUM_CH_AUTHORISED_UPDATES_SLOT_SIZE 65824u
+#define SEPTUM_CH_AUTHORISED_UPDATES_SIZE 0x459000ul
+#define SEPTUM_CH_AUTHORISED_UPDATES_SLOT_SIZE 71224u
 #define SEPTUM_CH_AUTHORISED_UPDATES_SLOTS 64u
 #define SEPTUM_CH_AUTHORISED_UPDATES_WRITABLE 0
 
 /* channel drug_library_pc: update -> pump_control, message DrugLibrary; this PD sends (maps rw, notifies pump_control) */
 #define SEPTUM_CH_DRUG_LIBRARY_PC_ID 1u
-#define SEPTUM_CH_DRUG_LIBRARY_PC_VADDR 0x20406000ul
+#define SEPTUM_CH_DRUG_LIBRARY_PC_VADDR 0x2045a000ul
 #define SEPTUM_CH_DRUG_LIBRARY_PC_SIZE 0x201000ul
 #define SEPTUM_CH_DRUG_LIBRARY_PC_SLOT_SIZE 131224u
 #define SEPTUM_CH_DRUG_LIBRARY_PC_SLOTS 16u
@@ -25,7 +25,7 @@
 
 /* channel drug_library_sm: update -> safety_monitor, message DrugLibrary; this PD sends (maps rw, notifies safety_monitor) */
 #define SEPTUM_CH_DRUG_LIBRARY_SM_ID 2u
-#define SEPTUM_CH_DRUG_LIBRARY_SM_VADDR 0x20608000ul
+#define SEPTUM_CH_DRUG_LIBRARY_SM_VADDR 0x2065c000ul
 #define SEPTUM_CH_DRUG_LIBRARY_SM_SIZE 0x201000ul
 #define SEPTUM_CH_DRUG_LIBRARY_SM_SLOT_SIZE 131224u
 #define SEPTUM_CH_DRUG_LIBRARY_SM_SLOTS 16u
@@ -33,7 +33,7 @@
 
 /* channel update_results: update -> auth, message UpdateResult; this PD sends (maps rw, notifies auth) */
 #define SEPTUM_CH_UPDATE_RESULTS_ID 3u
-#define SEPTUM_CH_UPDATE_RESULTS_VADDR 0x2080a000ul
+#define SEPTUM_CH_UPDATE_RESULTS_VADDR 0x2085e000ul
 #define SEPTUM_CH_UPDATE_RESULTS_SIZE 0x6000ul
 #define SEPTUM_CH_UPDATE_RESULTS_SLOT_SIZE 1312u
 #define SEPTUM_CH_UPDATE_RESULTS_SLOTS 16u
@@ -41,7 +41,7 @@
 
 /* channel audit_update: update -> audit, message AuditEvent; this PD sends (maps rw, notifies audit) */
 #define SEPTUM_CH_AUDIT_UPDATE_ID 4u
-#define SEPTUM_CH_AUDIT_UPDATE_VADDR 0x20811000ul
+#define SEPTUM_CH_AUDIT_UPDATE_VADDR 0x20865000ul
 #define SEPTUM_CH_AUDIT_UPDATE_SIZE 0x113000ul
 #define SEPTUM_CH_AUDIT_UPDATE_SLOT_SIZE 4384u
 #define SEPTUM_CH_AUDIT_UPDATE_SLOTS 256u

@@ -7,8 +7,11 @@ server holds no pump logic of its own: it only presses the simulator's keys and 
 ``Simulator.snapshot()``.
 
     GET  /            the page (static/panel.html, self-contained: inline CSS and JS)
-    GET  /api/state   the simulator snapshot as JSON, plus ``keys``/``faults`` the page may use
-    POST /api/key     {"key": "<function key or field>", "value": "<text for a field>"}
+    GET  /api/state   the simulator snapshot as JSON (with the speaker's ``sound``), plus ``info`` and the
+                      alarm tone ``patterns`` (pulse timing per priority, played by the page with Web Audio)
+    POST /api/key     {"key": "<key or field>", "value": "<text for a text field>"}: digit keys 0-9,
+                      decimal, clear, enter and the function keys take no value; a numeric field key
+                      (pin, rate, ...) takes none either (it selects the field for the digit keys)
     POST /api/pca     {}                                 the patient's bolus button
     POST /api/fault   {"fault": "<sim.Fault value>"}     inject a hardware fault
     POST /api/clear   {"fault": "<sim.Fault value>"}     clear it (reservoir_empty: a new bag is hung)
@@ -30,15 +33,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from ..ui import ACTIONS, FIELDS
+from ..therapy.audible import PATTERNS
+from ..therapy.keypad import FIELDS, NUMERIC_FIELDS
+from ..ui import KEYS
 from .physics import Fault
 from .simulator import Simulator
 
 PAGE = Path(__file__).resolve().parent / "static" / "panel.html"
 MAX_BODY = 4096
 MAX_VALUE = 256  # the ui partition keeps at most 256 characters of a field
-FUNCTION_KEYS = frozenset(ACTIONS)
+FUNCTION_KEYS = KEYS  # function keys and the digit, decimal, clear and enter keys
 FIELD_KEYS = frozenset(FIELDS)
+NUMERIC_FIELD_KEYS = frozenset(NUMERIC_FIELDS)
+TONE_PATTERNS = {prio.name.lower(): pattern.as_dict() for prio, pattern in PATTERNS.items()}
 FAULTS = frozenset(f.value for f in Fault)
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 
@@ -70,6 +77,10 @@ def parse_key(body: dict[str, Any]) -> tuple[str, str]:
     key, value = body["key"], body.get("value", "")
     if not isinstance(key, str) or not isinstance(value, str):
         raise BadRequest("key and value must be strings")
+    if key in NUMERIC_FIELD_KEYS:
+        if value:
+            raise BadRequest(f"{key} is typed with the digit keys: send {key!r} alone, then the digits and enter")
+        return key, ""
     if key in FIELD_KEYS:
         return key, _printable(value, "value")
     if key in FUNCTION_KEYS:
@@ -266,6 +277,7 @@ class _Server(ThreadingHTTPServer):
     def state(self) -> dict[str, Any]:
         snap = self.sim.snapshot()
         snap["info"] = dict(self.panel.info)
+        snap["patterns"] = TONE_PATTERNS
         return snap
 
 

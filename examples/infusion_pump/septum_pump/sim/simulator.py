@@ -26,7 +26,8 @@ from . import wire
 from .physics import BUBBLE_UL, Fault, PumpPhysics
 
 SENSOR_PERIOD_REAL_S = 0.005  # the sensor board reports every 5 ms of real time
-DEVICES = ("motor", "sensors", "keypad", "display", "pca_button")
+DEVICES = ("motor", "sensors", "keypad", "display", "pca_button", "speaker")
+SOUND_PATTERNS = ("off", "low", "medium", "high")  # the speaker knows these; anything else is a bad packet
 HARDWARE_NICE = -10  # the simulated hardware's thread (see Simulator._run)
 
 
@@ -45,6 +46,8 @@ class Simulator:
         self.physics = PumpPhysics(reservoir_ml=reservoir_ml)
         self.links: dict[str, socket.socket] = {}
         self.screen = wire.Screen(lines=["(display not connected)"])
+        self.sound = wire.Sound()  # what the alarm speaker plays (the front panel plays it with Web Audio)
+        self.sound_log: list[tuple[float, wire.Sound]] = []  # (time.monotonic(), sound) at each change
         self.motor_log: list[MotorChange] = []
         self.motor_commands = 0
         self.bad_packets = 0
@@ -98,7 +101,8 @@ class Simulator:
     # ------------------------------------------------------------------ the physical world, for people and tests
     def press_key(self, key: str, value: str = "") -> bool:
         """A key (or a field entry) on the front panel. False if the keypad is not connected."""
-        return self._send("keypad", wire.Key(key=key, value=value))
+        # the keypad stamps each press with its own clock: the ui debounces on these, not on when it reads
+        return self._send("keypad", wire.Key(key=key, value=value, at_ms=int(time.monotonic() * 1000)))
 
     def press_pca(self) -> bool:
         """The patient presses the hand-held bolus button."""
@@ -145,6 +149,8 @@ class Simulator:
                 "alarm": self.screen.alarm,
                 "alarm_priority": self.screen.priority,
                 "user": self.screen.user,
+                "sound": {"pattern": self.sound.pattern, "alarm": self.sound.alarm, "paused": self.sound.paused,
+                          "paused_remaining_s": self.sound.paused_remaining_s},
                 "connected": sorted(self.links),
             }
 
@@ -224,6 +230,11 @@ class Simulator:
         elif device == "display" and isinstance(msg, wire.Screen):
             self.screen = msg
             self._lock.notify_all()
+        elif device == "speaker" and isinstance(msg, wire.Sound) and msg.pattern in SOUND_PATTERNS:
+            if (msg.pattern, msg.alarm, msg.paused) != (self.sound.pattern, self.sound.alarm, self.sound.paused):
+                self.sound_log.append((time.monotonic(), msg))
+            self.sound = msg
+            self._lock.notify_all()
         else:
             self.bad_packets += 1
 
@@ -254,7 +265,7 @@ class Simulator:
             with self._lock:
                 if self._stop:
                     return
-                for name in ("motor", "display"):
+                for name in ("motor", "display", "speaker"):
                     sock = self.links.get(name)
                     if sock is not None and sock.fileno() not in registered:
                         registered[sock.fileno()] = name

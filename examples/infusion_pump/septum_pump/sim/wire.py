@@ -8,6 +8,7 @@ import this module; on a real board the same structs would be spoken to the devi
   keypad      keypad -> ui:                 Key (one key or field entry of the front panel)
   pca_button  button -> ui:                 ButtonPress
   display     ui -> display:                Screen (what the front panel shows, alarm lights)
+  speaker     ui -> speaker:                Sound (the alarm tone pattern to play, audio paused)
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class SensorFrame(msgspec.Struct, frozen=True, tag=True):
 class Key(msgspec.Struct, frozen=True, tag=True):
     key: str  # a function key ("login", "start", ...) or a field name ("pin", "rate", ...)
     value: str = ""  # the entered value for a field
+    at_ms: int = 0  # the keypad's own time stamp of the press (ms, monotonic); 0: unknown (debounce by arrival)
 
 
 class ButtonPress(msgspec.Struct, frozen=True, tag=True):
@@ -47,7 +49,14 @@ class Screen(msgspec.Struct, frozen=True, tag=True):
     user: str = ""  # who is logged in (empty: nobody)
 
 
-Packet = MotorSet | SensorFrame | Key | ButtonPress | Screen
+class Sound(msgspec.Struct, frozen=True, tag=True):
+    pattern: str = "off"  # off, low, medium, high: the IEC 60601-1-8 burst the speaker repeats (therapy/audible.py)
+    alarm: str = ""  # what it sounds for
+    paused: bool = False  # audio paused: an active alarm is muted for now
+    paused_remaining_s: float = 0.0  # device seconds until it sounds again
+
+
+Packet = MotorSet | SensorFrame | Key | ButtonPress | Screen | Sound
 MAX_PACKET = 4096
 
 _encoder = msgspec.msgpack.Encoder()
