@@ -104,6 +104,10 @@ _plan_opt = click.option("--address-plan", "plan", type=click.Path(dir_okay=Fals
                          help="YAML file with device physical addresses, sizes and IRQs (see docs/generators.md).")
 _check_opt = click.option("--check", is_flag=True,
                           help="Write nothing; exit 1 if the files in the output directory differ from a fresh run.")
+_dialect_opt = click.option("--microkit", "dialect", type=click.Choice(["current", "1.2"]), default="current",
+                            show_default=True,
+                            help="Microkit version to target: current (2.x, domain schedule) or 1.2 (Microkit 1.2.6: "
+                                 "no domain scheduler, time isolation by MCS budget/period only).")
 
 
 @click.group("gen")
@@ -117,12 +121,13 @@ def gen() -> None:
 @_force_opt
 @_plan_opt
 @_check_opt
-def microkit_cmd(model: str, out: str, force: bool, plan: str | None, check: bool) -> None:
+@_dialect_opt
+def microkit_cmd(model: str, out: str, force: bool, plan: str | None, check: bool, dialect: str) -> None:
     """A Microkit system description, one C header per protection domain, and a mapping report."""
     from septum.gen import microkit
 
     def produce(*args: object, **kwargs: object) -> dict[str, str]:
-        generated = microkit.generate(*args, **kwargs)  # type: ignore[arg-type]
+        generated = microkit.generate(*args, **kwargs, dialect=dialect)  # type: ignore[arg-type]
         for note in generated.notes:
             click.echo(f"note: {note}", err=True)
         return generated.files
@@ -165,6 +170,12 @@ def validate_sdf(file: str, model_path: str | None, strict: bool) -> None:
     if model_path is not None and system is not None and n_err == 0:
         model, _source = _load_model(model_path)
         problems = compare(model, system)
+        if dialect == "1.2":
+            # Microkit 1.2 cannot make a channel's notification one-way: a warning, not an error.
+            problems, widenings = _reverse_notifications(model, system, problems)
+            for w in widenings:
+                click.echo(f"{file}: warning: {w} (Microkit 1.2 lets both channel ends notify) [roundtrip]")
+            n_warn += len(widenings)
         for p in problems:
             click.echo(f"{file}: error: {p} [roundtrip]", err=True)
     if n_err or problems or (strict and n_warn):

@@ -9,12 +9,18 @@ What is accepted is the subset of the Microkit 2.x format that Septum generates 
 docs/generators.md): ``system`` with ``domains``, ``protection_domain``, ``memory_region`` and
 ``channel``. Other Microkit features (virtual machines, child PDs, I/O ports, prefilled regions) are
 reported as unsupported instead of being silently accepted unchecked.
+
+The ``"1.2"`` dialect reads what Microkit 1.2.6 (the last release with a Python tool) accepts: no
+``<domains>`` and no ``domain=``, ``pp`` on the protection domain instead of on a channel end, no
+``notify`` (in 1.2 both ends of every channel may notify), ids 0..62, numbers as Python's ``int(x, 0)``
+reads them (channel-end ids in decimal only), booleans in any case, and no text inside elements.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Literal
 from xml.parsers import expat
 
 from septum.errors import SeptumError
@@ -73,6 +79,36 @@ CHILDREN: dict[str, tuple[str, ...]] = {
     "protection_domain": ("program_image", "map", "irq", "setvar"),
     "channel": ("end",),
 }
+Dialect = Literal["current", "1.2"]
+DIALECTS: tuple[Dialect, ...] = ("current", "1.2")
+
+# Microkit 1.2.6 (tool/microkit/sysxml.py): its element and attribute vocabulary.
+ATTRIBUTES_1_2: dict[str, tuple[str, ...]] = {
+    "system": (),
+    "protection_domain": ("name", "priority", "pp", "budget", "period", "passive"),
+    "program_image": ("path",),
+    "map": ("mr", "vaddr", "perms", "cached", "setvar_vaddr"),
+    "irq": ("irq", "id", "trigger"),
+    "setvar": ("symbol", "region_paddr"),
+    "memory_region": ("name", "size", "page_size", "phys_addr"),
+    "channel": (),
+    # 1.2.6 does not check the attributes of <end> at all (it checks the <channel>'s twice), so a 'notify' or
+    # 'pp' there is silently ignored: refused here, since a restriction that is ignored is worse than none.
+    "end": ("pd", "id"),
+}
+CHILDREN_1_2: dict[str, tuple[str, ...]] = {
+    "system": ("protection_domain", "memory_region", "channel"),
+    "protection_domain": ("program_image", "map", "irq", "setvar"),
+    "channel": ("end",),
+}
+_NOT_IN_1_2 = {
+    "domains": "Microkit 1.2 has no domain scheduler; time isolation is by each PD's budget and period",
+    "domain": "Microkit 1.2 has no domain scheduler; time isolation is by each PD's budget and period",
+    "notify": "in Microkit 1.2 both ends of a channel may always notify",
+    "pp": "in Microkit 1.2 'pp' is an attribute of the protection domain that is called",
+}
+MAX_ID_1_2 = 62  # 1.2.6: "id must be < 63"
+
 # Real Microkit elements this validator does not check; named so the message is precise.
 UNSUPPORTED = frozenset({"virtual_machine", "vcpu", "ioport", "cap_map", "iommu", "pci_device"})
 
@@ -83,6 +119,7 @@ class Element:
     attrs: dict[str, str]
     loc: Loc
     children: list[Element] = field(default_factory=list)
+    text_loc: Loc | None = None  # where non-whitespace text inside (or after a child of) it starts
 
 
 class SdfSyntaxError(SeptumError):
@@ -107,12 +144,17 @@ def read_tree(text: str | bytes, filename: str) -> Element:
     def end(_tag: str) -> None:
         stack.pop()
 
+    def on_text(data: str) -> None:
+        if data.strip() and stack and stack[-1].text_loc is None:
+            stack[-1].text_loc = Loc(filename, parser.CurrentLineNumber, parser.CurrentColumnNumber + 1)
+
     def refuse_entities(*_args: object) -> None:
         # An SDF never needs entity declarations; refusing them closes the "billion laughs" door.
         raise expat.ExpatError("entity declarations are not allowed in a system description")
 
     parser.StartElementHandler = start
     parser.EndElementHandler = end
+    parser.CharacterDataHandler = on_text
     parser.EntityDeclHandler = refuse_entities
     try:
         parser.Parse(text, True)
@@ -136,14 +178,31 @@ def parse_number(text: str) -> int | None:
     return None
 
 
+def parse_number_1_2(text: str, *, decimal_only: bool = False) -> int | None:
+    """Numbers as Microkit 1.2.6 reads them (Python's ``int(text, 0)``; ``int(text)`` for channel-end ids).
+
+    That admits ``0o``/``0b`` prefixes, a sign and surrounding blanks, and refuses leading zeros ("010").
+    Negative values are still refused here: no attribute of a system description can be negative.
+    """
+    try:
+        value = int(text, 10 if decimal_only else 0)
+    except ValueError:
+        return None
+    return value if value >= 0 else None
+
+
 _HEX = re.compile(r"0x[0-9a-fA-F]+")
 _DEC = re.compile(r"[0-9]+")
 
 
 class _Reader:
-    def __init__(self, filename: str) -> None:
+    def __init__(self, filename: str, dialect: Dialect = "current") -> None:
         self.filename = filename
         self.diags: list[Diagnostic] = []
+        self.dialect = dialect
+        self.attributes = ATTRIBUTES_1_2 if dialect == "1.2" else ATTRIBUTES
+        self.child_tags = CHILDREN_1_2 if dialect == "1.2" else CHILDREN
+        self.pp_pds: set[str] = set()  # 1.2: protection domains with pp="true" (others may call them)
 
     def error(self, loc: Loc, rule: str, message: str) -> None:
         self.diags.append(Diagnostic(loc, "error", rule, message))
@@ -152,11 +211,15 @@ class _Reader:
     def check_element(self, el: Element) -> bool:
         """Unknown attributes and missing required ones. True if the element is usable."""
         ok = True
-        allowed = ATTRIBUTES[el.tag]
+        allowed = self.attributes[el.tag]
         for name in el.attrs:
             if name not in allowed:
+                why = f" ({_NOT_IN_1_2[name]})" if self.dialect == "1.2" and name in _NOT_IN_1_2 else ""
                 self.error(el.loc, "unknown_attribute",
-                           f"unknown attribute '{name}' on <{el.tag}>; allowed: {', '.join(allowed) or 'none'}")
+                           f"unknown attribute '{name}' on <{el.tag}>; allowed: {', '.join(allowed) or 'none'}{why}")
+        if self.dialect == "1.2" and el.text_loc is not None:
+            # 1.2.6 refuses any non-whitespace text in the file ("unexpected text found in element").
+            self.error(el.text_loc, "text_content", f"unexpected text inside <{el.tag}>")
         for name in REQUIRED.get(el.tag, ()):
             if name not in el.attrs:
                 self.error(el.loc, "missing_attribute", f"<{el.tag}> is missing required attribute '{name}'")
@@ -167,7 +230,10 @@ class _Reader:
         raw = el.attrs.get(name)
         if raw is None:
             return default
-        value = parse_number(raw)
+        if self.dialect == "1.2":
+            value = parse_number_1_2(raw, decimal_only=el.tag == "end" and name == "id")
+        else:
+            value = parse_number(raw)
         if value is None:
             self.error(el.loc, "bad_number",
                        f"attribute '{name}' of <{el.tag}> is not a number: '{raw}' "
@@ -179,17 +245,21 @@ class _Reader:
         raw = el.attrs.get(name)
         if raw is None:
             return default
-        if raw not in ("true", "false"):
+        value = raw.lower() if self.dialect == "1.2" else raw  # 1.2.6 compares case-insensitively
+        if value not in ("true", "false"):
             self.error(el.loc, "bad_bool", f"attribute '{name}' of <{el.tag}> must be 'true' or 'false', not '{raw}'")
             return default
-        return raw == "true"
+        return value == "true"
 
     def children(self, el: Element) -> list[Element]:
-        allowed = CHILDREN.get(el.tag, ())
+        allowed = self.child_tags.get(el.tag, ())
         out = []
         for child in el.children:
             if child.tag in allowed:
                 out.append(child)
+            elif self.dialect == "1.2" and child.tag in _NOT_IN_1_2:
+                self.error(child.loc, "unknown_element", f"<{child.tag}> is not part of Microkit 1.2: "
+                           f"{_NOT_IN_1_2[child.tag]}")
             elif child.tag in UNSUPPORTED:
                 self.error(child.loc, "unsupported_element",
                            f"<{child.tag}> is a Microkit feature that septum validate-sdf does not check")
@@ -229,7 +299,23 @@ class _Reader:
                 ch = self.channel(child)
                 if ch is not None:
                     sys_.channels.append(ch)
+        if self.dialect == "1.2":
+            self._apply_1_2_channel_rights(sys_)
         return sys_
+
+    def _apply_1_2_channel_rights(self, sys_: System) -> None:
+        """What a 1.2 channel grants, in the terms of the current format the checks and round trip use.
+
+        Every end may notify the other (1.2 has no ``notify``), and an end may call the other end when that
+        protection domain has ``pp="true"``.
+        """
+        if not sys_.pds:
+            self.error(sys_.loc, "no_pds", "at least one protection domain must be defined")
+        for ch in sys_.channels:
+            a, b = ch.ends
+            a.notify = b.notify = True
+            a.pp = b.pd in self.pp_pds
+            b.pp = a.pd in self.pp_pds
 
     def domains(self, el: Element) -> Domains:
         self.check_element(el)
@@ -293,6 +379,8 @@ class _Reader:
         self.boolean(el, "smc", False)
         self.boolean(el, "fpu", True)
         self.number(el, "cpu", 0)
+        if self.dialect == "1.2" and self.boolean(el, "pp", False):
+            self.pp_pds.add(pd.name)
         for child in self.children(el):
             ok = self.check_element(child)
             if child.tag == "program_image":
@@ -377,12 +465,14 @@ class _Reader:
         return Channel(ends, el.loc)
 
 
-def parse(text: str | bytes, filename: str) -> tuple[System | None, list[Diagnostic]]:
+def parse(text: str | bytes, filename: str, dialect: Dialect = "current") -> tuple[System | None, list[Diagnostic]]:
     """Parse SDF text. Returns the system (None if the XML is not well-formed) and the diagnostics."""
+    if dialect not in DIALECTS:
+        raise ValueError(f"unknown Microkit dialect {dialect!r}; choose one of {', '.join(DIALECTS)}")
     try:
         root = read_tree(text, filename)
     except SdfSyntaxError as exc:
         return None, [exc.diagnostic]
-    reader = _Reader(filename)
+    reader = _Reader(filename, dialect)
     system = reader.system(root)
     return system, reader.diags

@@ -23,7 +23,7 @@ from .sdf_model import (
     Loc,
     System,
 )
-from .sdf_parse import parse
+from .sdf_parse import MAX_ID_1_2, Dialect, parse
 
 
 def _overlaps(spans: list[tuple[int, int, str, Loc]]) -> list[tuple[int, str, Loc, str]]:
@@ -39,9 +39,10 @@ def _overlaps(spans: list[tuple[int, int, str, Loc]]) -> list[tuple[int, str, Lo
 
 
 class _Checker:
-    def __init__(self, system: System) -> None:
+    def __init__(self, system: System, dialect: Dialect = "current") -> None:
         self.sys = system
         self.diags: list[Diagnostic] = []
+        self.max_id = MAX_ID_1_2 if dialect == "1.2" else MAX_ID
 
     def error(self, loc: Loc, rule: str, message: str) -> None:
         self.diags.append(Diagnostic(loc, "error", rule, message))
@@ -161,8 +162,8 @@ class _Checker:
                     irq_owner[irq.irq] = (pd.name, irq.loc)
 
     def _claim_id(self, pd: str, ident: int, loc: Loc, what: str) -> None:
-        if ident > MAX_ID:
-            self.error(loc, "id_range", f"{what} id {ident} for '{pd}' is out of range 0..{MAX_ID}")
+        if ident > self.max_id:
+            self.error(loc, "id_range", f"{what} id {ident} for '{pd}' is out of range 0..{self.max_id}")
             return
         ids = self._ids[pd]
         if ident in ids:
@@ -245,23 +246,27 @@ class _Checker:
                            f"'{pd.name}' names domain '{pd.domain}', which is not declared in <domains>")
 
 
-def validate_system(system: System) -> list[Diagnostic]:
+def validate_system(system: System, dialect: Dialect = "current") -> list[Diagnostic]:
     """The semantic rules over an already parsed system."""
-    return _Checker(system).run()
+    return _Checker(system, dialect).run()
 
 
-def validate_text(text: str | bytes, filename: str) -> tuple[System | None, list[Diagnostic]]:
-    """Parse and validate; diagnostics sorted by location. The system is None if the XML is broken."""
-    system, diags = parse(text, filename)
+def validate_text(text: str | bytes, filename: str,
+                  dialect: Dialect = "current") -> tuple[System | None, list[Diagnostic]]:
+    """Parse and validate; diagnostics sorted by location. The system is None if the XML is broken.
+
+    ``dialect`` is ``"current"`` (Microkit 2.x, the default) or ``"1.2"`` (Microkit 1.2.6, see sdf_parse).
+    """
+    system, diags = parse(text, filename, dialect)
     if system is not None:
-        diags = diags + validate_system(system)
+        diags = diags + validate_system(system, dialect)
     return system, sorted(diags)
 
 
-def validate_file(path: str | Path) -> tuple[System | None, list[Diagnostic]]:
+def validate_file(path: str | Path, dialect: Dialect = "current") -> tuple[System | None, list[Diagnostic]]:
     """Validate a file; raises OSError if it cannot be read (the CLI turns that into exit 2)."""
     p = Path(path)
-    return validate_text(p.read_bytes(), str(path))
+    return validate_text(p.read_bytes(), str(path), dialect)
 
 
 def errors(diags: list[Diagnostic]) -> list[Diagnostic]:

@@ -18,6 +18,7 @@ from .records import Records
 from .therapy.alarms import ALARM_RULES, AlarmAction, AlarmKind
 from .therapy.drug_library import DrugLibrary
 from .therapy.errors import TherapyError
+from .therapy.gates import start_refusal
 from .therapy.pca import BolusSource
 from .therapy.program import Principal, Verdict
 from .therapy.state_machine import Controller, ControllerConfig, InfusionState
@@ -32,6 +33,7 @@ from .therapy_io import (
 )
 
 ORDER_TTL_S = 600.0  # an unconfirmed remote order expires after 10 minutes of device time
+PAUSED_TOO_LONG_S = 120.0  # device seconds paused before the "paused too long" notice (config paused_too_long_s)
 
 
 @dataclass
@@ -62,6 +64,8 @@ class PumpControl:
         self.monitor_alarm = ""
         self.monitor_priority = "none"
         self.monitor_latched = False
+        self.monitor_reservoir: float | None = None  # the monitor's last reading (none yet: no bolus)
+        self.paused_too_long_s = float(p.config.get("paused_too_long_s", PAUSED_TOO_LONG_S))
         self.message = "waiting for a verified drug library"
         self.silenced = False
         self.last_status: tuple[Any, ...] = ()
@@ -86,7 +90,8 @@ class PumpControl:
             return
         self.library = lib
         if self.ctl is None:
-            self.ctl = Controller(lib, ControllerConfig(period_s=self.period), now=self.p.now())
+            self.ctl = Controller(lib, ControllerConfig(period_s=self.period, paused_too_long_s=self.paused_too_long_s),
+                                  now=self.p.now())
             self.say("ready")
         else:
             self.ctl.library = lib
@@ -95,6 +100,7 @@ class PumpControl:
     def on_monitor(self, msg: Any) -> None:
         self.monitor_alarm, self.monitor_priority = msg.alarm, msg.alarm_priority
         self.monitor_latched = msg.latched_fault
+        self.monitor_reservoir = msg.reservoir_ml
         ctl = self.ctl
         if ctl is None or not msg.alarm:
             return
@@ -174,9 +180,11 @@ class PumpControl:
             if out.ok and self._edit is not None:
                 self.send_program(*self._edit)
             return out.ok, out.message
+        # a start (or resume) is never armed or confirmed while the monitor holds the motor (door open...)
+        refusal = start_refusal(self.monitor_alarm, self.monitor_priority, self.monitor_latched)
+        if refusal is not None:
+            return False, refusal
         if ctl.state is InfusionState.ALARM:
-            if self.monitor_alarm and self.monitor_priority == "high":
-                return False, f"alarm still active at the safety monitor: {self.monitor_alarm}"
             ctl.clear_alarm(who, now)
         if ctl.start_pending:
             out = ctl.confirm_start(who, now)
@@ -218,7 +226,7 @@ class PumpControl:
     def do_patient_bolus(self, ctl: Controller, msg: Any, who: Principal, now: float) -> tuple[bool, str]:
         if msg.role != "patient":
             return False, "only the patient's PCA button can request a bolus"
-        d = ctl.request_bolus(BolusSource.PCA_BUTTON, now)
+        d = ctl.request_bolus(BolusSource.PCA_BUTTON, now, reservoir_ml=self.monitor_reservoir)
         self.record("bolus_granted" if d.granted else "bolus_denied", "notice", reason=d.message)
         return d.granted, d.message
 
@@ -248,8 +256,18 @@ class PumpControl:
         if self.turn % 10 == 0:
             self.records.report()
 
+    def expire_orders(self, now: float) -> None:
+        """An unconfirmed order past its time leaves the display (and the hospital is told)."""
+        for order_id in [k for k, v in self.orders.items() if v.expires <= now]:
+            del self.orders[order_id]
+            self.record("order_expired", "notice", order_id=order_id, ttl_s=self.order_ttl)
+            send_message(self.p, "pump_events", kind="order_result", order_id=order_id,
+                         text="expired: not confirmed at the pump in time", at_ms=int(now * 1000))
+
     def status(self, rate: float) -> None:
         ctl = self.ctl
+        now = self.p.now()
+        self.expire_orders(now)
         state = "fault" if self.monitor_latched else (ctl.state.value if ctl else "idle")
         program = ctl.program if ctl else None
         pending = min(self.orders.items(), key=lambda kv: kv[1].expires)[0] if self.orders else ""
@@ -263,7 +281,10 @@ class PumpControl:
                       dose=f"{shown.rate:g} {shown.dose_unit}"[:32] if shown else "",
                       concentration=shown.concentration.describe()[:64] if shown else "",
                       confirm_pending=bool(ctl and (ctl.start_pending or ctl.pending_edit is not None)))
-        key = (state, fields["drug"], round(rate, 6), self.monitor_alarm, self.message, pending,
+        if not self.monitor_alarm and ctl is not None and ctl.paused_too_long(now):
+            # MotorCommand carries no infusion state, so this notice is pump_control's own
+            fields.update(alarm=AlarmKind.PAUSED_TOO_LONG.value, alarm_priority="medium")
+        key = (state, fields["drug"], round(rate, 6), fields["alarm"], self.message, pending,
                fields["confirm_pending"])
         if key != self.last_status or self.turn % 10 == 0:
             self.p.send("pump_status", **fields)

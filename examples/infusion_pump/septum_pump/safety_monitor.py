@@ -167,7 +167,9 @@ class MonitorPartition:
         # the periodic status (no decision at hand) must carry the alarms still active, or the display's
         # alarm would be wiped a few milliseconds after it was drawn
         active = d.alarms if d is not None else (m.alarms.active() if m else ())
-        top = active[0] if active else None
+        # the alarm that governs the motor comes first (a high-priority advisory such as reservoir-low must not
+        # hide a stop alarm from pump_control, which refuses a start on it); then priority, then age
+        top = max(active, key=lambda a: (a.rule.action, a.rule.priority), default=None)
         # what the driver accepted, and only while that grant lasts (the driver stops by itself after it)
         running = self.sent_rate > 0 and self.p.now() < self.sent_until
         fields = dict(

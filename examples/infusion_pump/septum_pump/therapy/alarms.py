@@ -54,6 +54,7 @@ class AlarmKind(StrEnum):
     DOSE_LIMIT = "dose-limit-reached"
     INFUSION_COMPLETE = "infusion-complete"
     RECORDS_LOST = "records-lost"
+    BOLUS_EXCEEDED = "bolus-exceeded"
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,8 @@ ALARM_RULES: dict[AlarmKind, AlarmRule] = {
     AlarmKind.SENSOR_LINK_FAULT: AlarmRule(
         Priority.HIGH, AlarmAction.LATCHED_FAULT, "Sensor link failed or closed"
     ),
-    AlarmKind.RESERVOIR_LOW: AlarmRule(Priority.MEDIUM, AlarmAction.ADVISORY, "Reservoir low"),
+    # high priority: a nurse must come before the bag runs dry (boluses are inhibited below 1 mL, pca.py)
+    AlarmKind.RESERVOIR_LOW: AlarmRule(Priority.HIGH, AlarmAction.ADVISORY, "Reservoir low"),
     AlarmKind.UNDER_INFUSION: AlarmRule(
         Priority.MEDIUM, AlarmAction.ADVISORY, "Under-infusion: motor delivered less than commanded"
     ),
@@ -96,6 +98,8 @@ ALARM_RULES: dict[AlarmKind, AlarmRule] = {
     AlarmKind.INFUSION_COMPLETE: AlarmRule(Priority.LOW, AlarmAction.ADVISORY, "Infusion complete: running at KVO"),
     # event-stream or audit records could not be handed on (the counts are reported once a path works)
     AlarmKind.RECORDS_LOST: AlarmRule(Priority.MEDIUM, AlarmAction.ADVISORY, "Event or audit records were lost"),
+    # the prescription's patient-bolus count is used up (pca.py); basal continues
+    AlarmKind.BOLUS_EXCEEDED: AlarmRule(Priority.LOW, AlarmAction.ADVISORY, "Bolus Exceeded"),
 }
 
 
@@ -215,8 +219,10 @@ class AlarmManager:
                 self._active[kind] = ActiveAlarm(kind, now, True)
 
     def active(self) -> tuple[ActiveAlarm, ...]:
-        """Active alarms, highest priority first."""
-        return tuple(sorted(self._active.values(), key=lambda a: (-a.rule.priority, a.since, a.kind.value)))
+        """Active alarms, the most severe action first, then highest priority (a high-priority advisory such
+        as reservoir-low never hides a stop alarm)."""
+        return tuple(sorted(self._active.values(),
+                            key=lambda a: (-a.rule.action, -a.rule.priority, a.since, a.kind.value)))
 
     def is_active(self, kind: AlarmKind) -> bool:
         return kind in self._active

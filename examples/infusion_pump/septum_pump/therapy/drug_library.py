@@ -63,6 +63,8 @@ class PcaRules:
     limit_1h: Limits
     limit_4h: Limits
     bolus_rate_ml_h: float
+    # patient boluses one prescription may give in all (optional: ``None`` means no per-prescription count)
+    boluses_per_program: Limits | None = None
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,7 @@ def _combine(library: DrugLibrary, drug: Drug, area: CareArea, local: DrugRules)
             limit_1h=pca.limit_1h,
             limit_4h=pca.limit_4h,
             bolus_rate_ml_h=min(pca.bolus_rate_ml_h, area.max_rate_ml_h, library.device_max_rate_ml_h),
+            boluses_per_program=pca.boluses_per_program,
         )
     kvo = local.kvo_rate_ml_h if local.kvo_rate_ml_h is not None else library.kvo_rate_ml_h
     return DrugEntry(
@@ -447,7 +450,7 @@ def _parse_rules(raw: Any, path: str, library: DrugLibrary, *, allow_pca: bool) 
 
 def _parse_pca(raw: Any, path: str) -> PcaRules:
     keys = {"demand_dose", "lockout_min", "max_boluses_per_hour", "limit_1h", "limit_4h", "bolus_rate_ml_h"}
-    fields = _mapping(raw, path, keys)
+    fields = _mapping(raw, path, keys, {"boluses_per_program"})
     rules = PcaRules(
         demand_dose=_limits(fields["demand_dose"], f"{path}.demand_dose"),
         lockout_min=_limits(fields["lockout_min"], f"{path}.lockout_min"),
@@ -455,9 +458,13 @@ def _parse_pca(raw: Any, path: str) -> PcaRules:
         limit_1h=_limits(fields["limit_1h"], f"{path}.limit_1h"),
         limit_4h=_limits(fields["limit_4h"], f"{path}.limit_4h"),
         bolus_rate_ml_h=_number(fields["bolus_rate_ml_h"], f"{path}.bolus_rate_ml_h", positive=True),
+        boluses_per_program=(_limits(fields["boluses_per_program"], f"{path}.boluses_per_program")
+                             if "boluses_per_program" in fields else None),
     )
     # Each PCA setting needs the bound that makes it safe: a ceiling on doses and counts, a floor on the
     # lockout. Without it the setting would only be limited by the clinician's typing.
+    if rules.boluses_per_program is not None and rules.boluses_per_program.hard_max is None:
+        raise DrugLibraryError(f"{path}.boluses_per_program: needs a hard_max")
     for name in ("demand_dose", "max_boluses_per_hour", "limit_1h", "limit_4h"):
         if getattr(rules, name).hard_max is None:
             raise DrugLibraryError(f"{path}.{name}: needs a hard_max")

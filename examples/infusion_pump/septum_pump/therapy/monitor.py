@@ -41,7 +41,7 @@ from .drug_library import DrugLibrary
 from .errors import ClockError, TherapyError, require_finite, require_positive_fields, require_time
 from .excess import ExcessConfig, ExcessDetector
 from .ledger import DeliveryLedger
-from .pca import PcaTracker, kvo_rate_ml_h, window_headroom_ml
+from .pca import BOLUS_MIN_RESERVOIR_ML, PcaTracker, kvo_rate_ml_h, window_headroom_ml
 from .program import Issue, Origin, Principal, Program, Severity, evaluate, is_local_clinician
 from .state_machine import InfusionState, Outcome, RateCommand
 from .units import SECONDS_PER_HOUR
@@ -114,6 +114,7 @@ class SafetyMonitor:
             fraction=self.alarms.config.over_infusion_fraction, floor_ml=cfg.over_infusion_floor_ml,
             jitter_s=cfg.over_infusion_jitter_s if cfg.over_infusion_jitter_s is not None else cfg.period_s))
         self._measured_ml = 0.0  # motor counter minus baseline at the last good reading
+        self._reservoir_ml = 0.0  # at the last good reading (none yet: no bolus)
         self._last_step: float | None = None
         self._last_heartbeat = self._now
         self._last_seq: int | None = None
@@ -201,6 +202,7 @@ class SafetyMonitor:
         self.delivered_ml = 0.0
         self._lease = None
         self.pca.end_bolus()
+        self.pca.new_prescription()
         return ()
 
     def clear_program(self, now: float) -> None:
@@ -305,6 +307,7 @@ class SafetyMonitor:
             return False
 
     def _sensor_conditions(self, now: float, sensors: SensorReading | None, reasons: list[str]) -> set[AlarmKind]:
+        self._reservoir_ml = 0.0  # unknown until this reading proves otherwise: no bolus on a guess
         if not isinstance(sensors, SensorReading):
             reasons.append("sensor reading missing")
             return {AlarmKind.SENSOR_FAULT}
@@ -316,6 +319,7 @@ class SafetyMonitor:
             reasons.extend(problems)
             return {AlarmKind.SENSOR_FAULT}
         found = sensor_conditions(self.alarms.config, sensors) | self._air.conditions(now, sensors)
+        self._reservoir_ml = sensors.reservoir_ml
         if self._motor_baseline is None:
             self._motor_baseline = sensors.motor_volume_ml - self.allowed_total_ml
         measured = sensors.motor_volume_ml - self._motor_baseline
@@ -342,6 +346,7 @@ class SafetyMonitor:
                 now,
                 self.alarms.bolus_hold_off_until,
                 lockout_tolerance_s=self.config.period_s,
+                reservoir_ml=self._reservoir_ml,
             )
             if denial is None:
                 self.pca.start(now, settings)
@@ -349,6 +354,11 @@ class SafetyMonitor:
                 reasons.append(f"bolus refused by monitor: {denial}")
         elif not command.bolus and self.pca.active is not None:
             self.pca.end_bolus()  # the controller ended it; what was delivered stays counted
+        if self.pca.active is not None and not self._reservoir_ml >= BOLUS_MIN_RESERVOIR_ML:
+            self.pca.end_bolus()  # nearly empty: a bolus must not be what runs the bag dry
+            reasons.append("bolus ended: reservoir nearly empty")
+        if settings is not None and self.pca.count_exceeded(settings):
+            self._advisories.add(AlarmKind.BOLUS_EXCEEDED)
 
         bolus = self.pca.active is not None and settings is not None
         if bolus and settings is not None and self.pca.active is not None:

@@ -42,6 +42,13 @@ class BolusDenial(StrEnum):
     LIMIT_1H = "the demand dose would exceed the 1-hour limit"
     LIMIT_4H = "the demand dose would exceed the 4-hour limit"
     HOLD_OFF = "boluses are held after an occlusion was cleared"
+    BOLUS_EXCEEDED = "Bolus Exceeded: this prescription's bolus count is used up"
+    RESERVOIR_LOW = "the reservoir holds less than 1 mL (BOLUS_MIN_RESERVOIR_ML): boluses are inhibited"
+
+
+# Below this volume left in the reservoir no bolus starts and a running one ends (the pump keeps the basal
+# rate until the reservoir-empty alarm stops it): a bolus must not be what empties the bag into air.
+BOLUS_MIN_RESERVOIR_ML = 1.0
 
 
 @dataclass
@@ -61,6 +68,14 @@ class PcaTracker:
     active: ActiveBolus | None = None
     demands: int = 0  # every press, granted or not: clinicians compare demands with deliveries
     denied: int = 0
+    program_boluses: int = 0  # boluses started under the current prescription (reset when one is accepted)
+
+    def new_prescription(self) -> None:
+        self.program_boluses = 0
+
+    def count_exceeded(self, settings: PcaSettings) -> bool:
+        """The prescription's patient-bolus count is used up ("Bolus Exceeded")."""
+        return settings.boluses_per_program is not None and self.program_boluses >= settings.boluses_per_program
 
     def check(
         self,
@@ -70,6 +85,7 @@ class PcaTracker:
         now: float,
         hold_off_until: float | None = None,
         lockout_tolerance_s: float = 0.0,
+        reservoir_ml: float | None = None,
     ) -> BolusDenial | None:
         """Why a demand at ``now`` must be denied, or None if it may start.
 
@@ -80,6 +96,10 @@ class PcaTracker:
             return BolusDenial.IN_PROGRESS
         if hold_off_until is not None and now < hold_off_until:
             return BolusDenial.HOLD_OFF
+        if reservoir_ml is not None and not reservoir_ml >= BOLUS_MIN_RESERVOIR_ML:
+            return BolusDenial.RESERVOIR_LOW
+        if self.count_exceeded(settings):
+            return BolusDenial.BOLUS_EXCEEDED
         if self.bolus_starts and now - self.bolus_starts[-1] < settings.lockout_s - lockout_tolerance_s:
             return BolusDenial.LOCKOUT
         if self.boluses_in_last_hour(now) >= settings.max_boluses_per_hour:
@@ -99,6 +119,7 @@ class PcaTracker:
 
     def start(self, now: float, settings: PcaSettings) -> None:
         self.bolus_starts.append(now)
+        self.program_boluses += 1
         # Older starts can matter neither for the lockout nor for the hourly count.
         self.bolus_starts = [t for t in self.bolus_starts if now - t < ONE_HOUR_S]
         self.active = ActiveBolus(started=now, target_ml=settings.demand_ml)

@@ -66,6 +66,7 @@ class PcaRequest:
     max_boluses_per_hour: int
     limit_1h: float  # amount unit, including basal
     limit_4h: float  # amount unit, including basal
+    boluses_per_program: int | None = None  # patient boluses this prescription may give in all (None: no count)
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,7 @@ class PcaSettings:
     limit_1h_canonical: float
     limit_4h_canonical: float
     bolus_rate_ml_h: float
+    boluses_per_program: int | None = None
 
 
 @dataclass(frozen=True)
@@ -397,6 +399,12 @@ def _evaluate_pca(
     _check(issues, "pca.max_boluses_per_hour", float(count), rules.max_boluses_per_hour, "boluses")
     _check(issues, "pca.limit_1h", limit_1h, rules.limit_1h, unit)
     _check(issues, "pca.limit_4h", limit_4h, rules.limit_4h, unit)
+    per_program = request.pca.boluses_per_program
+    if per_program is not None:
+        if isinstance(per_program, bool) or not isinstance(per_program, int) or per_program < 1:
+            raise TherapyError("the per-prescription bolus count must be a whole number of at least 1")
+        if rules.boluses_per_program is not None:
+            _check(issues, "pca.boluses_per_program", float(per_program), rules.boluses_per_program, "boluses")
     # Combinations that make a limit meaningless are hard errors: the basal alone must fit in each
     # window, one demand dose must fit in the 1 h limit, and 1 h cannot allow more than 4 h.
     if not within(demand, limit_1h):
@@ -420,6 +428,7 @@ def _evaluate_pca(
         limit_1h_canonical=limit_1h * to_canonical,
         limit_4h_canonical=limit_4h * to_canonical,
         bolus_rate_ml_h=rules.bolus_rate_ml_h,
+        boluses_per_program=per_program,
     )
 
 

@@ -56,9 +56,11 @@ class ControllerConfig:
     period_s: float = 1.0
     start_confirm_timeout_s: float = 30.0
     edit_confirm_timeout_s: float = 60.0
+    paused_too_long_s: float = 120.0  # a paused infusion shows the "paused too long" notice after this
 
     def __post_init__(self) -> None:
-        require_positive_fields(self, "period_s", "start_confirm_timeout_s", "edit_confirm_timeout_s")
+        require_positive_fields(self, "period_s", "start_confirm_timeout_s", "edit_confirm_timeout_s",
+                                "paused_too_long_s")
 
 
 @dataclass(frozen=True)
@@ -195,6 +197,7 @@ class Controller:
         self.program = program
         self.delivered_ml = 0.0
         self._lease = None
+        self.pca.new_prescription()
 
     def confirm_edit(self, principal: Principal | None, now: float, origin: Origin = Origin.LOCAL_KEYPAD) -> Outcome:
         now = self._clock(now)
@@ -206,6 +209,7 @@ class Controller:
         self._pending_edit = None
         self.program = new
         self.delivered_ml = 0.0  # the new volume to be infused counts from now
+        self.pca.new_prescription()  # a confirmed change is a new prescription, with its own bolus count
         return Outcome(True, "change confirmed")
 
     def cancel_edit(self, now: float) -> Outcome:
@@ -316,18 +320,21 @@ class Controller:
 
     # ------------------------------------------------------------------------------------------ PCA
 
-    def request_bolus(self, source: BolusSource, now: float, hold_off_until: float | None = None) -> BolusDecision:
-        """A patient demand. Checked here, before the motor moves; the bolus starts at the next tick."""
+    def request_bolus(self, source: BolusSource, now: float, hold_off_until: float | None = None,
+                      reservoir_ml: float | None = None) -> BolusDecision:
+        """A patient demand. Checked here, before the motor moves; the bolus starts at the next tick.
+        ``reservoir_ml`` is the safety monitor's last reading (boluses are inhibited when nearly empty)."""
         now = self._clock(now)
         self.pca.demands += 1
-        denial = self._bolus_denial(source, now, hold_off_until)
+        denial = self._bolus_denial(source, now, hold_off_until, reservoir_ml)
         if denial is not None:
             self.pca.denied += 1
             return BolusDecision(False, denial)
         self._bolus_requested = True
         return BolusDecision(True)
 
-    def _bolus_denial(self, source: object, now: float, hold_off_until: float | None) -> BolusDenial | None:
+    def _bolus_denial(self, source: object, now: float, hold_off_until: float | None,
+                      reservoir_ml: float | None = None) -> BolusDenial | None:
         if source is not BolusSource.PCA_BUTTON:
             return BolusDenial.NOT_PATIENT_BUTTON
         if self.program is None or self.program.pca is None:
@@ -336,7 +343,19 @@ class Controller:
             return BolusDenial.NOT_RUNNING
         if self._bolus_requested:
             return BolusDenial.IN_PROGRESS
-        return self.pca.check(self.program.pca, self.ledger, self.program, now, hold_off_until)
+        return self.pca.check(self.program.pca, self.ledger, self.program, now, hold_off_until,
+                              reservoir_ml=reservoir_ml)
+
+    def paused_too_long(self, now: float) -> bool:
+        """Paused (by a clinician, or after an alarm was cleared) for ``paused_too_long_s`` or more."""
+        return (self.state is InfusionState.PAUSED and self.paused_since is not None
+                and now - self.paused_since >= self.config.paused_too_long_s)
+
+    @property
+    def bolus_exceeded(self) -> bool:
+        """The prescription's patient-bolus count is used up: the pump shows "Bolus Exceeded"."""
+        program = self.program
+        return program is not None and program.pca is not None and self.pca.count_exceeded(program.pca)
 
     # ----------------------------------------------------------------------------------------- tick
 
