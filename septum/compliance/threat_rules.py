@@ -15,7 +15,8 @@ import msgspec
 import yaml
 
 from septum.errors import SeptumError
-from septum.knowledge.shipped import shipped
+
+from .catalogues import shipped
 
 Stride = Literal["S", "T", "R", "I", "D", "E"]
 AppliesTo = Literal["role", "entry", "partition", "channel", "action", "audit_store", "device"]
