@@ -40,11 +40,12 @@ USER_FACING: list[tuple[str, str, type[BaseException]]] = [
     ("septum.services.provisioning", "ProvisioningError", Exception),
     ("septum.services.mtls", "MtlsError", Exception),
     ("septum.services.signed_requests", "RequestRefused", Exception),
+    ("septum.sel4.wire", "Refusal", ValueError),
     ("septum.services.auth_routing", "RoutingError", ValueError),
     ("septum.services.service_io", "ServiceSetupError", RuntimeError),
     ("septum.compliance.threat_rules", "ThreatRuleError", ValueError),
-    ("septum.compliance.osv", "OsvError", ValueError),
-    ("septum.compliance.versions", "VersionError", ValueError),
+    ("septum.knowledge.osv", "OsvError", ValueError),
+    ("septum.knowledge.versions", "VersionError", ValueError),
     ("septum.compliance.sbom", "SbomError", RuntimeError),
 ]
 

@@ -5,20 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from septum.model.refs import ElementRef  # re-exported: findings name model elements
+
 Severity = Literal["error", "warning", "note"]
 SEVERITY_ORDER: dict[str, int] = {"error": 0, "warning": 1, "note": 2}
-
-
-@dataclass(frozen=True)
-class ElementRef:
-    """A model element: ``kind`` is interface, partition, channel, message, role, action, shared,
-    control, component, waiver or device; ``name`` its name in the model."""
-
-    kind: str
-    name: str
-
-    def __str__(self) -> str:
-        return f"{self.kind}:{self.name}"
 
 
 @dataclass(frozen=True)

@@ -114,7 +114,7 @@ def check_cmd(
     m, source = _load(model)
     options: dict[str, object] = {}
     if osv_path is not None:
-        from septum.compliance.osv import OsvError, load_osv
+        from septum.knowledge.osv import OsvError, load_osv
 
         try:
             options["osv"] = load_osv(osv_path)

@@ -26,9 +26,9 @@ class _UserError(Exception):
 
 def _clean_errors(fn: F) -> F:
     """Turn the errors a user can cause into a message on stderr and exit status 2."""
-    from septum.compliance.osv import OsvError
     from septum.compliance.sbom import SbomError
     from septum.compliance.threat_rules import ThreatRuleError
+    from septum.knowledge.osv import OsvError
 
     @wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
@@ -78,9 +78,9 @@ THREATS_OPT = click.option("--threats", "threat_paths", multiple=True, type=clic
 @_clean_errors
 def report_cmd(model: str, out_dir: str, osv_path: str | None, formats: str, threat_paths: tuple[str, ...]) -> None:
     """Write the compliance report (HTML, Markdown, SBOM, MDS2 CSV) for MODEL into a folder."""
-    from septum.compliance.osv import load_osv
     from septum.compliance.report_data import build
     from septum.compliance.sbom import inventory, sbom_json
+    from septum.knowledge.osv import load_osv
 
     wanted = {f.strip().lower() for f in formats.split(",") if f.strip()}
     unknown = wanted - {"html", "md"}
@@ -188,7 +188,7 @@ def mds2_cmd(model: str, output: str) -> None:
 def vulns_cmd(model: str, osv_path: str) -> None:
     """Match MODEL's components against offline OSV records. Exit 1 if any match is not waived."""
     from septum.analysis import check
-    from septum.compliance.osv import load_osv
+    from septum.knowledge.osv import load_osv
 
     m, src = _load(model)
     db = load_osv(osv_path)

@@ -12,9 +12,9 @@ import io
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from septum.knowledge.shipped import shipped
 from septum.model import schema as s
 
-from .catalogues import shipped
 from .registrar import registrar
 
 WEAK = {"", "none", "ssl2", "ssl3", "tls1", "tls1.0", "tls1.1"}

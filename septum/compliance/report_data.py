@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from septum.analysis import Report, check
+from septum.knowledge.controls import ControlRow, control_rows
+from septum.knowledge.osv import OsvDatabase, OsvMatch
 from septum.model import schema as s
 from septum.model.source import SourceMap
 
 from . import mds2
-from .controls import ControlRow, control_rows
-from .osv import OsvDatabase, OsvMatch
 from .sbom import Inventory, SbomEntry, entries
 from .stride import Threat, summary, threat_model
 from .threat_rules import ThreatFile

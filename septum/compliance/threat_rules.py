@@ -15,8 +15,7 @@ import msgspec
 import yaml
 
 from septum.errors import SeptumError
-
-from .catalogues import shipped
+from septum.knowledge.shipped import shipped
 
 Stride = Literal["S", "T", "R", "I", "D", "E"]
 AppliesTo = Literal["role", "entry", "partition", "channel", "action", "audit_store", "device"]

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from septum.analysis.finding import ElementRef
 from septum.model import schema as s
+from septum.model.refs import ElementRef
 
-from .catalogues import shipped
+from .shipped import shipped
 
 CATALOGUES = {"cis-v8": "cis_v8.yaml"}
 

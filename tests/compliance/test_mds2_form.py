@@ -10,8 +10,8 @@ import re
 
 import msgspec
 
-from septum.compliance.catalogues import shipped
 from septum.compliance.mds2 import DERIVE, answers, sections
+from septum.knowledge.shipped import shipped
 from septum.model import schema as s
 
 FORM_IDS: dict[str, str] = {

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from septum.compliance.osv import OsvAffected, OsvError, OsvRange, affects, load_osv
-from septum.compliance.versions import VersionError, generic_key, pep440_key, semver_key
+from septum.knowledge.osv import OsvAffected, OsvError, OsvRange, affects, load_osv
+from septum.knowledge.versions import VersionError, generic_key, pep440_key, semver_key
 from septum.model.schema import Component
 
 FIXTURES = Path(__file__).parent / "osv"

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from septum.compliance import mds2, stride
-from septum.compliance.catalogues import shipped
+from septum.knowledge.shipped import shipped
 
 
 def _mds2_cited() -> set[str]:

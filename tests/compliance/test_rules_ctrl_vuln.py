@@ -5,7 +5,7 @@ from __future__ import annotations
 from msgspec.structs import replace
 
 from septum.analysis import check
-from septum.compliance.osv import load_osv
+from septum.knowledge.osv import load_osv
 from septum.model.schema import Component, Controls, Decision, Interface, Model
 
 from .conftest import OSV_FIXTURES

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from septum.compliance.controls import catalogue, contradictions
+from septum.knowledge.controls import catalogue, contradictions
 
 from ..context import Context
 from ..finding import ElementRef, Finding

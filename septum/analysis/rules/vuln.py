@@ -35,7 +35,7 @@ def vuln001(ctx: Context) -> Iterator[Finding]:
     if db is None:
         return  # no OSV data given: the rule has nothing to say
     # imported only when OSV data was given: the OSV and version-ordering code slowed every `septum check`
-    from septum.compliance.osv import OsvDatabase
+    from septum.knowledge.osv import OsvDatabase
 
     if not isinstance(db, OsvDatabase):
         return  # no OSV data given: the rule has nothing to say
