@@ -80,7 +80,7 @@ def test_slowloris_on_the_real_pump_leaves_orders_and_therapy_working(rig: PumpR
         (status, body), attempts = until_accepted(
             lambda: c.send_fhir(c.order("fhir", order_id=f"ORD-SL{per_port}-{next(ids)}", patient_id="MRN-42",
                                         drug="normal-saline", concentration=1.0, concentration_unit="mL/mL",
-                                        dose_rate=50.0, dose_unit="mL/h", vtbi_ml=100.0, care_area="icu")),
+                                        dose_rate=50.0, dose_unit="mL/h", vtbi_ml=100.0, care_area="adult-med-surg")),
             lambda answer: answer[0] == 201, timeout=30)
         assert status == 201, body
         print(f"slow-loris {2 * per_port}: order accepted {time.monotonic() - asked:.2f} s after the attack, "

@@ -5,7 +5,9 @@ small worker pool) and the event sender in threads of their own; this entry poin
 partition's channels, and starts the liveness probes the model declares for the two listeners
 (``septum.runtime.liveness``): a listener that stops answering, or a listener loop that fails, ends the
 partition with the reason (``p.fatal``), so the supervisor audits the exit and restarts it. Orders go to auth on
-``orders_in``; auth's answers arrive on ``order_replies``; pump events arrive on ``pump_events`` and are
+``orders_in``; auth's answers arrive on ``order_replies`` and pump_control's verdict on each order auth
+forwarded (drug library and care area are checked there; this partition relays it and enforces no limit)
+on ``order_verdicts``; pump events arrive on ``pump_events`` and are
 buffered on disk until the hospital acknowledges them; every security-relevant record goes to the audit
 service on ``audit_network`` and to the supervisor's event stream.
 
@@ -62,7 +64,8 @@ def main(p: Partition) -> None:
         # different rate; Retry-After goes back to the hospital in real seconds
         link = HospitalLink(p.data_dir, config, p.message_type("orders_in"), forward, emit_audit,
                             orders_rate_per_s=rate, clock=p.now, to_real=p.clock.to_real, fatal=p.fatal,
-                            is_probe=probes.is_probe, updates=updates)
+                            is_probe=probes.is_probe, updates=updates,
+                            expect_verdict="order_verdicts" in p.inputs)
         link.start()
     except (SetupError, OSError, ValueError) as exc:
         # without its TLS material the partition must not listen at all; exiting lets the supervisor
@@ -86,6 +89,12 @@ def main(p: Partition) -> None:
         def on_update_reply(msg: Any) -> None:
             if link.updates is not None:
                 link.updates.on_reply(msg.bundle_id, msg.index, msg.accepted, msg.reason)
+
+    if "order_verdicts" in p.inputs:
+        # pump_control's verdict on each order auth forwarded (drug library, care area): relayed, not judged
+        @p.handler("order_verdicts")
+        def on_verdict(msg: Any) -> None:
+            link.on_verdict(msg.order_id, msg.verdict, msg.reason)
 
     @p.handler("pump_events")
     def on_event(msg: Any) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from septum.runtime.partition import Partition
 
+from .order_check import OrderCheck, check_remote_order
 from .records import Records
 from .therapy.alarms import ALARM_RULES, AlarmAction, AlarmKind
 from .therapy.drug_library import DrugLibrary
@@ -47,6 +48,8 @@ class Entry:
     weight_kg: float
     expires: float = 0.0
     order_id: str = ""
+    needs_override: bool = False  # a remote order with soft-limit excesses (checked when it arrived)
+    patient_id: str = ""
 
 
 class PumpControl:
@@ -122,6 +125,8 @@ class PumpControl:
         who = Principal(msg.principal, msg.role, True)
         if ctl is None:
             self.record("command_refused", "warning", action=msg.action, reason="no verified drug library")
+            if msg.action == "accept_remote_order":
+                self.order_verdict(msg, check_remote_order(None, self.care_area, msg))
             return
         handler = getattr(self, f"do_{msg.action}", None)
         if handler is None:
@@ -206,12 +211,37 @@ class PumpControl:
     def do_accept_remote_order(self, ctl: Controller, msg: Any, who: Principal, now: float) -> tuple[bool, str]:
         if msg.role != "hospital_server" or not msg.order_id:
             return False, "remote orders come only from the hospital server"
+        # checked now against this partition's verified library (order_check), so the hospital is told
+        # at once; the verdict is pump_control's, the network partition only relays it
+        check = check_remote_order(self.library, self.care_area, msg)
+        self.order_verdict(msg, check)
+        if check.refused:
+            return False, f"order {msg.order_id} refused: {check.reason}"
         self.orders = {k: v for k, v in self.orders.items() if v.expires > now}
-        self.orders[msg.order_id] = Entry(msg.drug, msg.concentration, msg.dose_rate, msg.vtbi_ml, msg.weight_kg,
-                                          expires=now + self.order_ttl, order_id=msg.order_id)
+        self.orders[msg.order_id] = Entry(msg.drug, check.concentration, msg.dose_rate, msg.vtbi_ml, msg.weight_kg,
+                                          expires=now + self.order_ttl, order_id=msg.order_id,
+                                          needs_override=check.verdict.value == "needs_override",
+                                          patient_id=msg.patient_id)
         send_message(self.p, "pump_events", kind="order_result", order_id=msg.order_id,
-                     text="pre-filled; waiting for clinician confirmation at the pump", at_ms=int(now * 1000))
+                     text=f"pre-filled; waiting for clinician confirmation at the pump; {check.reason}"[:512],
+                     at_ms=int(now * 1000))
+        if check.verdict.value == "needs_override":
+            return True, f"order {msg.order_id[:36]} SOFT LIMIT: override needed at confirmation"
         return True, f"order {msg.order_id} waiting for confirmation"
+
+    def order_verdict(self, msg: Any, check: OrderCheck) -> None:
+        """Tell the network partition (for the hospital) and the audit log what became of a remote order."""
+        send_message(self.p, "order_verdicts", order_id=msg.order_id, verdict=check.verdict.value,
+                     reason=check.reason)
+        if check.refused:
+            self.record("order_refused", "warning", order_id=msg.order_id, principal=msg.principal,
+                        patient_id=msg.patient_id, drug=msg.drug, dose_rate=msg.dose_rate, dose_unit=msg.dose_unit,
+                        care_area=msg.care_area, reason=check.reason)
+            send_message(self.p, "pump_events", kind="order_result", order_id=msg.order_id,
+                         text=f"refused: {check.reason}"[:512], at_ms=int(self.p.now() * 1000))
+        else:
+            self.record("order_prefilled", "notice", order_id=msg.order_id, principal=msg.principal,
+                        patient_id=msg.patient_id, drug=msg.drug, verdict=check.verdict.value, reason=check.reason)
 
     def do_confirm_order(self, ctl: Controller, msg: Any, who: Principal, now: float) -> tuple[bool, str]:
         entry = self.orders.get(msg.order_id)
@@ -271,6 +301,8 @@ class PumpControl:
         state = "fault" if self.monitor_latched else (ctl.state.value if ctl else "idle")
         program = ctl.program if ctl else None
         pending = min(self.orders.items(), key=lambda kv: kv[1].expires)[0] if self.orders else ""
+        if pending and self.orders[pending].needs_override:  # the order display says it at once
+            pending = f"{pending[:36]} (SOFT LIMIT: override needed)"
         fields = dict(state=state, drug=program.drug_id if program else "", rate_ml_h=rate,
                       delivered_ml=min(100000.0, ctl.delivered_ml) if ctl else 0.0,
                       vtbi_ml=program.vtbi_ml if program else 0.0, alarm=self.monitor_alarm,

@@ -58,14 +58,14 @@
 /* channel commands: auth -> pump_control, message Command; this PD sends (maps rw, notifies pump_control) */
 #define SEPTUM_CH_COMMANDS_ID 6u
 #define SEPTUM_CH_COMMANDS_VADDR 0x204ab000ul
-#define SEPTUM_CH_COMMANDS_SIZE 0x8000ul
-#define SEPTUM_CH_COMMANDS_SLOT_SIZE 1992u
+#define SEPTUM_CH_COMMANDS_SIZE 0xa000ul
+#define SEPTUM_CH_COMMANDS_SLOT_SIZE 2520u
 #define SEPTUM_CH_COMMANDS_SLOTS 16u
 #define SEPTUM_CH_COMMANDS_WRITABLE 1
 
 /* channel fault_reset: auth -> safety_monitor, message FaultReset; this PD sends (maps rw, notifies safety_monitor) */
 #define SEPTUM_CH_FAULT_RESET_ID 7u
-#define SEPTUM_CH_FAULT_RESET_VADDR 0x204b4000ul
+#define SEPTUM_CH_FAULT_RESET_VADDR 0x204b6000ul
 #define SEPTUM_CH_FAULT_RESET_SIZE 0x6000ul
 #define SEPTUM_CH_FAULT_RESET_SLOT_SIZE 1296u
 #define SEPTUM_CH_FAULT_RESET_SLOTS 16u
@@ -73,7 +73,7 @@
 
 /* channel soft_limit_approvals: auth -> safety_monitor, message SoftLimitApproval; this PD sends (maps rw, notifies safety_monitor) */
 #define SEPTUM_CH_SOFT_LIMIT_APPROVALS_ID 8u
-#define SEPTUM_CH_SOFT_LIMIT_APPROVALS_VADDR 0x204bb000ul
+#define SEPTUM_CH_SOFT_LIMIT_APPROVALS_VADDR 0x204bd000ul
 #define SEPTUM_CH_SOFT_LIMIT_APPROVALS_SIZE 0x7000ul
 #define SEPTUM_CH_SOFT_LIMIT_APPROVALS_SLOT_SIZE 1720u
 #define SEPTUM_CH_SOFT_LIMIT_APPROVALS_SLOTS 16u
@@ -81,7 +81,7 @@
 
 /* channel authorised_updates: auth -> update, message UpdateChunk; this PD sends (maps rw, notifies update) */
 #define SEPTUM_CH_AUTHORISED_UPDATES_ID 9u
-#define SEPTUM_CH_AUTHORISED_UPDATES_VADDR 0x204c3000ul
+#define SEPTUM_CH_AUTHORISED_UPDATES_VADDR 0x204c5000ul
 #define SEPTUM_CH_AUTHORISED_UPDATES_SIZE 0x459000ul
 #define SEPTUM_CH_AUTHORISED_UPDATES_SLOT_SIZE 71224u
 #define SEPTUM_CH_AUTHORISED_UPDATES_SLOTS 64u
@@ -89,7 +89,7 @@
 
 /* channel update_results: update -> auth, message UpdateResult; this PD receives (maps r, is notified) */
 #define SEPTUM_CH_UPDATE_RESULTS_ID 10u
-#define SEPTUM_CH_UPDATE_RESULTS_VADDR 0x2091d000ul
+#define SEPTUM_CH_UPDATE_RESULTS_VADDR 0x2091f000ul
 #define SEPTUM_CH_UPDATE_RESULTS_SIZE 0x6000ul
 #define SEPTUM_CH_UPDATE_RESULTS_SLOT_SIZE 1312u
 #define SEPTUM_CH_UPDATE_RESULTS_SLOTS 16u
@@ -97,7 +97,7 @@
 
 /* channel audit_auth: auth -> audit, message AuditEvent; this PD sends (maps rw, notifies audit) */
 #define SEPTUM_CH_AUDIT_AUTH_ID 11u
-#define SEPTUM_CH_AUDIT_AUTH_VADDR 0x20924000ul
+#define SEPTUM_CH_AUDIT_AUTH_VADDR 0x20926000ul
 #define SEPTUM_CH_AUDIT_AUTH_SIZE 0x113000ul
 #define SEPTUM_CH_AUDIT_AUTH_SLOT_SIZE 4384u
 #define SEPTUM_CH_AUDIT_AUTH_SLOTS 256u

@@ -47,9 +47,17 @@
 #define SEPTUM_CH_PUMP_EVENTS_SLOTS 16u
 #define SEPTUM_CH_PUMP_EVENTS_WRITABLE 0
 
+/* channel order_verdicts: pump_control -> network, message OrderVerdict; this PD receives (maps r, is notified) */
+#define SEPTUM_CH_ORDER_VERDICTS_ID 5u
+#define SEPTUM_CH_ORDER_VERDICTS_VADDR 0x2049c000ul
+#define SEPTUM_CH_ORDER_VERDICTS_SIZE 0x6000ul
+#define SEPTUM_CH_ORDER_VERDICTS_SLOT_SIZE 1304u
+#define SEPTUM_CH_ORDER_VERDICTS_SLOTS 16u
+#define SEPTUM_CH_ORDER_VERDICTS_WRITABLE 0
+
 /* channel audit_network: network -> audit, message AuditEvent; this PD sends (maps rw, notifies audit) */
-#define SEPTUM_CH_AUDIT_NETWORK_ID 5u
-#define SEPTUM_CH_AUDIT_NETWORK_VADDR 0x2049c000ul
+#define SEPTUM_CH_AUDIT_NETWORK_ID 6u
+#define SEPTUM_CH_AUDIT_NETWORK_VADDR 0x204a3000ul
 #define SEPTUM_CH_AUDIT_NETWORK_SIZE 0x113000ul
 #define SEPTUM_CH_AUDIT_NETWORK_SLOT_SIZE 4384u
 #define SEPTUM_CH_AUDIT_NETWORK_SLOTS 256u
@@ -58,11 +66,11 @@
 /* interface hospital_https (network): device registers, uncached */
 #define SEPTUM_DEV_HOSPITAL_HTTPS_VADDR 0x30000000ul
 #define SEPTUM_DEV_HOSPITAL_HTTPS_SIZE 0x1000ul
-#define SEPTUM_DEV_HOSPITAL_HTTPS_IRQ_ID 6u
+#define SEPTUM_DEV_HOSPITAL_HTTPS_IRQ_ID 7u
 
 /* interface hospital_mllp (network): device registers, uncached */
 #define SEPTUM_DEV_HOSPITAL_MLLP_VADDR 0x30002000ul
 #define SEPTUM_DEV_HOSPITAL_MLLP_SIZE 0x1000ul
-#define SEPTUM_DEV_HOSPITAL_MLLP_IRQ_ID 7u
+#define SEPTUM_DEV_HOSPITAL_MLLP_IRQ_ID 8u
 
 #endif /* SEPTUM_PD_NETWORK_H */

@@ -52,7 +52,12 @@ def answer_hl7(payload: bytes, peer: Peer, desk: OrderDesk) -> tuple[bytes, Outc
     error = None
     if outcome.status != "accepted" and outcome.status != "pending":
         code = hl7_orders.ERR_REJECTED if outcome.stage != "validation" else hl7_orders.ERR_DATA_TYPE
-        error = Hl7Error(outcome.reason, where=outcome.field, hl7_code=code)
+        app = hl7_orders.APP_REFUSED if outcome.stage == "library" else None
+        error = Hl7Error(outcome.reason, where=outcome.field, hl7_code=code, app_code=app)
+    elif outcome.needs_override:
+        # accepted (pre-filled) but not runnable as ordered: AA with a warning ERR naming the soft limit
+        error = Hl7Error(outcome.reason, hl7_code=hl7_orders.ERR_REJECTED, severity="W",
+                         app_code=hl7_orders.APP_SOFT_LIMIT)
     # a rate-limited order was a usable RGV^O15, so it gets its RRG^O16 even though the ack is AR
     return hl7_orders.reply(msg, ack=HL7_ACKS[outcome.status], text=outcome.reason, control_id=next_control_id(),
                             timestamp=hl7_timestamp(), error=error,
@@ -99,6 +104,11 @@ def answer_fhir(req: httpio.Request, peer: Peer, desk: OrderDesk) -> tuple[bytes
         status = 400 if exc.code in ("structure", "too-costly") else 422
         return _outcome_response(status, "error", exc.code, exc.reason, exc.field, close=close), outcome
     outcome = desk.submit(fields, peer)
+    if outcome.status == "rejected" and outcome.stage == "library":
+        # the pump's drug library refused it: a business rule, not a malformed or unauthorised request
+        return _outcome_response(422, "error", "business-rule", outcome.reason, close=close), outcome
+    if outcome.needs_override:
+        return _outcome_response(201, "warning", "business-rule", outcome.reason, close=close), outcome
     if outcome.status == "rejected":
         status = 403 if outcome.stage == "auth" or outcome.code == "security" else 422
         return _outcome_response(status, "error", outcome.code or "invalid", outcome.reason, outcome.field,

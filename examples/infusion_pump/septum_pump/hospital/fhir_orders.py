@@ -172,7 +172,10 @@ def order_fields(body: bytes, headers: dict[str, str]) -> dict[str, Any]:
 
 def operation_outcome(severity: str, code: str, text: str, *, expression: str = "") -> bytes:
     """An OperationOutcome with one issue (severity: fatal/error/warning/information)."""
-    issue: dict[str, Any] = {"severity": severity, "code": code, "diagnostics": text[:512]}
+    # details.text is what a user is shown (the reason, e.g. the limit that refused an order);
+    # diagnostics carries the same for systems that read only it
+    issue: dict[str, Any] = {"severity": severity, "code": code, "details": {"text": text[:512]},
+                             "diagnostics": text[:512]}
     if expression:
         issue["expression"] = [expression[:64]]
     return json.dumps({"resourceType": "OperationOutcome", "issue": [issue]}).encode()

@@ -46,16 +46,22 @@ ERR_DATA_TYPE = ("102", "Data type error")
 ERR_TABLE_VALUE = ("103", "Table value not found")
 ERR_UNSUPPORTED_TYPE = ("200", "Unsupported message type")
 ERR_REJECTED = ("207", "Application internal error")
+# ERR-5 (application error code, a user-defined table) for the pump's drug-library verdict: table 0357
+# has no business-rule condition, so ERR-3 stays 207 and ERR-5 says which rule
+APP_REFUSED = ("DRUG-LIBRARY", "Refused by the pump's drug library", "SEPTUM")
+APP_SOFT_LIMIT = ("SOFT-LIMIT", "Soft limit: override needed at the pump", "SEPTUM")
 
 
 class Hl7Error(OrderRejected):
     """An HL7 message refused; ``hl7_code`` is its table-0357 condition, ``ack`` AE or AR."""
 
     def __init__(self, reason: str, *, where: str = "", hl7_code: tuple[str, str] = ERR_DATA_TYPE,
-                 ack: str = "AE") -> None:
+                 ack: str = "AE", severity: str = "E", app_code: tuple[str, str, str] | None = None) -> None:
         super().__init__(reason, field=where, code="structure" if ack == "AR" else "value")
         self.hl7_code = hl7_code
         self.ack = ack
+        self.severity = severity  # ERR-4 (HL70516): E error, W warning (an AA that needs attention)
+        self.app_code = app_code  # ERR-5
 
 
 def unescape(text: str) -> str:
@@ -274,6 +280,7 @@ def reply(request: Hl7Message | None, *, ack: str, text: str, control_id: str, t
     if error is not None:
         code, name = error.hl7_code
         location = _error_location(error.field)
-        segs.append("|".join(["ERR", "", location, f"{code}^{name}^HL70357", "E", "", "", "",
+        app = "^".join(escape(part) for part in error.app_code) if error.app_code else ""
+        segs.append("|".join(["ERR", "", location, f"{code}^{name}^HL70357", error.severity, app, "", "",
                               escape(error.reason[:250])]))
     return ("\r".join(segs) + "\r").encode("utf-8")

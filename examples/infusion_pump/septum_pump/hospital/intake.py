@@ -4,8 +4,12 @@
    certificate as ``cert``), 2. run our own checks (``validate.check_order``) and verify the hospital's
    signature (auth verifies again: this partition is not trusted), 3. apply ``orders_in``'s declared rate
    (``ratelimit.OrderRate``): an order beyond it is refused now, because auth would drop it unanswered,
-   4. forward it to auth on ``orders_in``, 5. wait (bounded) for auth's ``OrderReply`` and tell the
-   transport the outcome ("pending" therefore means forwarded, never dropped here).
+   4. forward it to auth on ``orders_in``, 5. wait (bounded) for the answer and tell the transport the
+   outcome ("pending" therefore means forwarded, never dropped here). The answer is auth's ``OrderReply``
+   when auth refuses; when auth forwards the order, it is pump_control's ``OrderVerdict`` (the drug
+   library and care area check at arrival, ``septum_pump.order_check``): refused (hard limit, unknown
+   drug, wrong care area...), pre-filled, or pre-filled needing a soft-limit override at the pump. This
+   partition only relays that verdict; it checks no limit itself (it is not trusted).
 
 An accepted order is only *pre-filled* at the pump: a clinician must confirm it there (pump_control and
 ui enforce that and expire unconfirmed orders); the answer to the hospital says so. Every refusal is
@@ -44,23 +48,34 @@ class Outcome:
     order_id: str = ""
     field: str = ""
     code: str = ""  # FHIR issue type for a rejection
-    stage: str = ""  # validation | auth | transport
+    stage: str = ""  # validation | auth | library (pump_control's verdict) | transport
     retry_after_s: int = 0  # rate_limited: whole seconds until the rate admits an order again
+    needs_override: bool = False  # accepted, with soft-limit excesses: a clinician must override at the pump
+
+
+# pump_control's OrderVerdict values
+VERDICT_REFUSED, VERDICT_PREFILLED, VERDICT_NEEDS_OVERRIDE = "refused", "prefilled", "needs_override"
 
 
 class _Waiter:
-    __slots__ = ("accepted", "done", "reason")
+    __slots__ = ("accepted", "authorised", "done", "reason", "verdict")
 
     def __init__(self) -> None:
         self.done = threading.Event()
         self.accepted = False
+        self.authorised = False  # auth forwarded it; the verdict is still to come
         self.reason = ""
+        self.verdict = ""  # pump_control's, once it arrived
 
 
 class OrderDesk:
     def __init__(self, order_type: type[msgspec.Struct], forward: Forward, audit: Audit, *,
-                 reply_timeout_s: float = 2.0, max_in_flight: int = 16, rate: OrderRate | None = None) -> None:
+                 reply_timeout_s: float = 2.0, max_in_flight: int = 16, rate: OrderRate | None = None,
+                 expect_verdict: bool = False) -> None:
         self.order_type = order_type
+        # True when pump_control answers each forwarded order (the model's ``order_verdicts``): auth's
+        # acceptance then only means "forwarded", and the hospital's answer waits for the verdict
+        self.expect_verdict = expect_verdict
         self.forward = forward
         self.audit = audit
         self.rate = rate  # None: no sender-side bound (auth's bound still applies, unanswered)
@@ -129,12 +144,17 @@ class OrderDesk:
             self.audit("order_forwarded", "info", f"{source} order {order_id!r} from {peer.identity!r} to auth")
             if not waiter.done.wait(self.reply_timeout_s):
                 self._count("pending")
+                if waiter.authorised:
+                    return Outcome("pending", "authorised; the pump's drug-library check did not answer within "
+                                   f"{self.reply_timeout_s:g} s", order_id, stage="library")
                 return Outcome("pending", f"forwarded; no authorisation answer within {self.reply_timeout_s:g} s",
                                order_id, stage="auth")
         finally:
             with self._lock:
                 if self._waiting.get(order_id) is waiter:
                     del self._waiting[order_id]
+        if waiter.verdict:
+            return self._verdict(waiter, source, order_id, peer)
         if waiter.accepted:
             self._count("accepted")
             return Outcome("accepted", waiter.reason or "pre-filled at the pump; a clinician must confirm it there",
@@ -151,6 +171,30 @@ class OrderDesk:
         self.rate_refusals(f"{source} order {order_id[:64]!r} from {peer.identity[:128]!r} refused: {reason}")
         return Outcome("rate_limited", reason, order_id, code="throttled", stage="transport", retry_after_s=retry)
 
+    def _verdict(self, waiter: _Waiter, source: str, order_id: str, peer: Peer) -> Outcome:
+        if waiter.verdict == VERDICT_REFUSED:
+            self._count("rejected")
+            self.audit("order_rejected", "warning", f"{source} order {order_id[:64]!r} from {peer.identity[:128]!r} "
+                       f"refused by the pump's drug library: {waiter.reason}")
+            return Outcome("rejected", waiter.reason, order_id, code="business-rule", stage="library")
+        self._count("accepted")
+        soft = waiter.verdict == VERDICT_NEEDS_OVERRIDE
+        return Outcome("accepted", waiter.reason, order_id, code="business-rule" if soft else "", stage="library",
+                       needs_override=soft)
+
+    def on_verdict(self, order_id: str, verdict: str, reason: str) -> None:
+        """pump_control's verdict on a forwarded order (it checked it against its drug library)."""
+        with self._lock:
+            waiter = self._waiting.get(order_id)
+        if waiter is None:
+            self.audit("order_reply_late", "notice",
+                       f"the pump's verdict on order {order_id!r} came after the wait: {verdict} {reason}")
+            return
+        waiter.verdict = verdict if verdict in (VERDICT_REFUSED, VERDICT_PREFILLED, VERDICT_NEEDS_OVERRIDE) \
+            else VERDICT_REFUSED
+        waiter.reason = reason
+        waiter.done.set()
+
     def on_reply(self, order_id: str, accepted: bool, reason: str) -> None:
         with self._lock:
             waiter = self._waiting.get(order_id)
@@ -158,6 +202,11 @@ class OrderDesk:
             # the hospital was already told "pending"; the outcome is still recorded
             self.audit("order_reply_late", "notice",
                        f"auth answered order {order_id!r} after the wait: accepted={accepted} {reason}")
+            return
+        if waiter.verdict:
+            return  # pump_control's verdict came first: it is the answer (it implies auth forwarded it)
+        if accepted and self.expect_verdict:
+            waiter.authorised = True  # forwarded to pump_control: wait on for its verdict
             return
         waiter.accepted = accepted
         waiter.reason = reason

@@ -102,7 +102,8 @@ class HospitalLink:
                  orders_rate_per_s: float | None = None, clock: Callable[[], float] = time.monotonic,
                  to_real: Callable[[float], float] = lambda s: s, fatal: Fatal | None = None,
                  is_probe: Callable[[tuple[str, int]], bool] | None = None,
-                 updates: tuple[type[msgspec.Struct], Callable[[msgspec.Struct], bool]] | None = None) -> None:
+                 updates: tuple[type[msgspec.Struct], Callable[[msgspec.Struct], bool]] | None = None,
+                 expect_verdict: bool = False) -> None:
         self.settings = load_settings(config, data_dir)
         s = self.settings
         self.audit = AuditSink(emit_audit, int(s["audit_per_s"]))
@@ -111,7 +112,7 @@ class HospitalLink:
         except ValueError as exc:
             raise SetupError(str(exc)) from None
         self.desk = OrderDesk(order_type, forward, self.audit, reply_timeout_s=float(s["reply_timeout_s"]),
-                              rate=rate)
+                              rate=rate, expect_verdict=expect_verdict)
         # (chunk type, forward): update chunks from the hospital's update server (update_desk.py); None: 404
         self.updates = None if updates is None else UpdateDesk(
             updates[0], updates[1], self.audit, reply_timeout_s=float(s["reply_timeout_s"]))
@@ -155,6 +156,9 @@ class HospitalLink:
 
     def on_reply(self, order_id: str, accepted: bool, reason: str) -> None:
         self.desk.on_reply(order_id, accepted, reason)
+
+    def on_verdict(self, order_id: str, verdict: str, reason: str) -> None:
+        self.desk.on_verdict(order_id, verdict, reason)
 
     def on_event(self, event: dict[str, Any]) -> None:
         for old in self.buffer.append(event):
