@@ -40,6 +40,7 @@ USER_FACING: list[tuple[str, str, type[BaseException]]] = [
     ("septum.services.provisioning", "ProvisioningError", Exception),
     ("septum.services.mtls", "MtlsError", Exception),
     ("septum.services.signed_requests", "RequestRefused", Exception),
+    ("septum.services.secrets_at_rest", "SecretsError", ValueError),
     ("septum.sel4.wire", "Refusal", ValueError),
     ("septum.services.auth_routing", "RoutingError", ValueError),
     ("septum.services.service_io", "ServiceSetupError", RuntimeError),

@@ -141,6 +141,7 @@ class Supervisor:
         provision: Mapping[str, str | Path] | None = None,
         ports: Mapping[str, int] | None = None,
         hardware: HardwareProvider | None = None,
+        device_key: str | Path | None = None,
     ) -> None:
         self.model = model
         # receives the hardware end of every owned device interface (septum.runtime.devices); None: unplugged
@@ -188,6 +189,9 @@ class Supervisor:
         self.code_root = self.state_dir / "code"  # per partition, installed code versions (root-owned)
         self._activation: _Activation | None = None
         self._update_keys: list[Any] = []  # the manufacturer key(s) code activations are checked with
+        # the device key (a TPM-sealed key, simulated by a root-only file; septum.services.secrets_at_rest):
+        # each partition's sealed files are opened here at its start and handed over in its boot config
+        self.device_key = self._load_device_key(device_key)
 
     # ------------------------------------------------------------------ public API
     def start(self) -> None:
@@ -325,6 +329,30 @@ class Supervisor:
         self._end_fds = {ch.name: (ends[ch.name][0].fileno(), ends[ch.name][1].fileno())
                          for ch in self.model.channels}
 
+    def _load_device_key(self, path: str | Path | None) -> Any:
+        if path is None:
+            return None
+        from septum.services.secrets_at_rest import SecretsError, load_device_key
+
+        where = Path(path).resolve()
+        for inside in [self.state_dir / "data", *self.provision.values()]:
+            if where.is_relative_to(Path(inside).resolve()):
+                raise SetupError(f"device key {where} is inside {inside}: keep it outside the partitions' folders")
+        try:
+            return load_device_key(where)
+        except SecretsError as exc:
+            raise SetupError(str(exc)) from None
+
+    def _unsealed(self, p: _Proc) -> dict[str, bytes]:
+        if self.device_key is None:
+            return {}
+        from septum.services.secrets_at_rest import unseal_folder
+
+        found, problems = unseal_folder(p.data_dir, self.device_key, p.plan.name)
+        for problem in problems:  # the partition then starts without it and says what it lacks
+            self.events.emit("secret_unusable", partition=p.plan.name, severity="error", error=problem)
+        return found
+
     def _load_update_keys(self) -> list[Any]:
         """The manufacturer key from the update service's provisioning folder, read once here: the update
         partition's own copy is in a folder it can write, so it cannot vouch for code it staged."""
@@ -356,7 +384,8 @@ class Supervisor:
 
         return proto.Boot(
             partition=plan.name, entry=plan.entry, import_path=import_path,
-            data_dir=str(p.data_dir), config=_service_config(plan, self.model), clock_origin=self.clock.origin,
+            data_dir=str(p.data_dir), config=_with_secrets(_service_config(plan, self.model), self._unsealed(p)),
+            clock_origin=self.clock.origin,
             clock_scale=self.clock.scale, clock_wall=self.clock.wall_origin,
             heartbeat_ms=plan.heartbeat_ms,
             inputs=[end(c, self._end_fds[c.name][1], c.src) for c in plan.inputs],
@@ -944,6 +973,14 @@ def _service_config(plan: PartitionPlan, model: Model) -> dict[str, Any]:
     if plan.service is None:
         return plan.config
     return {**plan.config, MODEL_CONFIG_KEY: msgspec.to_builtins(model)}
+
+
+def _with_secrets(config: dict[str, Any], unsealed: dict[str, bytes]) -> dict[str, Any]:
+    if not unsealed:
+        return config
+    from septum.services.secrets_at_rest import SECRETS_CONFIG_KEY
+
+    return {**config, SECRETS_CONFIG_KEY: unsealed}
 
 
 def _copy_provisioning(src: Path, dst: Path, uid: int | None) -> None:

@@ -30,7 +30,8 @@ from septum.runtime.events import Event
 from septum.runtime.partition import Partition, Timer
 
 from .audit_log import SEVERITY_RANK, AuditError, AuditWriter, Record, Severity, read_entries_after
-from .keys import KeyFileError, load_private_key
+from .keys import KeyFileError, parse_private_key
+from .secrets_at_rest import SecretsError, secret
 from .service_io import ServiceSetupError, service_model, write_state
 
 LOG_NAME = "audit.log"
@@ -62,8 +63,9 @@ class AuditService:
         # channel -> sending partition, from the model the supervisor runs
         self.senders = {ch.name: ch.src for ch in model.channels if ch.dst == p.name and ch.name in p.inputs}
         try:
-            key = load_private_key(p.data_dir / KEY_NAME)
-        except KeyFileError as exc:
+            # sealed at rest under the device key: the supervisor hands the plaintext (secrets_at_rest.py)
+            key = parse_private_key(secret(p.config, p.data_dir, KEY_NAME), KEY_NAME)
+        except (OSError, SecretsError, KeyFileError) as exc:
             raise ServiceSetupError(f"audit key not provisioned: {exc} (run septum provision)") from None
         cfg = p.config
         self.writer = AuditWriter(

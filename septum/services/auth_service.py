@@ -30,6 +30,7 @@ from .auth_routing import RequestChannel, Routes
 from .authorize import ActionRequest, Authorizer, Decision, Principal
 from .mtls import MachinePins, MtlsError
 from .provisioning import CA_FILE, CREDENTIALS_FILE, PINS_FILE
+from .secrets_at_rest import SECRETS_CONFIG_KEY
 from .service_io import Auditor, build, service_model, wall_now, write_state
 from .signed_requests import NonceGuard, RequestRefused, verify_signed
 
@@ -69,7 +70,10 @@ class AuthService:
                                   max_s=float(cfg.get("lockout.max_s", 3600)))
         self.problems: list[str] = []
         try:
-            self.creds = cr.CredentialStore.load(p.data_dir / CREDENTIALS_FILE, self.model, policy)
+            # sealed at rest under the device key: the supervisor hands the plaintext (secrets_at_rest.py)
+            unsealed = p.config.get(SECRETS_CONFIG_KEY, {}).get(CREDENTIALS_FILE)
+            self.creds = cr.CredentialStore.load(p.data_dir / CREDENTIALS_FILE, self.model, policy,
+                                                 unsealed if isinstance(unsealed, bytes) else None)
         except cr.CredentialError as exc:
             self.problems.append(f"credential store refused: {exc}")
             self.creds = cr.CredentialStore(self.model, None, policy)

@@ -89,9 +89,10 @@ def _human_roles_needing(model: Model) -> dict[str, set[str]]:
     }
 
 
-def read_file(path: Path) -> CredentialFile:
+def read_file(path: Path, data: bytes | None = None) -> CredentialFile:
+    """``data``: the file's bytes when the supervisor unsealed them (secrets_at_rest.py); else read ``path``."""
     try:
-        data = Path(path).read_bytes()
+        data = Path(path).read_bytes() if data is None else data
     except FileNotFoundError:
         raise
     except OSError as exc:
@@ -226,9 +227,10 @@ class CredentialStore:
                         raise CredentialError(f"principal {name!r}: role {p.role!r} does not use factor {f!r}")
 
     @classmethod
-    def load(cls, path: Path, model: Model, policy: LockoutPolicy | None = None) -> CredentialStore:
+    def load(cls, path: Path, model: Model, policy: LockoutPolicy | None = None,
+             data: bytes | None = None) -> CredentialStore:
         try:
-            creds = read_file(path)
+            creds = read_file(path, data)
         except FileNotFoundError:
             creds = None
         return cls(model, creds, policy)

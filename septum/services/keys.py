@@ -54,14 +54,23 @@ def _read(path: Path) -> bytes:
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:
-    data = _read(path)
+    return parse_private_key(_read(path), str(path))
+
+
+def parse_private_key(data: bytes, where: str) -> Ed25519PrivateKey:
+    """An Ed25519 key from PEM bytes (a key file, or a key the supervisor unsealed: secrets_at_rest.py)."""
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise KeyFileError(f"{path}: not an unencrypted PEM private key") from None
+        raise KeyFileError(f"{where}: not an unencrypted PEM private key") from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise KeyFileError(f"{path}: not an Ed25519 private key")
+        raise KeyFileError(f"{where}: not an Ed25519 private key")
     return key
+
+
+def private_pem(key: Ed25519PrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
 
 
 def load_public_key(path: Path) -> Ed25519PublicKey:

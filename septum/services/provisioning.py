@@ -35,8 +35,9 @@ from septum.model import load
 from septum.model.schema import Model
 
 from . import credentials as cr
-from .keys import generate_keypair, load_private_key
+from .keys import generate_keypair, load_private_key, private_pem
 from .mtls import MachinePins, load_certificates
+from .secrets_at_rest import DeviceKey, load_device_key, seal_file, write_sealed
 from .update_bundle import make_bundle
 
 DRUG_LIBRARY = "drug_library"  # the data item the update service publishes as DrugLibrary messages
@@ -116,9 +117,15 @@ def provision_device(
     manufacturer_key: Ed25519PrivateKey | str | Path | None = None,
     argon2: cr.Argon2Params | None = None,
     device_id: str | None = None,
+    device_key: DeviceKey | str | Path | None = None,
 ) -> Provisioned:
     """Provision the device described by ``model`` into ``out_dir`` (created; must not hold a previous
-    provisioning). ``users`` maps further principals to PIN roles. Returns folders and generated PINs."""
+    provisioning). ``users`` maps further principals to PIN roles. Returns folders and generated PINs.
+
+    ``device_key`` (a ``secrets_at_rest.DeviceKey`` or the path of a device key file): the audit key and
+    the credential file are written sealed under it (``audit.key.sealed``, ``credentials.json.sealed``);
+    the audit key never exists in clear on disk. Run the device with ``Supervisor(device_key=...)``."""
+    dkey = load_device_key(device_key) if isinstance(device_key, str | Path) else device_key
     m = _model(model)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -168,6 +175,8 @@ def provision_device(
             except cr.CredentialError as exc:
                 raise ProvisioningError(f"{name}: {exc}") from None
             result.pins[name] = pin
+        if dkey is not None and (adir / CREDENTIALS_FILE).exists():
+            seal_file(adir / CREDENTIALS_FILE, dkey, auth)
         if hospital_ca_pem is not None:
             pem = hospital_ca_pem if isinstance(hospital_ca_pem, bytes) else Path(hospital_ca_pem).read_bytes()
             certs = load_certificates(pem, "hospital CA")
@@ -183,7 +192,13 @@ def provision_device(
     audit = _service(m, "audit")
     if audit is not None:
         adir = folder(audit)
-        generate_keypair(adir / "audit.key", adir / "audit.pub")
+        if dkey is None:
+            generate_keypair(adir / "audit.key", adir / "audit.pub")
+        else:  # generated in memory and written only sealed
+            akey = Ed25519PrivateKey.generate()
+            write_sealed(adir / "audit.key", private_pem(akey), dkey, audit)
+            (adir / "audit.pub").write_bytes(akey.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
         (out / "audit.pub").write_bytes((adir / "audit.pub").read_bytes())
         result.audit_public_key = out / "audit.pub"
 
