@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from septum.analysis import Report, check
+from septum.analysis.causes import Cause, cause_of, group_by_cause
 from septum.knowledge.controls import ControlRow, control_rows
 from septum.knowledge.osv import OsvDatabase, OsvMatch
 from septum.model import schema as s
@@ -34,6 +35,15 @@ class ReportData:
     controls: list[ControlRow]
     generated: str
     notes: list[str] = field(default_factory=list)
+    causes: list[Cause] = field(default_factory=list)  # findings that share a channel (analysis.causes)
+
+    def cause_label(self, index: int) -> str:
+        """'channel console' for the finding at ``index`` when it shares a cause, else ''."""
+        c = cause_of(self.causes).get(index)
+        return f"{c.element.kind} {c.element.name}" if c else ""
+
+    def cause_rules(self, c: Cause) -> str:
+        return ", ".join(self.findings.findings[i].rule for i in c.findings)
 
 
 def build(model: s.Model, source: SourceMap | None = None, *, osv: OsvDatabase | None = None,
@@ -56,5 +66,5 @@ def build(model: s.Model, source: SourceMap | None = None, *, osv: OsvDatabase |
         sbom=inv.entries if inv is not None else entries(
             model, model_dir=Path(source.file).resolve().parent if source else None),
         mds2=mds2.answers(model), mds2_sections=mds2.sections(), controls=control_rows(model),
-        generated=(today or dt.date.today()).isoformat(),
+        generated=(today or dt.date.today()).isoformat(), causes=group_by_cause(findings.findings),
     )

@@ -27,9 +27,10 @@ def render_md(d: ReportData) -> str:
            f"- vulnerabilities: {d.osv_summary}" + ("" if d.vulns is None else f"; {len(d.vulns)} matches"),
            "", "## Analysis findings", ""]
     if d.findings.findings:
-        out += _table(["rule", "severity", "elements", "message"],
+        out += [f"- **{c.headline()}** ({d.cause_rules(c)})" for c in d.causes] + ([""] if d.causes else [])
+        out += _table(["rule", "severity", "elements", "message", "cause"],
                       [[f.rule, f.severity + (" (waived)" if f.waived else ""), ", ".join(map(str, f.elements)),
-                        f.message] for f in d.findings.findings])
+                        f.message, d.cause_label(i)] for i, f in enumerate(d.findings.findings)])
     else:
         out += ["No findings.", ""]
     out += ["## Threat model (STRIDE)", ""]

@@ -12,6 +12,7 @@ from typing import Any
 
 from septum import __version__
 from septum.analysis import Finding, Report, get_rule
+from septum.analysis.causes import cause_of, group_by_cause
 from septum.analysis.diff import Change, ModelDiff
 from septum.analysis.finding import ElementRef, PathStep
 from septum.model import Model
@@ -50,7 +51,7 @@ def _path(report: Report, path: tuple[PathStep, ...]) -> list[dict[str, Any]]:
     return out
 
 
-def finding_dict(report: Report, f: Finding) -> dict[str, Any]:
+def finding_dict(report: Report, f: Finding, cause: str | None = None) -> dict[str, Any]:
     rule = get_rule(f.rule)
     primary = f.elements[0] if f.elements else None
     return {
@@ -65,11 +66,14 @@ def finding_dict(report: Report, f: Finding) -> dict[str, Any]:
         "waived": f.waived,
         "waiver": {"reason": f.waiver_reason, "by": f.waiver_by, "expires": f.waiver_expires} if f.waived else None,
         "extra": dict(f.extra),
+        "cause": cause,
     }
 
 
 def report_dict(report: Report) -> dict[str, Any]:
     device = report.model.device
+    causes = group_by_cause(report.findings)
+    by_finding = cause_of(causes)
     return {
         "format": FORMAT,
         "tool": {"name": "septum", "version": __version__},
@@ -80,7 +84,10 @@ def report_dict(report: Report) -> dict[str, Any]:
         "rules": [r.id for r in report.rules],
         "counts": report.counts(),
         "exit_code": report.exit_code,
-        "findings": [finding_dict(report, f) for f in report.findings],
+        "causes": [{"id": c.id, "element": _element(report, c.element), "findings": list(c.findings)}
+                   for c in causes],
+        "findings": [finding_dict(report, f, by_finding[i].id if i in by_finding else None)
+                     for i, f in enumerate(report.findings)],
     }
 
 

@@ -14,6 +14,10 @@ For code-scanning services (GitHub ranks and gates alerts by these), every rule 
 note 2.0 = low on GitHub's 0-10 scale), ``properties.precision`` (the rule's own, from the registry),
 ``properties.tags`` (``security``, the family, and ``external/cwe/cwe-N`` for each CWE of the rule) and
 ``helpUri``: the rule's section of the rule reference (docs/rules.md, anchor = the lower-case rule id).
+
+Findings that share a cause (``septum.analysis.causes``: a channel two or more witnesses run through) stay
+one result each and carry the same ``properties.cause`` id; ``run.properties.causes`` lists each cause with
+the indexes of its results.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from urllib.parse import quote
 
 from septum import __version__
 from septum.analysis import Finding, Report, Rule, get_rule
+from septum.analysis.causes import cause_of, group_by_cause
 from septum.analysis.finding import ElementRef, PathStep
 from septum.model.errors import Location
 
@@ -161,7 +166,7 @@ def _fingerprint(f: Finding) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-def _result(loc: _Locator, f: Finding, rule_index: dict[str, int]) -> dict[str, Any]:
+def _result(loc: _Locator, f: Finding, rule_index: dict[str, int], cause: str | None = None) -> dict[str, Any]:
     res: dict[str, Any] = {
         "ruleId": f.rule,
         "level": f.severity,
@@ -186,8 +191,10 @@ def _result(loc: _Locator, f: Finding, rule_index: dict[str, int]) -> dict[str, 
             "justification": f.waiver_reason or "",
             "properties": {"by": f.waiver_by, "expires": f.waiver_expires},
         }]
-    if f.extra:
+    if f.extra or cause:
         res["properties"] = dict(f.extra)
+        if cause:  # findings that share a cause (septum.analysis.causes) carry the same id
+            res["properties"]["cause"] = cause
     return res
 
 
@@ -203,6 +210,8 @@ def sarif_log(report: Report, *, base: Path | None = None) -> dict[str, Any]:
                 seen.add(r.id)
     rule_index = {r.id: i for i, r in enumerate(rules)}
     loc = _Locator(report, base)
+    causes = group_by_cause(report.findings)
+    by_finding = cause_of(causes)
     run: dict[str, Any] = {
         "tool": {
             "driver": {
@@ -213,11 +222,13 @@ def sarif_log(report: Report, *, base: Path | None = None) -> dict[str, Any]:
             }
         },
         "columnKind": "unicodeCodePoints",
-        "results": [_result(loc, f, rule_index) for f in report.findings],
+        "results": [_result(loc, f, rule_index, by_finding[i].id if i in by_finding else None)
+                    for i, f in enumerate(report.findings)],
         "properties": {
             "device": report.model.device.name,
             "profile": report.model.device.profile,
             "counts": report.counts(),
+            "causes": [{"id": c.id, "element": str(c.element), "results": list(c.findings)} for c in causes],
         },
     }
     if loc.uri is not None:

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.text import Text
 
 from septum.analysis import Finding, Report, get_rule
+from septum.analysis.causes import Cause, cause_of, group_by_cause
 from septum.model import Model
 from septum.model.source import SourceMap
 
@@ -48,7 +49,7 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def _finding_lines(report: Report, f: Finding, group: str) -> list[Text]:
+def _finding_lines(report: Report, f: Finding, group: str, cause: Cause | None = None) -> list[Text]:
     rule = get_rule(f.rule)
     title = rule.title if rule else ""
     head = Text("  ")
@@ -67,6 +68,9 @@ def _finding_lines(report: Report, f: Finding, group: str) -> list[Text]:
     lines.append(Text("    " + f.message))
     if f.path:
         lines.append(Text("    path: " + path_chain(f.path), style="magenta"))
+    if cause is not None:
+        lines.append(Text(f"    cause: {cause.element.kind} {cause.element.name} "
+                          f"(shared by {len(cause.findings)} findings)", style="bold"))
     if f.waived:
         lines.append(Text(
             f"    waived by {f.waiver_by or '?'} until {f.waiver_expires or '?'}: {f.waiver_reason or ''}",
@@ -97,21 +101,29 @@ def render_text(report: Report, *, color: bool = False, width: int | None = None
     header.append(f"{dev.name} {dev.version} ({dev.profile} profile)")
     console.print(header, soft_wrap=True)
 
-    groups: dict[str, list[Finding]] = {"error": [], "warning": [], "note": [], "waived": []}
-    for f in report.findings:
-        groups["waived" if f.waived else f.severity].append(f)
+    groups: dict[str, list[tuple[int, Finding]]] = {"error": [], "warning": [], "note": [], "waived": []}
+    for n, f in enumerate(report.findings):
+        groups["waived" if f.waived else f.severity].append((n, f))
     if not report.findings:
         console.print(Text("\nNo findings."), soft_wrap=True)
+    causes = group_by_cause(report.findings)
+    by_finding = cause_of(causes)
+    if causes:
+        console.print()
+        console.print(Text(f"Causes ({len(causes)})", style="bold"), soft_wrap=True)
+        for c in causes:
+            rules = ", ".join(report.findings[i].rule for i in c.findings)
+            console.print(Text(f"  {c.headline()} ({rules})"), soft_wrap=True)
     for group, findings in groups.items():
         if not findings:
             continue
         console.print()
         console.print(Text(f"{SECTION_TITLE[group]} ({len(findings)})", style=SEVERITY_STYLE[group]),
                       soft_wrap=True)
-        for i, f in enumerate(findings):
+        for i, (n, f) in enumerate(findings):
             if i:
                 console.print()
-            for line in _finding_lines(report, f, group):
+            for line in _finding_lines(report, f, group, by_finding.get(n)):
                 console.print(line, soft_wrap=True)
     console.print()
     console.print(summary_line(report), soft_wrap=True)

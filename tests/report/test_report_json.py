@@ -15,9 +15,9 @@ MODELS = Path(__file__).parent.parent / "cli" / "models"
 TODAY = dt.date(2026, 1, 1)
 
 # The documented shape (docs/cli.md). Adding a key is allowed within format 1; these must stay.
-TOP_KEYS = {"format", "tool", "model", "rules", "counts", "exit_code", "findings"}
+TOP_KEYS = {"format", "tool", "model", "rules", "counts", "exit_code", "causes", "findings"}
 FINDING_KEYS = {"rule", "title", "severity", "blocking", "message", "location", "elements", "path", "waived",
-                "waiver", "extra"}
+                "waiver", "extra", "cause"}
 ELEMENT_KEYS = {"kind", "name", "qualified_name", "location"}
 STEP_KEYS = {"node", "channel", "channel_location"}
 LOCATION_KEYS = {"file", "line", "column"}
