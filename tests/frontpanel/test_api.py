@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from septum_pump.sim import Fault, Simulator, wire
-from septum_pump.sim.frontpanel import FIELD_KEYS, FUNCTION_KEYS, FrontPanel
+from septum_pump.sim.frontpanel import FIELD_KEYS, FUNCTION_KEYS, NUMERIC_FIELD_KEYS, FrontPanel
 
 
 @dataclass
@@ -74,6 +74,11 @@ def test_page_is_served_and_every_key_it_sends_exists_on_the_keypad(bench: Bench
     assert fields and fields <= FIELD_KEYS, fields - FIELD_KEYS
     # every field the page sends has an input the clinician can type into
     assert all(f'id="f-{f}"' in page for f in fields)
+    # numbers only through the keypad: each number field has a field key, and the digit keys are all there
+    selects = set(re.findall(r'data-select="([^"]+)"', page))
+    assert selects == set(NUMERIC_FIELD_KEYS), selects ^ set(NUMERIC_FIELD_KEYS)
+    assert not fields & set(NUMERIC_FIELD_KEYS), fields & set(NUMERIC_FIELD_KEYS)
+    assert {*"0123456789", "decimal", "clear", "enter"} <= keys
     # the page's fault buttons are exactly the simulator's faults
     listed = re.search(r"const FAULTS = \[([^\]]*)\]", page)
     assert listed is not None

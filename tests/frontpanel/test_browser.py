@@ -11,12 +11,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from septum_pump.rig import CLINICIAN, PumpRig, real_services_available
 from septum_pump.sim.frontpanel import FrontPanel
+from septum_pump.therapy.keypad import DEBOUNCE_S, LABELS
 
 from septum.runtime.sandbox.probe import probe
 
@@ -141,38 +144,67 @@ def test_login_program_two_step_start_and_an_alarm(browser: Browser, services: s
             raise
 
 
+KEY_GAP_S = 1.5 * DEBOUNCE_S  # a finger pressing the same key again: slower than the ui's debounce interval
+
+
+def keypad_number(page: Page, rig: PumpRig, field: str, text: str) -> None:
+    """Type a number as a person at the pump does: the field key, each digit (the display echoes it), Enter."""
+    page.click(f"#sel-{field}")
+    assert display_has(page, f"> {field} "), (page.text("#display"), device_story(rig))
+    typed, last, last_at = "", "", 0.0
+    for ch in text:
+        key = "decimal" if ch == "." else ch
+        if key == last:
+            time.sleep(max(0.0, last_at + KEY_GAP_S - time.monotonic()))
+        page.click(f"#k-{key}")
+        last, last_at = key, time.monotonic()
+        typed += "*" if field == "pin" else ("0." if ch == "." and not typed else ch)
+        assert display_has(page, f"> {field} {typed}_"), (page.text("#display"), device_story(rig))
+    page.click("#k-enter")
+    if field != "pin":
+        assert display_has(page, f"{LABELS[field]} {text}"), (page.text("#display"), device_story(rig))
+    else:
+        assert page.wait_for("!document.getElementById('display').innerText.includes('> pin')", 10), \
+            page.text("#display")
+
+
 def scenario(rig: PumpRig, page: Page, tmp_path: Path) -> None:
     assert display_has(page, "please log in"), (page.text("#display"), device_story(rig))
     assert page.text("#user") == "not logged in"
     assert page.eval("document.getElementById('alarm-light').dataset.priority") == "none", device_story(rig)
+    assert page.eval("document.getElementById('sound').dataset.pattern") == "off"
 
-    # a wrong PIN is refused by auth, and the display says so
+    # a wrong PIN (typed on the digit keys) is refused by auth, and the display says so
+    pin = rig.pins[CLINICIAN]
     page.type("#f-user", CLINICIAN)
-    page.type("#f-pin", "999999x")
+    keypad_number(page, rig, "pin", str((int(pin[0]) + 1) % 10) + pin[1:])
     page.click("#k-login")
     assert display_has(page, "login: denied"), (page.text("#display"), device_story(rig))
     assert page.text("#user") == "not logged in"
 
-    # the provisioned clinician logs in; the PIN field is emptied once sent
-    page.type("#f-pin", rig.pins[CLINICIAN])
+    # the provisioned clinician logs in; the PIN is gone from the form once sent
+    keypad_number(page, rig, "pin", pin)
     page.click("#k-login")
     assert display_has(page, "login: ok"), (page.text("#display"), device_story(rig))
     assert page.wait_for(f"document.getElementById('user').innerText === 'user {CLINICIAN}'", 5)
-    assert page.eval("document.getElementById('f-pin').value") == ""
+    assert "*" not in page.text("#display")
 
-    # programming: the display shows the program, nothing moves yet
+    # programming, field by field on the digit keys: the display shows the program, nothing moves yet
     page.type("#f-drug", "normal-saline")
-    page.type("#f-rate", "100")
-    page.type("#f-vtbi", "500")
+    keypad_number(page, rig, "rate", "100")
+    keypad_number(page, rig, "vtbi", "500")
     page.click("#k-program")
     assert display_has(page, "PROGRAMMED normal-saline"), (page.text("#display"), device_story(rig))
     assert not rig.motor_running()
 
-    # two-step start: Start alone does not run the motor ...
+    # two-step start: Start shows what is about to run (drug, concentration, rate, VTBI) and runs nothing ...
     page.click("#k-start")
     assert display_has(page, "start_infusion: ok"), (page.text("#display"), device_story(rig))
-    assert display_has(page, "PROGRAMMED normal-saline"), page.text("#display")
+    assert display_has(page, "CONFIRM normal-saline 1 mL/mL", "rate 100 mL/h = 100.00 mL/h", "VTBI 500.0 mL"), \
+        ("the confirmation screen does not show what is about to run", page.text("#display"), device_story(rig))
+    assert not re.search(r"(?<![\d.])0\.00 mL/h", page.text("#display")), page.text("#display")  # the motor's 0
     assert not rig.motor_running()
+    shot(page, tmp_path, "confirm")
     # ... Confirm does
     page.click("#k-confirm")
     assert display_has(page, "RUNNING normal-saline 100.00 mL/h"), (page.text("#display"), device_story(rig))
@@ -181,9 +213,13 @@ def scenario(rig: PumpRig, page: Page, tmp_path: Path) -> None:
     assert page.wait_for("parseFloat(document.getElementById('delivered').innerText) > 0.01", 15), \
         page.text("#delivered")
     assert page.eval("document.getElementById('motor-led').classList.contains('on')") is True
+    # the clicks were user gestures: the page's Web Audio context runs (it plays nothing while all is well)
+    assert page.wait_for("window.panelAudio.ctx && window.panelAudio.ctx.state === 'running'", 10), \
+        page.eval("window.panelAudio.ctx ? window.panelAudio.ctx.state : 'no AudioContext'")
+    assert page.eval("window.panelAudio.pulses") == 0
     shot(page, tmp_path, "running")
 
-    # an alarm: the occlusion fault button -> the monitor stops the motor -> alarm light and display
+    # an alarm: the occlusion fault button -> the monitor stops the motor -> alarm light, display and sound
     page.click("#fault-occlusion")
     assert page.wait_for("document.getElementById('alarm-light').dataset.priority === 'high'", 10), \
         ("the display never showed a high alarm (the ui draws the alarm the safety monitor reports on "
@@ -193,13 +229,27 @@ def scenario(rig: PumpRig, page: Page, tmp_path: Path) -> None:
     assert rig.wait_until(lambda: not rig.motor_running(), timeout=5)
     assert page.wait_for("!document.getElementById('motor-led').classList.contains('on')", 5)
     assert "clear occlusion" in page.text("#fault-occlusion")
+    # the speaker: the ui partition asked for the high-priority pattern and the page plays its 10-pulse burst
+    assert page.wait_for("document.getElementById('sound').dataset.pattern === 'high'", 10), \
+        (page.text("#sound"), rig.sim.snapshot()["sound"], device_story(rig))
+    assert rig.sim.sound.pattern == "high" and rig.sim.sound.alarm == "occlusion"
+    assert page.wait_for("window.panelAudio.pulses >= 10 && window.panelAudio.timer !== null", 10), \
+        page.eval("[window.panelAudio.pulses, window.panelAudio.bursts]")
+    assert "HIGH priority alarm tone: occlusion" in page.text("#sound")
     shot(page, tmp_path, "alarm")
 
-    # silence is a keypad action the clinician is authorised for; it mutes the sound, the light stays on
+    # silence is a keypad action the clinician is authorised for: audio paused (with the time left), the
+    # light stays on
     page.click("#k-silence")
     assert display_has(page, "silence_alarm: ok"), (page.text("#display"), device_story(rig))
+    assert page.wait_for("document.getElementById('sound').dataset.paused === 'true'", 10), \
+        (page.text("#sound"), rig.sim.snapshot()["sound"])
+    assert page.wait_for("window.panelAudio.timer === null", 5)  # the page stopped playing
+    assert "AUDIO PAUSED" in page.text("#sound")
+    assert display_has(page, "AUDIO PAUSED"), page.text("#display")
     assert page.eval("document.getElementById('alarm-light').dataset.priority") == "high", \
         (page.text("#alarm-light"), rig.sim.snapshot())
+    shot(page, tmp_path, "paused")
 
     # unkink the line (clear the fault in the world), then the clinician clears the alarm with a reason
     page.click("#fault-occlusion")
@@ -208,4 +258,6 @@ def scenario(rig: PumpRig, page: Page, tmp_path: Path) -> None:
     page.click("#k-clear_fault")
     assert page.wait_for("document.getElementById('alarm-light').dataset.priority === 'none'", 10), \
         (page.text("#alarm-light"), page.text("#display"))
+    assert page.wait_for("document.getElementById('sound').dataset.pattern === 'off' && "
+                         "document.getElementById('sound').dataset.paused === 'false'", 10), page.text("#sound")
     assert page.eval("document.getElementById('panel-note').innerText") == ""
