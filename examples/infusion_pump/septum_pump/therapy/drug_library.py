@@ -38,6 +38,7 @@ import yaml
 
 from .errors import DrugLibraryError, TherapyError
 from .limits import Limits
+from .titration import TitrationRule, default_rule
 from .units import AmountUnit, Concentration, DoseUnit
 
 LIBRARY_FORMAT = 1
@@ -77,6 +78,7 @@ class DrugRules:
     weight_kg: Limits
     kvo_rate_ml_h: float | None
     pca: PcaRules | None
+    titration: TitrationRule | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,7 @@ class DrugEntry:
     max_rate_ml_h: float
     kvo_rate_ml_h: float
     pca: PcaRules | None
+    titration: TitrationRule | None = None  # always set by ``DrugLibrary.entry`` (the default when not given)
 
     def concentration_allowed(self, concentration: Concentration) -> bool:
         return any(c.matches(concentration) for c in self.drug.concentrations)
@@ -155,17 +158,22 @@ def _combine(library: DrugLibrary, drug: Drug, area: CareArea, local: DrugRules)
             boluses_per_program=pca.boluses_per_program,
         )
     kvo = local.kvo_rate_ml_h if local.kvo_rate_ml_h is not None else library.kvo_rate_ml_h
+    rate = general.rate.most_restrictive(local.rate)
+    titration = local.titration or general.titration
+    if titration is None and rate.hard_max is not None:
+        titration = default_rule(rate.hard_max)
     return DrugEntry(
         drug=drug,
         care_area=area,
         library_version=library.version,
-        rate=general.rate.most_restrictive(local.rate),
+        rate=rate,
         dose=general.dose.most_restrictive(local.dose),
         bolus=bolus,
         weight_kg=area.weight_kg.most_restrictive(general.weight_kg).most_restrictive(local.weight_kg),
         max_rate_ml_h=min(area.max_rate_ml_h, library.device_max_rate_ml_h),
         kvo_rate_ml_h=kvo,
         pca=pca,
+        titration=titration,
     )
 
 
@@ -429,7 +437,7 @@ def _entry_unchecked(library: DrugLibrary, drug: Drug, area_id: str) -> DrugEntr
 
 
 def _parse_rules(raw: Any, path: str, library: DrugLibrary, *, allow_pca: bool) -> DrugRules:
-    optional = {"rate", "dose", "bolus", "weight_kg"}
+    optional = {"rate", "dose", "bolus", "weight_kg", "titration"}
     if allow_pca:
         optional |= {"pca", "kvo_rate_ml_h"}
     fields = _mapping(raw, path, set(), optional)
@@ -445,7 +453,14 @@ def _parse_rules(raw: Any, path: str, library: DrugLibrary, *, allow_pca: bool) 
         weight_kg=_limits(fields["weight_kg"], f"{path}.weight_kg") if "weight_kg" in fields else Limits(),
         kvo_rate_ml_h=kvo,
         pca=_parse_pca(fields["pca"], f"{path}.pca") if "pca" in fields else None,
+        titration=_parse_titration(fields["titration"], f"{path}.titration") if "titration" in fields else None,
     )
+
+
+def _parse_titration(raw: Any, path: str) -> TitrationRule:
+    fields = _mapping(raw, path, {"max_increase", "period_min"})
+    return TitrationRule(_number(fields["max_increase"], f"{path}.max_increase"),
+                         60.0 * _number(fields["period_min"], f"{path}.period_min", positive=True))
 
 
 def _parse_pca(raw: Any, path: str) -> PcaRules:

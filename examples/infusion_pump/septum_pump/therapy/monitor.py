@@ -42,8 +42,9 @@ from .errors import ClockError, TherapyError, require_finite, require_positive_f
 from .excess import ExcessConfig, ExcessDetector
 from .ledger import DeliveryLedger
 from .pca import BOLUS_MIN_RESERVOIR_ML, PcaTracker, kvo_rate_ml_h, window_headroom_ml
-from .program import Issue, Origin, Principal, Program, Severity, evaluate, is_local_clinician
+from .program import Issue, Origin, Principal, Program, Severity, evaluate, is_local_clinician, titration_issue
 from .state_machine import InfusionState, Outcome, RateCommand
+from .titration import RateHistory
 from .units import SECONDS_PER_HOUR
 
 _VOLUME_EPS_ML = 1e-9
@@ -106,6 +107,7 @@ class SafetyMonitor:
         self.program: Program | None = None
         self.ledger = DeliveryLedger()
         self.pca = PcaTracker()
+        self.rates = RateHistory()  # accepted rates, for the titration limit
         self.delivered_ml = 0.0  # under the accepted program
         self.allowed_total_ml = 0.0  # everything allowed since the motor counter baseline
         self._motor_baseline: float | None = None
@@ -197,6 +199,10 @@ class SafetyMonitor:
             )
         if blocking or rebuilt is None:
             return tuple(blocking) or (Issue("program", Severity.INVALID, "program cannot be interpreted"),)
+        raised = titration_issue(rebuilt, self.rates, self._now)
+        if raised is not None:
+            return (raised,)
+        self.rates.record(self._now, rebuilt.drug_id, rebuilt.rate)
         self._catch_up(self._now)
         self.program = rebuilt
         self.delivered_ml = 0.0

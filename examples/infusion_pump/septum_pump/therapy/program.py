@@ -21,6 +21,7 @@ from enum import StrEnum
 from .drug_library import DrugEntry, DrugLibrary
 from .errors import TherapyError, require_finite
 from .limits import LimitOutcome, Limits, within
+from .titration import RateHistory, TitrationRule, titration_excess
 from .units import (
     AmountUnit,
     Concentration,
@@ -147,6 +148,7 @@ class Program:
     overrides: tuple[Issue, ...] = ()
     override_reason: str | None = None
     programmed_by: str | None = None
+    titration: TitrationRule | None = None  # the library's cap on raising this drug's rate (titration.py)
 
     @property
     def canonical_per_ml(self) -> float:
@@ -204,6 +206,14 @@ def validate_program(library: DrugLibrary, request: ProgramRequest) -> ProgramDe
         return ProgramDecision(Verdict.REJECTED, None, (*issues, override_problem))
     accepted = _with_overrides(program, tuple(issues), request.override.reason.strip())
     return ProgramDecision(Verdict.ACCEPTED, accepted, tuple(issues))
+
+
+def titration_issue(program: Program, history: RateHistory, now: float) -> Issue | None:
+    """The titration limit (titration.py) for ``program`` against a rate history, as a hard issue."""
+    if program.titration is None:
+        return None
+    why = titration_excess(program.titration, history, program.drug_id, program.rate, now)
+    return None if why is None else Issue("rate", Severity.HARD, why, program.rate, None)
 
 
 def _rejected(issue: Issue) -> ProgramDecision:
@@ -368,6 +378,7 @@ def _evaluate(library: DrugLibrary, request: ProgramRequest, issues: list[Issue]
         max_rate_ml_h=entry.max_rate_ml_h,
         dose_hard_max_ml=dose_hard_max_ml,
         programmed_by=principal,
+        titration=entry.titration,
     )
 
 
@@ -447,5 +458,6 @@ __all__ = [
     "Verdict",
     "evaluate",
     "is_local_clinician",
+    "titration_issue",
     "validate_program",
 ]

@@ -35,8 +35,10 @@ from .program import (
     Severity,
     Verdict,
     is_local_clinician,
+    titration_issue,
     validate_program,
 )
+from .titration import RateHistory
 from .units import SECONDS_PER_HOUR
 
 _VOLUME_EPS_ML = 1e-9
@@ -110,6 +112,7 @@ class Controller:
         self.program: Program | None = None
         self.ledger = DeliveryLedger()
         self.pca = PcaTracker()
+        self.rates = RateHistory()  # programmed rates, for the titration limit
         self.delivered_ml = 0.0  # under the current program (since it was started or last edited)
         self.paused_since: float | None = None
         self._start_pending_until: float | None = None
@@ -177,6 +180,9 @@ class Controller:
         if decision.verdict is not Verdict.ACCEPTED or decision.program is None:
             return decision
         new = decision.program
+        raised = titration_issue(new, self.rates, now)
+        if raised is not None:
+            return ProgramDecision(Verdict.REJECTED, None, (raised,))
         if self.state in (InfusionState.IDLE, InfusionState.PROGRAMMED, InfusionState.COMPLETE):
             self._install(new)
             self.state = InfusionState.PROGRAMMED
@@ -195,6 +201,7 @@ class Controller:
 
     def _install(self, program: Program) -> None:
         self.program = program
+        self.rates.record(self._now, program.drug_id, program.rate)
         self.delivered_ml = 0.0
         self._lease = None
         self.pca.new_prescription()
@@ -208,6 +215,7 @@ class Controller:
         new, _ = self._pending_edit
         self._pending_edit = None
         self.program = new
+        self.rates.record(now, new.drug_id, new.rate)
         self.delivered_ml = 0.0  # the new volume to be infused counts from now
         self.pca.new_prescription()  # a confirmed change is a new prescription, with its own bolus count
         return Outcome(True, "change confirmed")
@@ -290,6 +298,7 @@ class Controller:
             return Outcome(False, "stop the infusion before starting a new patient")
         self.ledger = DeliveryLedger()
         self.pca = PcaTracker()
+        self.rates = RateHistory()
         return Outcome(True, "dose history cleared for a new patient")
 
     # --------------------------------------------------------------------------------------- alarms
