@@ -90,7 +90,7 @@ OUTCOME = {"below the hard minimum": 3, "above the hard maximum": 4, "below the 
 DETAILS = [("above the pump limit", 10), ("the demand dose exceeds the 1-hour limit", 11),
            ("the 1-hour limit exceeds the 4-hour limit", 12), ("the basal rate alone would exceed", 13),
            ("soft-limit excess without a recorded clinician confirmation", 14), ("went backwards", 15),
-           ("must be a finite number", 15)]
+           ("must be a finite number", 15), ("above the titration limit", 16)]
 
 
 class Unmapped(AssertionError):

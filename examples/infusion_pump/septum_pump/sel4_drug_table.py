@@ -57,8 +57,10 @@ def _pca(p: PcaRules) -> str:
 def _rules(r: DrugRules, indent: str) -> str:
     kvo = f"1, {_num(r.kvo_rate_ml_h)}" if r.kvo_rate_ml_h is not None else "0, 0"
     pca = f"1, {_pca(r.pca)}" if r.pca is not None else f"0, {_NO_PCA}"
+    tit = getattr(r, "titration", None)
+    titration = f"1, {_num(tit.max_increase)}, {_num(tit.period_s)}" if tit is not None else "0, 0, 0"
     return (f"{{\n{indent}  {_limits(r.rate)},\n{indent}  {_limits(r.dose)},\n{indent}  {_limits(r.bolus)},\n"
-            f"{indent}  {_limits(r.weight_kg)},\n{indent}  {kvo},\n{indent}  {pca}}}")
+            f"{indent}  {_limits(r.weight_kg)},\n{indent}  {kvo},\n{indent}  {pca},\n{indent}  {titration}}}")
 
 
 def _c_string(s: str) -> str:

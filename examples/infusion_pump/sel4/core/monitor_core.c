@@ -198,6 +198,7 @@ static void safety_init(sm_monitor *m, double now) { /* SafetyMonitor.__init__ *
     m->has_program = 0;
     sm_ledger_init(&m->ledger);
     sm_pca_init(&m->pca);
+    m->rates.n = 0;
     m->delivered_ml = m->allowed_total_ml = 0.0;
     m->has_baseline = 0;
     m->motor_baseline = m->measured_ml = 0.0;
@@ -700,6 +701,18 @@ static void on_program(sm_monitor *m, const sm_program_msg *msg, double now, sm_
     uint32_t confirmed = prog.has_override_reason ? prog.override_fields : 0;
     if (soft_fields & ~confirmed) {
         o->program_result = SM_PR_MONITOR_REFUSED;
+        return;
+    }
+    /* the titration limit, from the monitor's own history of accepted rates */
+    int raised = sm_titration_check(m->lib, &m->rates, &prog, m->now);
+    if (!raised && sm_rate_history_record(m->lib, &m->rates, m->now, prog.drug, prog.rate) < 0)
+        raised = SM_D_HISTORY_FULL;
+    if (raised) {
+        o->program_result = SM_PR_MONITOR_REFUSED;
+        o->issues[0].field = SM_F_RATE;
+        o->issues[0].severity = SM_SEV_HARD;
+        o->issues[0].detail = raised;
+        o->n_issues = 1;
         return;
     }
     catch_up(m, m->now);

@@ -188,6 +188,7 @@ typedef struct {
     sm_program program;
     sm_ledger ledger;
     sm_pca pca;
+    sm_rate_history rates; /* accepted rates, for the titration limit */
     double delivered_ml, allowed_total_ml;
     int32_t has_baseline;
     double motor_baseline, measured_ml;

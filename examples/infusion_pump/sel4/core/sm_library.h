@@ -46,6 +46,8 @@ typedef struct {
     double kvo_rate_ml_h;
     uint8_t has_pca;
     sm_pca_rules pca;
+    uint8_t has_titration; /* titration: {max_increase, period_min} (titration.py) */
+    double titration_max_increase, titration_period_s;
 } sm_drug_rules;
 
 typedef struct {

@@ -132,6 +132,18 @@ int sm_entry_for(const sm_library *lib, int drug, int area, sm_entry *e) { /* Dr
     sm_limits w = sm_most_restrictive(&a->weight_kg, &general->weight_kg);
     e->weight_kg = sm_most_restrictive(&w, &local->weight_kg);
     e->max_rate_ml_h = sm_pymin(a->max_rate_ml_h, lib->device_max_rate_ml_h);
+    /* the drug's rule in this care area, else the drug-wide one, else half the hard maximum per hour */
+    const sm_drug_rules *tr = local->has_titration ? local : (general->has_titration ? general : 0);
+    e->has_titration = 0;
+    if (tr) {
+        e->has_titration = 1;
+        e->titration_max_increase = tr->titration_max_increase;
+        e->titration_period_s = tr->titration_period_s;
+    } else if (e->rate.has[SM_HARD_MAX]) {
+        e->has_titration = 1;
+        e->titration_max_increase = 0.5 * e->rate.v[SM_HARD_MAX];
+        e->titration_period_s = 3600.0;
+    }
     return 0;
 }
 
@@ -291,6 +303,9 @@ static int evaluate_body(const sm_library *lib, int drug, int area, double conce
     p->weight_kg = has_weight ? weight : 0.0;
     p->kvo_rate_ml_h = sm_pymin(e.kvo_rate_ml_h, e.max_rate_ml_h);
     p->max_rate_ml_h = e.max_rate_ml_h;
+    p->has_titration = e.has_titration;
+    p->titration_max_increase = e.titration_max_increase;
+    p->titration_period_s = e.titration_period_s;
     p->override_fields = 0;
     p->has_override_reason = 0;
     return SM_E_NONE;
@@ -462,6 +477,69 @@ double sm_window_headroom_ml(const sm_program *prog, const sm_ledger *l, double 
 }
 
 double sm_kvo_rate_ml_h(const sm_program *prog) { return sm_pymin(prog->kvo_rate_ml_h, prog->rate_ml_h); }
+
+/* ------------------------------------------------------------------------------------------ titration.py */
+static int str_cmp(const char *a, const char *b) {
+    while (*a && *a == *b) { a++; b++; }
+    return (unsigned char)*a - (unsigned char)*b;
+}
+
+/* the order Python's sorted() gives the (time, drug id, rate) tuples */
+static int entry_less(const sm_library *lib, double t1, int d1, double r1, double t2, int d2, double r2) {
+    if (t1 != t2) return t1 < t2;
+    int c = str_cmp(lib->drugs[d1].id, lib->drugs[d2].id);
+    if (c) return c < 0;
+    return r1 < r2;
+}
+
+int sm_rate_history_record(const sm_library *lib, sm_rate_history *h, double now, int drug, double rate) {
+    /* keep what a window of a day could still need: every entry since the cutoff and the last one per drug
+     * before it */
+    double cutoff = now - 24 * 3600.0;
+    int k = 0;
+    for (int i = 0; i < h->n; i++) {
+        int keep = !(h->t[i] < cutoff); /* (the new entry, at now, is never old) */
+        if (!keep) { /* old: kept only if it is the last old entry of its drug (in list order) */
+            keep = 1;
+            for (int j = i + 1; j < h->n; j++)
+                if (h->drug[j] == h->drug[i] && h->t[j] < cutoff) { keep = 0; break; }
+        }
+        if (keep) { h->t[k] = h->t[i]; h->rate[k] = h->rate[i]; h->drug[k] = h->drug[i]; k++; }
+    }
+    h->n = k;
+    if (h->n >= SM_RATE_HISTORY_CAP) return -1;
+    /* sorted insert */
+    int pos = h->n;
+    while (pos > 0 && entry_less(lib, now, drug, rate, h->t[pos - 1], h->drug[pos - 1], h->rate[pos - 1])) {
+        h->t[pos] = h->t[pos - 1]; h->rate[pos] = h->rate[pos - 1]; h->drug[pos] = h->drug[pos - 1];
+        pos--;
+    }
+    h->t[pos] = now; h->rate[pos] = rate; h->drug[pos] = drug;
+    h->n++;
+    return 0;
+}
+
+int sm_titration_check(const sm_library *lib, const sm_rate_history *h, const sm_program *p, double now) {
+    (void)lib;
+    if (!p->has_titration) return 0;
+    /* RateHistory.lowest: the rate in effect at the window's start and every one set during it */
+    double start = now - p->titration_period_s;
+    int has_low = 0;
+    double low = 0.0;
+    int before = -1;
+    for (int i = 0; i < h->n; i++)
+        if (h->drug[i] == p->drug && h->t[i] <= start) before = i;
+    if (before >= 0) { low = h->rate[before]; has_low = 1; }
+    for (int i = 0; i < h->n; i++)
+        if (h->drug[i] == p->drug && start < h->t[i] && h->t[i] <= now) {
+            if (!has_low || h->rate[i] < low) low = h->rate[i];
+            has_low = 1;
+        }
+    if (!has_low) return 0; /* a first program: its limits are the library's */
+    double cap = low + p->titration_max_increase;
+    if (p->rate <= cap * (1 + 1e-9) + 1e-12) return 0;
+    return SM_D_TITRATION;
+}
 
 /* ------------------------------------------------------------------------------------------ alarms.py */
 const int8_t sm_alarm_action[SM_N_ALARMS] = {

@@ -37,6 +37,8 @@ typedef struct {
     double max_rate_ml_h, kvo_rate_ml_h;
     int32_t has_pca;
     sm_pca_rules pca;
+    int32_t has_titration;
+    double titration_max_increase, titration_period_s;
 } sm_entry;
 int sm_find_drug(const sm_library *lib, const char *id);
 int sm_find_area(const sm_library *lib, const char *id);
@@ -74,7 +76,7 @@ enum sm_field {
 enum sm_severity { SM_SEV_INVALID = 1, SM_SEV_UNAUTHORISED, SM_SEV_HARD, SM_SEV_SOFT };
 /* detail of an issue: an sm_outcome for a limit check, else one of these (or an sm_error for REQUEST) */
 enum { SM_D_PUMP_MAX = 10, SM_D_DEMAND_OVER_1H, SM_D_1H_OVER_4H, SM_D_BASAL_OVER_WINDOW, SM_D_UNCONFIRMED,
-       SM_D_CLOCK };
+       SM_D_CLOCK, SM_D_TITRATION, SM_D_HISTORY_FULL };
 #define SM_MAX_ISSUES 16
 typedef struct {
     int32_t field, severity, detail, pad;
@@ -107,6 +109,8 @@ typedef struct {
     double kvo_rate_ml_h, max_rate_ml_h;
     int32_t has_dose_hard_max;
     double dose_hard_max_ml;
+    int32_t has_titration;          /* the library's cap on raising this drug's rate */
+    double titration_max_increase, titration_period_s;
     uint32_t override_fields;       /* bit (1 << sm_field) of each soft excess a clinician confirmed */
     int32_t has_override_reason;
 } sm_program;
@@ -172,6 +176,18 @@ void sm_pca_add_delivered(sm_pca *p, double volume_ml);
 double sm_pca_remaining_ml(const sm_pca *p);
 double sm_window_headroom_ml(const sm_program *prog, const sm_ledger *l, double now);
 double sm_kvo_rate_ml_h(const sm_program *prog);
+
+/* ---------------------------------------------------------------------------- titration.py */
+#define SM_RATE_HISTORY_CAP 256 /* full: a raise is refused (SM_D_HISTORY_FULL), lowering never needs it */
+typedef struct {
+    int32_t n;
+    double t[SM_RATE_HISTORY_CAP], rate[SM_RATE_HISTORY_CAP];
+    int32_t drug[SM_RATE_HISTORY_CAP];
+} sm_rate_history;
+/* 0: the raise is allowed; SM_D_TITRATION / SM_D_HISTORY_FULL otherwise (titration_issue) */
+int sm_titration_check(const sm_library *lib, const sm_rate_history *h, const sm_program *p, double now);
+/* RateHistory.record; -1 if the history is full (nothing recorded) */
+int sm_rate_history_record(const sm_library *lib, sm_rate_history *h, double now, int drug, double rate);
 
 /* ---------------------------------------------------------------------------- alarms.py */
 enum sm_alarm {
