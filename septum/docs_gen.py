@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from septum.analysis.examples import EXAMPLE_TODAY, base_text, examples
 from septum.analysis.registry import FAMILIES, all_rules
 
 RULES_MD = Path(__file__).resolve().parents[1] / "docs" / "rules.md"
@@ -41,6 +42,16 @@ def render_rules() -> str:
         "|---|---|---|---|",
     ]
     out += [f"| [{r.id}](#{r.id.lower()}) | {r.severity} | {_cwe_list(r.cwe)} | {r.title} |" for r in rules]
+    out += ["", "## The example device", "",
+            "Every rule below shows a failing and a passing example, each a change to this small, clean device",
+            "(it raises no finding). A change is a YAML merge patch: mappings merge key by key, `null` deletes a",
+            "key, anything else replaces; `channels` entries are matched by `name` (merged, or appended when",
+            "new; `removed: true` deletes one). The test suite applies each example and checks that the failing",
+            "one raises the rule (and exactly the other rules it names) and that the passing one raises nothing",
+            f"unwaived (judged on {EXAMPLE_TODAY.isoformat()}).", "",
+            "<details><summary>example device</summary>", "", "```yaml", base_text().rstrip(), "```", "",
+            "</details>"]
+    ex = examples()
     for fam, desc in FAMILIES.items():
         fam_rules = [r for r in rules if r.family == fam]
         if not fam_rules:
@@ -50,6 +61,14 @@ def render_rules() -> str:
             out += ["", f"### {r.id}", "", f"**{r.title}** — severity `{r.severity}`, precision "
                     f"`{r.precision or 'unset'}`, {_cwe_list(r.cwe, link=True)}", "",
                     f"*Why it matters.* {r.rationale}", "", f"*How to fix.* {r.fix}"]
+            e = ex.get(r.id)
+            if e is not None:
+                also = f" It also raises {', '.join(e.also)} (the same flaw seen by those rules)." if e.also else ""
+                vuln = " Checked against this OSV record: " + ", ".join(str(o.get("id")) for o in e.osv) + "." \
+                    if e.osv else ""
+                out += ["", f"*Fails* — raises {r.id}.{also}{vuln}", "", "```yaml", e.bad.rstrip(), "```", "",
+                        "*Passes* — raises nothing" + (" unwaived:" if e.note else ":"), "", "```yaml",
+                        e.good.rstrip(), "```"] + (["", e.note] if e.note else [])
     return "\n".join(out) + "\n"
 
 

@@ -124,7 +124,8 @@ def _expect(cond: bool, where: str, what: str) -> None:
         raise OsvError(f"{where}: {what}")
 
 
-def _parse_record(data: Any, where: str) -> OsvRecord:
+def parse_record(data: Any, where: str) -> OsvRecord:
+    """One OSV record (a parsed JSON object) checked and converted; OsvError names ``where`` on a bad one."""
     _expect(isinstance(data, dict), where, "an OSV record must be a JSON object")
     rid = data.get("id")
     _expect(isinstance(rid, str) and bool(rid), where, "record has no string 'id'")
@@ -342,7 +343,7 @@ def load_osv(path: str | Path) -> OsvDatabase:
             raise OsvError(f"{where}: not valid JSON: {e}") from e
         docs: Iterable[Any] = data if isinstance(data, list) else [data]
         for i, d in enumerate(docs):
-            db.add(_parse_record(d, where if not isinstance(data, list) else f"{where}[{i}]"))
+            db.add(parse_record(d, where if not isinstance(data, list) else f"{where}[{i}]"))
     if db.files == 0:
         raise OsvError(f"{p}: no OSV .json records found")
     return db
