@@ -25,9 +25,11 @@ from .therapy.program import Principal, Verdict
 from .therapy.state_machine import Controller, ControllerConfig, InfusionState
 from .therapy_io import (
     DEFAULT_CARE_AREA,
+    PCA_FIELDS,
     LibraryRefused,
     control_period,
     load_manufacturer_key,
+    pca_fields,
     program_request,
     send_message,
     verify_library,
@@ -48,6 +50,7 @@ class Entry:
     weight_kg: float
     expires: float = 0.0
     order_id: str = ""
+    pca: tuple[float, ...] = ()  # the per-patient PCA prescription as entered (therapy_io.PCA_FIELDS)
     needs_override: bool = False  # a remote order with soft-limit excesses (checked when it arrived)
     patient_id: str = ""
 
@@ -144,7 +147,7 @@ class PumpControl:
             req = program_request(self.library, drug=entry.drug, care_area=self.care_area,
                                   concentration=entry.concentration, dose_rate=entry.dose_rate,
                                   vtbi_ml=entry.vtbi_ml, weight_kg=entry.weight_kg, principal=who,
-                                  override_reason=reason)
+                                  override_reason=reason, pca=entry.pca)
         except TherapyError as exc:
             return False, f"rejected: {exc}"
         decision = ctl.program_infusion(req, now)
@@ -166,11 +169,12 @@ class PumpControl:
         self.program_id += 1
         send_message(self.p, "program", program_id=self.program_id, drug=entry.drug, care_area=self.care_area,
                      concentration=entry.concentration, dose_rate=entry.dose_rate, vtbi_ml=entry.vtbi_ml,
-                     weight_kg=entry.weight_kg, soft_limit_confirmed=soft)
+                     weight_kg=entry.weight_kg, soft_limit_confirmed=soft,
+                     **dict(zip(PCA_FIELDS, _message_pca(entry.pca), strict=True)))
 
     def do_program_infusion(self, ctl: Controller, msg: Any, who: Principal, now: float) -> tuple[bool, str]:
-        return self._program(ctl, Entry(msg.drug, msg.concentration, msg.dose_rate, msg.vtbi_ml, msg.weight_kg),
-                             who, now)
+        return self._program(ctl, Entry(msg.drug, msg.concentration, msg.dose_rate, msg.vtbi_ml, msg.weight_kg,
+                                        pca=pca_fields(msg)), who, now)
 
     def do_override_soft_limit(self, ctl: Controller, msg: Any, who: Principal, now: float) -> tuple[bool, str]:
         if self.soft_pending is None:
@@ -325,6 +329,13 @@ class PumpControl:
                 send_message(self.p, "pump_events", kind="status", text=f"{state} {fields['drug']}"[:512],
                              value=min(100000.0, rate), unit="mL/h", at_ms=int(self.p.now() * 1000))
             self.last_status = key
+
+
+def _message_pca(pca: tuple[float, ...]) -> tuple[float | int, ...]:
+    """The PCA fields for a message (the counts are whole numbers there)."""
+    values = pca or (0.0,) * len(PCA_FIELDS)
+    return tuple(int(v) if name in ("pca_max_per_hour", "pca_bolus_count") else v
+                 for name, v in zip(PCA_FIELDS, values, strict=True))
 
 
 def main(p: Partition) -> None:

@@ -273,9 +273,11 @@ class PumpRig:
         return ok
 
     def program(self, drug: str, rate: float, vtbi: float, concentration: float = 1.0,
-                weight: float = 0.0) -> tuple[bool, str]:
+                weight: float = 0.0, pca: dict[str, float] | None = None) -> tuple[bool, str]:
+        """``pca``: the per-patient PCA fields by key (demand, lockout, per_hour, limit_1h, limit_4h, bolus_count)."""
         keys = [("drug", drug), ("concentration", repr(concentration)), ("rate", repr(rate)),
-                ("vtbi", repr(vtbi)), ("weight", repr(weight)), ("program", "")]
+                ("vtbi", repr(vtbi)), ("weight", repr(weight)),
+                *((k, repr(v)) for k, v in (pca or {}).items()), ("program", "")]
         return self._act("program_infusion", keys)
 
     def override(self, reason: str) -> tuple[bool, str]:

@@ -44,6 +44,7 @@ from .therapy_io import (
     control_period,
     load_manufacturer_key,
     monitor_period,
+    pca_fields,
     program_request,
     verify_library,
 )
@@ -239,7 +240,7 @@ class MonitorPartition:
                                   dose_rate=msg.dose_rate, vtbi_ml=msg.vtbi_ml, weight_kg=msg.weight_kg,
                                   principal=Principal(approval.principal, "clinician", True) if approval
                                   else CONTROLLER_PROGRAM,
-                                  override_reason=approval.reason if approval else "")
+                                  override_reason=approval.reason if approval else "", pca=pca_fields(msg))
         except TherapyError as exc:
             self.record("program_refused", "warning", program_id=msg.program_id, reason=str(exc))
             return
@@ -393,7 +394,7 @@ _STOP_CONDITIONS = frozenset(k for k, r in ALARM_RULES.items() if r.action is Al
 
 
 def _prescription(msg: Any) -> Prescription:
-    return Prescription(msg.drug, msg.concentration, msg.dose_rate, msg.vtbi_ml, msg.weight_kg)
+    return Prescription(msg.drug, msg.concentration, msg.dose_rate, msg.vtbi_ml, msg.weight_kg, pca_fields(msg))
 
 
 def main(p: Partition) -> None:

@@ -99,7 +99,42 @@ def standard_pca(library: DrugLibrary, drug_id: str, care_area: str) -> PcaReque
         max_boluses_per_hour=int(_standard(rules.max_boluses_per_hour, prefer_high=True)),
         limit_1h=_standard(rules.limit_1h, prefer_high=True),
         limit_4h=_standard(rules.limit_4h, prefer_high=True),
+        boluses_per_program=_standard_count(rules.boluses_per_program),
     )
+
+
+def _standard_count(limits: Limits | None) -> int | None:
+    return None if limits is None else int(_standard(limits, prefer_high=True))
+
+
+PCA_FIELDS = ("pca_demand_dose", "pca_lockout_min", "pca_max_per_hour", "pca_limit_1h", "pca_limit_4h",
+              "pca_bolus_count")
+
+
+def pca_fields(msg: Any) -> tuple[float, ...]:
+    """The per-patient PCA prescription carried by a message (zeros: none; a message without the fields, e.g. a
+    remote order, has none)."""
+    return tuple(float(getattr(msg, name, 0) or 0) for name in PCA_FIELDS)
+
+
+def prescribed_pca(library: DrugLibrary, drug_id: str, care_area: str, fields: tuple[float, ...]) -> PcaRequest | None:
+    """The PCA settings of a program: the clinician's prescription when one was entered, else the library's
+    standard protocol. A partial prescription is refused (a forgotten field must not silently become a
+    default); the per-prescription bolus count may be left out (the library's standard applies)."""
+    if not any(fields):
+        return standard_pca(library, drug_id, care_area)
+    entry = library.entry(drug_id, care_area)
+    if entry.pca is None:
+        raise TherapyError(f"{entry.drug.label} is not set up for PCA in care area {care_area!r}")
+    demand, lockout, per_hour, limit_1h, limit_4h, count = fields
+    missing = [name for name, v in zip(PCA_FIELDS[:5], fields[:5], strict=True) if not v > 0]
+    if missing:
+        raise TherapyError("the PCA prescription is incomplete: " + ", ".join(missing) + " must be above zero")
+    if per_hour != int(per_hour) or count != int(count):
+        raise TherapyError("boluses per hour and the bolus count must be whole numbers")
+    return PcaRequest(demand_dose=demand, lockout_min=lockout, max_boluses_per_hour=int(per_hour),
+                      limit_1h=limit_1h, limit_4h=limit_4h,
+                      boluses_per_program=int(count) if count else _standard_count(entry.pca.boluses_per_program))
 
 
 def program_request(
@@ -113,6 +148,7 @@ def program_request(
     weight_kg: float,
     principal: Principal | None,
     override_reason: str = "",
+    pca: tuple[float, ...] = (),
 ) -> ProgramRequest:
     """A ProgramRequest from message fields. ``concentration`` is amount per mL in the drug's amount unit
     (1 for morphine 1 mg/mL, 100 for heparin 100 units/mL); ``weight_kg`` 0 means not given."""
@@ -133,7 +169,7 @@ def program_request(
         rate=dose_rate,
         vtbi_ml=vtbi_ml,
         weight_kg=weight_kg if weight_kg > 0 else None,
-        pca=standard_pca(library, drug, care_area),
+        pca=prescribed_pca(library, drug, care_area, pca) if pca else standard_pca(library, drug, care_area),
         principal=principal,
         override=override,
     )

@@ -32,7 +32,11 @@ from .therapy.audible import AUDIO_PAUSE_S, AlarmAudio, AudioState
 from .therapy.keypad import DEBOUNCE_S, ENTRY_KEYS, Debouncer, KeypadEntry
 from .therapy_io import send_message
 
-NUMERIC = {"concentration": "concentration", "rate": "dose_rate", "vtbi": "vtbi_ml", "weight": "weight_kg"}
+NUMERIC = {"concentration": "concentration", "rate": "dose_rate", "vtbi": "vtbi_ml", "weight": "weight_kg",
+           # the per-patient PCA prescription (all left empty: the drug library's standard protocol)
+           "demand": "pca_demand_dose", "lockout": "pca_lockout_min", "per_hour": "pca_max_per_hour",
+           "limit_1h": "pca_limit_1h", "limit_4h": "pca_limit_4h", "bolus_count": "pca_bolus_count"}
+WHOLE = ("pca_max_per_hour", "pca_bolus_count")  # counts: whole numbers in the messages
 ACTIONS = {
     "login": "login", "logout": "logout", "program": "program_infusion", "start": "start_infusion",
     "confirm": "start_infusion", "pause": "pause_infusion", "stop": "stop_infusion",
@@ -145,6 +149,12 @@ class FrontPanel:
                 self.note = f"{k} is not a number"
                 self.show()
                 return None
+        for name in WHOLE:
+            if nums[name] != int(nums[name]):
+                self.note = f"{name} must be a whole number"
+                self.show()
+                return None
+            nums[name] = int(nums[name])
         return {"drug": self.entry.values.get("drug", "")[:64], **nums}
 
     def on_button(self, data: bytes) -> None:

@@ -42,14 +42,14 @@
 /* channel ui_requests: ui -> auth, message UiRequest; this PD receives (maps r, is notified) */
 #define SEPTUM_CH_UI_REQUESTS_ID 4u
 #define SEPTUM_CH_UI_REQUESTS_VADDR 0x20491000ul
-#define SEPTUM_CH_UI_REQUESTS_SIZE 0x12000ul
-#define SEPTUM_CH_UI_REQUESTS_SLOT_SIZE 2256u
+#define SEPTUM_CH_UI_REQUESTS_SIZE 0x13000ul
+#define SEPTUM_CH_UI_REQUESTS_SLOT_SIZE 2304u
 #define SEPTUM_CH_UI_REQUESTS_SLOTS 32u
 #define SEPTUM_CH_UI_REQUESTS_WRITABLE 0
 
 /* channel auth_replies: auth -> ui, message AuthReply; this PD sends (maps rw, notifies ui) */
 #define SEPTUM_CH_AUTH_REPLIES_ID 5u
-#define SEPTUM_CH_AUTH_REPLIES_VADDR 0x204a4000ul
+#define SEPTUM_CH_AUTH_REPLIES_VADDR 0x204a5000ul
 #define SEPTUM_CH_AUTH_REPLIES_SIZE 0x6000ul
 #define SEPTUM_CH_AUTH_REPLIES_SLOT_SIZE 1440u
 #define SEPTUM_CH_AUTH_REPLIES_SLOTS 16u
@@ -57,15 +57,15 @@
 
 /* channel commands: auth -> pump_control, message Command; this PD sends (maps rw, notifies pump_control) */
 #define SEPTUM_CH_COMMANDS_ID 6u
-#define SEPTUM_CH_COMMANDS_VADDR 0x204ab000ul
-#define SEPTUM_CH_COMMANDS_SIZE 0xa000ul
-#define SEPTUM_CH_COMMANDS_SLOT_SIZE 2520u
+#define SEPTUM_CH_COMMANDS_VADDR 0x204ac000ul
+#define SEPTUM_CH_COMMANDS_SIZE 0xb000ul
+#define SEPTUM_CH_COMMANDS_SLOT_SIZE 2568u
 #define SEPTUM_CH_COMMANDS_SLOTS 16u
 #define SEPTUM_CH_COMMANDS_WRITABLE 1
 
 /* channel fault_reset: auth -> safety_monitor, message FaultReset; this PD sends (maps rw, notifies safety_monitor) */
 #define SEPTUM_CH_FAULT_RESET_ID 7u
-#define SEPTUM_CH_FAULT_RESET_VADDR 0x204b6000ul
+#define SEPTUM_CH_FAULT_RESET_VADDR 0x204b8000ul
 #define SEPTUM_CH_FAULT_RESET_SIZE 0x6000ul
 #define SEPTUM_CH_FAULT_RESET_SLOT_SIZE 1296u
 #define SEPTUM_CH_FAULT_RESET_SLOTS 16u
@@ -73,15 +73,15 @@
 
 /* channel soft_limit_approvals: auth -> safety_monitor, message SoftLimitApproval; this PD sends (maps rw, notifies safety_monitor) */
 #define SEPTUM_CH_SOFT_LIMIT_APPROVALS_ID 8u
-#define SEPTUM_CH_SOFT_LIMIT_APPROVALS_VADDR 0x204bd000ul
+#define SEPTUM_CH_SOFT_LIMIT_APPROVALS_VADDR 0x204bf000ul
 #define SEPTUM_CH_SOFT_LIMIT_APPROVALS_SIZE 0x7000ul
-#define SEPTUM_CH_SOFT_LIMIT_APPROVALS_SLOT_SIZE 1720u
+#define SEPTUM_CH_SOFT_LIMIT_APPROVALS_SLOT_SIZE 1768u
 #define SEPTUM_CH_SOFT_LIMIT_APPROVALS_SLOTS 16u
 #define SEPTUM_CH_SOFT_LIMIT_APPROVALS_WRITABLE 1
 
 /* channel authorised_updates: auth -> update, message UpdateChunk; this PD sends (maps rw, notifies update) */
 #define SEPTUM_CH_AUTHORISED_UPDATES_ID 9u
-#define SEPTUM_CH_AUTHORISED_UPDATES_VADDR 0x204c5000ul
+#define SEPTUM_CH_AUTHORISED_UPDATES_VADDR 0x204c7000ul
 #define SEPTUM_CH_AUTHORISED_UPDATES_SIZE 0x459000ul
 #define SEPTUM_CH_AUTHORISED_UPDATES_SLOT_SIZE 71224u
 #define SEPTUM_CH_AUTHORISED_UPDATES_SLOTS 64u
@@ -89,7 +89,7 @@
 
 /* channel update_results: update -> auth, message UpdateResult; this PD receives (maps r, is notified) */
 #define SEPTUM_CH_UPDATE_RESULTS_ID 10u
-#define SEPTUM_CH_UPDATE_RESULTS_VADDR 0x2091f000ul
+#define SEPTUM_CH_UPDATE_RESULTS_VADDR 0x20921000ul
 #define SEPTUM_CH_UPDATE_RESULTS_SIZE 0x6000ul
 #define SEPTUM_CH_UPDATE_RESULTS_SLOT_SIZE 1312u
 #define SEPTUM_CH_UPDATE_RESULTS_SLOTS 16u
@@ -97,7 +97,7 @@
 
 /* channel audit_auth: auth -> audit, message AuditEvent; this PD sends (maps rw, notifies audit) */
 #define SEPTUM_CH_AUDIT_AUTH_ID 11u
-#define SEPTUM_CH_AUDIT_AUTH_VADDR 0x20926000ul
+#define SEPTUM_CH_AUDIT_AUTH_VADDR 0x20928000ul
 #define SEPTUM_CH_AUDIT_AUTH_SIZE 0x113000ul
 #define SEPTUM_CH_AUDIT_AUTH_SLOT_SIZE 4384u
 #define SEPTUM_CH_AUDIT_AUTH_SLOTS 256u

@@ -10,14 +10,14 @@
 /* channel commands: auth -> pump_control, message Command; this PD receives (maps r, is notified) */
 #define SEPTUM_CH_COMMANDS_ID 0u
 #define SEPTUM_CH_COMMANDS_VADDR 0x20000000ul
-#define SEPTUM_CH_COMMANDS_SIZE 0xa000ul
-#define SEPTUM_CH_COMMANDS_SLOT_SIZE 2520u
+#define SEPTUM_CH_COMMANDS_SIZE 0xb000ul
+#define SEPTUM_CH_COMMANDS_SLOT_SIZE 2568u
 #define SEPTUM_CH_COMMANDS_SLOTS 16u
 #define SEPTUM_CH_COMMANDS_WRITABLE 0
 
 /* channel motor_cmd: pump_control -> safety_monitor, message MotorCommand; this PD sends (maps rw, notifies safety_monitor) */
 #define SEPTUM_CH_MOTOR_CMD_ID 1u
-#define SEPTUM_CH_MOTOR_CMD_VADDR 0x2000b000ul
+#define SEPTUM_CH_MOTOR_CMD_VADDR 0x2000c000ul
 #define SEPTUM_CH_MOTOR_CMD_SIZE 0x1000ul
 #define SEPTUM_CH_MOTOR_CMD_SLOT_SIZE 32u
 #define SEPTUM_CH_MOTOR_CMD_SLOTS 16u
@@ -25,15 +25,15 @@
 
 /* channel program: pump_control -> safety_monitor, message TherapyProgram; this PD sends (maps rw, notifies safety_monitor) */
 #define SEPTUM_CH_PROGRAM_ID 2u
-#define SEPTUM_CH_PROGRAM_VADDR 0x2000d000ul
+#define SEPTUM_CH_PROGRAM_VADDR 0x2000e000ul
 #define SEPTUM_CH_PROGRAM_SIZE 0x2000ul
-#define SEPTUM_CH_PROGRAM_SLOT_SIZE 448u
+#define SEPTUM_CH_PROGRAM_SLOT_SIZE 496u
 #define SEPTUM_CH_PROGRAM_SLOTS 16u
 #define SEPTUM_CH_PROGRAM_WRITABLE 1
 
 /* channel pc_heartbeat: pump_control -> safety_monitor, message Heartbeat; this PD sends (maps rw, notifies safety_monitor) */
 #define SEPTUM_CH_PC_HEARTBEAT_ID 3u
-#define SEPTUM_CH_PC_HEARTBEAT_VADDR 0x20010000ul
+#define SEPTUM_CH_PC_HEARTBEAT_VADDR 0x20011000ul
 #define SEPTUM_CH_PC_HEARTBEAT_SIZE 0x1000ul
 #define SEPTUM_CH_PC_HEARTBEAT_SLOT_SIZE 16u
 #define SEPTUM_CH_PC_HEARTBEAT_SLOTS 16u
@@ -41,7 +41,7 @@
 
 /* channel monitor_status: safety_monitor -> pump_control, message MonitorStatus; this PD receives (maps r, is notified) */
 #define SEPTUM_CH_MONITOR_STATUS_ID 4u
-#define SEPTUM_CH_MONITOR_STATUS_VADDR 0x20012000ul
+#define SEPTUM_CH_MONITOR_STATUS_VADDR 0x20013000ul
 #define SEPTUM_CH_MONITOR_STATUS_SIZE 0x2000ul
 #define SEPTUM_CH_MONITOR_STATUS_SLOT_SIZE 304u
 #define SEPTUM_CH_MONITOR_STATUS_SLOTS 16u
@@ -49,7 +49,7 @@
 
 /* channel pump_status: pump_control -> ui, message PumpStatus; this PD sends (maps rw, notifies ui) */
 #define SEPTUM_CH_PUMP_STATUS_ID 5u
-#define SEPTUM_CH_PUMP_STATUS_VADDR 0x20015000ul
+#define SEPTUM_CH_PUMP_STATUS_VADDR 0x20016000ul
 #define SEPTUM_CH_PUMP_STATUS_SIZE 0x7000ul
 #define SEPTUM_CH_PUMP_STATUS_SLOT_SIZE 1744u
 #define SEPTUM_CH_PUMP_STATUS_SLOTS 16u
@@ -57,7 +57,7 @@
 
 /* channel pump_events: pump_control -> network, message PumpEvent; this PD sends (maps rw, notifies network) */
 #define SEPTUM_CH_PUMP_EVENTS_ID 6u
-#define SEPTUM_CH_PUMP_EVENTS_VADDR 0x2001d000ul
+#define SEPTUM_CH_PUMP_EVENTS_VADDR 0x2001e000ul
 #define SEPTUM_CH_PUMP_EVENTS_SIZE 0xa000ul
 #define SEPTUM_CH_PUMP_EVENTS_SLOT_SIZE 2408u
 #define SEPTUM_CH_PUMP_EVENTS_SLOTS 16u
@@ -65,7 +65,7 @@
 
 /* channel order_verdicts: pump_control -> network, message OrderVerdict; this PD sends (maps rw, notifies network) */
 #define SEPTUM_CH_ORDER_VERDICTS_ID 7u
-#define SEPTUM_CH_ORDER_VERDICTS_VADDR 0x20028000ul
+#define SEPTUM_CH_ORDER_VERDICTS_VADDR 0x20029000ul
 #define SEPTUM_CH_ORDER_VERDICTS_SIZE 0x6000ul
 #define SEPTUM_CH_ORDER_VERDICTS_SLOT_SIZE 1304u
 #define SEPTUM_CH_ORDER_VERDICTS_SLOTS 16u
@@ -73,7 +73,7 @@
 
 /* channel drug_library_pc: update -> pump_control, message DrugLibrary; this PD receives (maps r, is notified) */
 #define SEPTUM_CH_DRUG_LIBRARY_PC_ID 8u
-#define SEPTUM_CH_DRUG_LIBRARY_PC_VADDR 0x2002f000ul
+#define SEPTUM_CH_DRUG_LIBRARY_PC_VADDR 0x20030000ul
 #define SEPTUM_CH_DRUG_LIBRARY_PC_SIZE 0x201000ul
 #define SEPTUM_CH_DRUG_LIBRARY_PC_SLOT_SIZE 131224u
 #define SEPTUM_CH_DRUG_LIBRARY_PC_SLOTS 16u
@@ -81,7 +81,7 @@
 
 /* channel audit_pump_control: pump_control -> audit, message AuditEvent; this PD sends (maps rw, notifies audit) */
 #define SEPTUM_CH_AUDIT_PUMP_CONTROL_ID 9u
-#define SEPTUM_CH_AUDIT_PUMP_CONTROL_VADDR 0x20231000ul
+#define SEPTUM_CH_AUDIT_PUMP_CONTROL_VADDR 0x20232000ul
 #define SEPTUM_CH_AUDIT_PUMP_CONTROL_SIZE 0x113000ul
 #define SEPTUM_CH_AUDIT_PUMP_CONTROL_SLOT_SIZE 4384u
 #define SEPTUM_CH_AUDIT_PUMP_CONTROL_SLOTS 256u

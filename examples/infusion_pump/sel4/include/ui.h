@@ -10,14 +10,14 @@
 /* channel ui_requests: ui -> auth, message UiRequest; this PD sends (maps rw, notifies auth) */
 #define SEPTUM_CH_UI_REQUESTS_ID 0u
 #define SEPTUM_CH_UI_REQUESTS_VADDR 0x20000000ul
-#define SEPTUM_CH_UI_REQUESTS_SIZE 0x12000ul
-#define SEPTUM_CH_UI_REQUESTS_SLOT_SIZE 2256u
+#define SEPTUM_CH_UI_REQUESTS_SIZE 0x13000ul
+#define SEPTUM_CH_UI_REQUESTS_SLOT_SIZE 2304u
 #define SEPTUM_CH_UI_REQUESTS_SLOTS 32u
 #define SEPTUM_CH_UI_REQUESTS_WRITABLE 1
 
 /* channel auth_replies: auth -> ui, message AuthReply; this PD receives (maps r, is notified) */
 #define SEPTUM_CH_AUTH_REPLIES_ID 1u
-#define SEPTUM_CH_AUTH_REPLIES_VADDR 0x20013000ul
+#define SEPTUM_CH_AUTH_REPLIES_VADDR 0x20014000ul
 #define SEPTUM_CH_AUTH_REPLIES_SIZE 0x6000ul
 #define SEPTUM_CH_AUTH_REPLIES_SLOT_SIZE 1440u
 #define SEPTUM_CH_AUTH_REPLIES_SLOTS 16u
@@ -25,7 +25,7 @@
 
 /* channel pump_status: pump_control -> ui, message PumpStatus; this PD receives (maps r, is notified) */
 #define SEPTUM_CH_PUMP_STATUS_ID 2u
-#define SEPTUM_CH_PUMP_STATUS_VADDR 0x2001a000ul
+#define SEPTUM_CH_PUMP_STATUS_VADDR 0x2001b000ul
 #define SEPTUM_CH_PUMP_STATUS_SIZE 0x7000ul
 #define SEPTUM_CH_PUMP_STATUS_SLOT_SIZE 1744u
 #define SEPTUM_CH_PUMP_STATUS_SLOTS 16u
@@ -33,7 +33,7 @@
 
 /* channel monitor_alarms: safety_monitor -> ui, message MonitorStatus; this PD receives (maps r, is notified) */
 #define SEPTUM_CH_MONITOR_ALARMS_ID 3u
-#define SEPTUM_CH_MONITOR_ALARMS_VADDR 0x20022000ul
+#define SEPTUM_CH_MONITOR_ALARMS_VADDR 0x20023000ul
 #define SEPTUM_CH_MONITOR_ALARMS_SIZE 0x2000ul
 #define SEPTUM_CH_MONITOR_ALARMS_SLOT_SIZE 304u
 #define SEPTUM_CH_MONITOR_ALARMS_SLOTS 16u
@@ -41,7 +41,7 @@
 
 /* channel audit_ui: ui -> audit, message AuditEvent; this PD sends (maps rw, notifies audit) */
 #define SEPTUM_CH_AUDIT_UI_ID 4u
-#define SEPTUM_CH_AUDIT_UI_VADDR 0x20025000ul
+#define SEPTUM_CH_AUDIT_UI_VADDR 0x20026000ul
 #define SEPTUM_CH_AUDIT_UI_SIZE 0x113000ul
 #define SEPTUM_CH_AUDIT_UI_SLOT_SIZE 4384u
 #define SEPTUM_CH_AUDIT_UI_SLOTS 256u

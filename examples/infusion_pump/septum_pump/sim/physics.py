@@ -39,6 +39,7 @@ class PumpPhysics:
     lease_end: float = 0.0  # device time at which the driver stops by itself
     last: float = 0.0  # device time of the last advance
     faults: set[Fault] = field(default_factory=set)
+    gain: float = 1.0  # what the mechanism pushes per mL commanded (1.08: a driver 8 % fast; set by tests)
 
     def actual_rate(self, now: float) -> float:
         """What the motor really pushes at ``now`` (0 once the lease ran out or the bag is dry)."""
@@ -46,7 +47,7 @@ class PumpPhysics:
             return 0.0
         if Fault.MOTOR_RUNAWAY in self.faults:
             return self.rate_ml_h * RUNAWAY_FACTOR + RUNAWAY_EXTRA_ML_H
-        return self.rate_ml_h
+        return self.rate_ml_h * self.gain
 
     def advance(self, now: float) -> None:
         """Integrate delivery from ``last`` to ``now`` (exactly up to the lease end if it expired between)."""

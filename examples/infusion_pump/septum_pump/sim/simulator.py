@@ -122,6 +122,14 @@ class Simulator:
         self._wake()
         return at
 
+    def set_motor_gain(self, gain: float) -> None:
+        """A driver that pushes ``gain`` times what it is told (a small sustained over- or under-infusion)."""
+        if not (math.isfinite(gain) and gain >= 0):
+            raise ValueError("the motor gain must be a finite number >= 0")
+        with self._lock:
+            self.physics.advance(self.clock.now())
+            self.physics.gain = gain
+
     def clear(self, fault: Fault | str, refill_ml: float = 250.0) -> None:
         with self._lock:
             self.physics.advance(self.clock.now())

@@ -29,17 +29,20 @@ class Prescription:
     dose_rate: float
     vtbi_ml: float
     weight_kg: float
+    pca: tuple[float, ...] = (0.0,) * 6  # the per-patient PCA fields as entered (therapy_io.PCA_FIELDS)
 
     def matches(self, other: Prescription) -> bool:
-        if self.drug != other.drug:
+        if self.drug != other.drug or len(self.pca) != len(other.pca):
             return False
         pairs = ((self.concentration, other.concentration), (self.dose_rate, other.dose_rate),
-                 (self.vtbi_ml, other.vtbi_ml), (self.weight_kg, other.weight_kg))
+                 (self.vtbi_ml, other.vtbi_ml), (self.weight_kg, other.weight_kg),
+                 *zip(self.pca, other.pca, strict=True))
         return all(math.isclose(a, b, rel_tol=_REL_TOL, abs_tol=0.0) for a, b in pairs)
 
     def describe(self) -> str:
         return (f"{self.drug} {self.concentration:g}/mL rate {self.dose_rate:g} vtbi {self.vtbi_ml:g} mL"
-                + (f" weight {self.weight_kg:g} kg" if self.weight_kg > 0 else ""))
+                + (f" weight {self.weight_kg:g} kg" if self.weight_kg > 0 else "")
+                + (" pca " + "/".join(f"{v:g}" for v in self.pca) if any(self.pca) else ""))
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,7 @@ class ApprovalBook:
             raise ApprovalRefused(f"the reason must be printable and at most {MAX_REASON_LEN} characters")
         rx = prescription
         if not rx.drug or not all(math.isfinite(v) and v >= 0 for v in (rx.concentration, rx.dose_rate,
-                                                                        rx.vtbi_ml, rx.weight_kg)):
+                                                                        rx.vtbi_ml, rx.weight_kg, *rx.pca)):
             raise ApprovalRefused("the approval names no valid prescription")
         self.expire(now)
         self._held = [a for a in self._held if not a.prescription.matches(rx)]  # the newest decision counts
