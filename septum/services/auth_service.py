@@ -32,6 +32,7 @@ from .mtls import MachinePins, MtlsError
 from .provisioning import CA_FILE, CREDENTIALS_FILE, PINS_FILE
 from .secrets_at_rest import SECRETS_CONFIG_KEY
 from .service_io import Auditor, build, service_model, wall_now, write_state
+from .service_port import ServicePort, load_saved, service_interfaces
 from .signed_requests import NonceGuard, RequestRefused, verify_signed
 
 LOCKOUT_FILE = "lockout.json"
@@ -303,6 +304,9 @@ def main(p: Partition) -> None:
             p.on(rc.name, lambda msg, rc=rc: svc.on_request(rc, msg))
     # the sweep also closes install windows, so it runs often enough to close them near their time
     p.every(max(1.0, min(svc.session_timeout, svc.grant_s) / 10), svc.sweep)
+    svc.problems += load_saved(svc, p.data_dir)  # config values a biomed set at the service console
+    for name in service_interfaces(svc):  # only where the model enables it (never in production)
+        p.on_device(name, ServicePort(svc, name).on_packet)
     for problem in svc.problems:
         svc.audit("auth.provisioning", "error", problem=problem)
     missing = svc.creds.unprovisioned_roles()
