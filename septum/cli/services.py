@@ -96,7 +96,10 @@ def audit_verify(log: str, key: str, head: str | None, no_head: bool, anchors: t
     if no_head:
         click.echo("warning: --no-head: records cut off after a seal would not be noticed", err=True)
     for note in result.notes:
-        click.echo(f"warning: {note}", err=True)
+        if note.startswith("compacted: "):  # not a warning: what compaction removed, as it signed it
+            click.echo(f"{log}: {note}")
+        else:
+            click.echo(f"warning: {note}", err=True)
     if result.damage is not None:
         raise Failed(f"{log}: {result.damage.describe()}")
     head_text = f", head at seq {result.head_seq}" if result.head_seq is not None else ""
@@ -206,6 +209,40 @@ def audit_export(log: str, fmt: str, hostname: str, output: str | None, **filter
 
 
 # ---------------------------------------------------------------------------------------------- update
+
+
+@audit.command("compact")
+@click.argument("log")
+@click.option("--signing-key", "signing_key", required=True,
+              help="The device's audit signing key (PEM, private): it signs the compaction record.")
+@click.option("--policy", default=None, help="Retention policy (JSON) [default: the built-in one, see docs].")
+@click.option("--now", "now", type=float, default=None, help="Judge retention as of this Unix time [default: now].")
+@click.option("--archive", default=None, help="Copy the log here, as it was, before compacting.")
+@click.option("--dry-run", is_flag=True, help="Say what would be removed; change nothing.")
+def audit_compact(log: str, signing_key: str, policy: str | None, now: float | None, archive: str | None,
+                  dry_run: bool) -> None:
+    """Remove records past their class's retention, replacing the prefix by a signed compaction record."""
+    import time
+
+    from septum.services.audit_retention import RetentionError, RetentionPolicy, compact
+
+    path = _existing(log, "audit log")
+    try:
+        key = load_private_key(_existing(signing_key, "key file"))
+    except KeyFileError as exc:
+        raise UserError(str(exc)) from None
+    try:
+        rules = RetentionPolicy.load(_existing(policy, "policy file") if policy else None)
+    except RetentionError as exc:
+        raise UserError(str(exc)) from None
+    try:
+        report = compact(path, key, rules, time.time() if now is None else now,
+                         archive=Path(archive) if archive else None, dry_run=dry_run)
+    except RetentionError as exc:
+        raise Failed(str(exc)) from None
+    except (AuditError, OSError) as exc:
+        raise UserError(f"{log}: {exc}") from None
+    click.echo(f"{log}: {report.message}")
 
 
 def _keygen(out_dir: str, name: str) -> None:

@@ -105,10 +105,33 @@ class Checkpoint(msgspec.Struct, frozen=True, kw_only=True, array_like=True, tag
     pinned: bool = False  # the writer flushed the head's durable slot for this seal (signed, see below)
 
 
+class Compacted(msgspec.Struct, frozen=True, kw_only=True, array_like=True, tag="k"):
+    """Stands for a compacted prefix (first frame of a compacted log; see ``audit_retention``): the chain
+    head it replaces (``head_digest``, the frame hash of seal ``cut_seq``, and that seal's own payload, so its
+    signature is re-checked), what was removed per record class, and the records kept from it (``carried``
+    frames that follow, bound by ``carried_digest``). Signed with the audit key over all its fields."""
+
+    time: float
+    key_id: bytes
+    signature: bytes
+    cut_seq: int
+    head_digest: bytes
+    seal_entry: bytes
+    first_seq: int = 0
+    removed: dict[str, int] = {}
+    removed_seals: int = 0
+    removed_from: float = 0.0
+    removed_to: float = 0.0
+    carried: int = 0
+    carried_digest: bytes = b""
+    policy: dict[str, float] = {}
+    compactions: int = 1
+
+
 class Entry(msgspec.Struct, frozen=True, array_like=True):
     seq: int
     prev: bytes
-    body: Record | Checkpoint
+    body: Record | Checkpoint | Compacted
 
 
 class Head(msgspec.Struct, frozen=True, kw_only=True):
@@ -179,6 +202,7 @@ class VerifyResult:
     anchors_checked: int = 0
     damage: Damage | None = None
     notes: list[str] = field(default_factory=list)
+    compacted: Compacted | None = None  # the log's compacted prefix, verified by its signature
 
     @property
     def unsealed(self) -> int:
@@ -454,11 +478,25 @@ def verify(
     walk = _Walk()
     last_frame_end = len(MAGIC)
     prev_offset = len(MAGIC)
+    start, start_index = len(MAGIC), 0
+    from .audit_retention import open_compacted  # a compacted log begins with its signed Compacted record
+
+    opened = open_compacted(data, public_key)
+    if isinstance(opened, Damage):
+        result.damage = opened
+        return result
+    if opened is not None:
+        cp0 = opened.compacted
+        result.compacted = cp0
+        expected, prev, start, start_index = cp0.cut_seq + 1, cp0.head_digest, opened.offset, opened.index
+        last_frame_end = prev_offset = opened.offset
+        digests[cp0.cut_seq] = (-1, cp0.head_digest)
+        result.notes.append(opened.describe())
     # Nothing up to the seal the head names can be a torn commit: it was flushed before the head was
     # written, and every later commit began after that.
     floor = first_head.offset + 1 if isinstance(first_head, Head) else 0
 
-    for item in _frames(data, len(MAGIC), floor=floor):
+    for item in _frames(data, start, start_index, floor=floor):
         if isinstance(item, _Bad):
             if item.torn:
                 if walk.pinned:  # a commit began after the last pinned seal: its head was flushed first
@@ -498,6 +536,10 @@ def verify(
             break
         if entry.seq in wanted:
             digests[entry.seq] = (item.offset, item.digest)
+        if isinstance(entry.body, Compacted):
+            result.damage = Damage("edited", entry.seq, item.index, item.offset,
+                                   "a compaction record in the middle of the chain: only a log's first frame is one")
+            break
         if isinstance(entry.body, Checkpoint):
             cp = entry.body
             if cp.key_id != kid:
@@ -567,6 +609,11 @@ def _check_anchors(result: VerifyResult, anchors: Sequence[Anchor], digests: dic
                    data: bytes) -> None:
     for anchor in anchors:
         found = digests.get(anchor.seq)
+        if found is None and result.compacted is not None and anchor.seq < result.compacted.cut_seq:
+            # its seal was compacted away; the compaction's signature vouches for the prefix it replaced
+            result.notes.append(f"anchor at seal seq {anchor.seq} lies in the compacted prefix (seq "
+                                f"{result.compacted.first_seq}..{result.compacted.cut_seq}): not checkable")
+            continue
         if found is None:
             result.damage = Damage(
                 "rolled-back", anchor.seq, -1, -1,
@@ -659,19 +706,33 @@ def read_entries(path: Path) -> tuple[list[LogEntry], Damage | None]:
             floor = read_head(head_path_for(path)).offset + 1
         except AuditError:
             pass  # no signatures are checked here; verify reports an unusable head
-    for item in _frames(data, len(MAGIC), floor=floor):
+    from .audit_retention import open_compacted
+
+    expected, start, start_index = 0, len(MAGIC), 0
+    opened = open_compacted(data, None)  # structure only, as for the rest: verify checks the signatures
+    if isinstance(opened, Damage):
+        return out, opened
+    if opened is not None:
+        out.extend(opened.carried)  # records kept from the compacted prefix, in their own seq order
+        expected, prev, start, start_index = opened.compacted.cut_seq + 1, opened.compacted.head_digest, \
+            opened.offset, opened.index
+        sealed, sealed_index, sealed_end = len(out), start_index, start
+    for item in _frames(data, start, start_index, floor=floor):
         if isinstance(item, _Bad):
-            return out, Damage("torn-tail" if item.torn else "edited", len(out), item.index, item.offset, item.message)
+            return out, Damage("torn-tail" if item.torn else "edited", expected, item.index, item.offset,
+                               item.message)
         entry = _decode(item)
-        if entry is None or entry.seq != len(out) or entry.prev != prev:
-            return out, Damage("edited", len(out), item.index, item.offset, "chain broken; run verify")
+        if entry is None or entry.seq != expected or entry.prev != prev or isinstance(entry.body, Compacted):
+            return out, Damage("edited", expected, item.index, item.offset, "chain broken; run verify")
         out.append(LogEntry(entry.seq, entry.body))
         prev = item.digest
+        expected += 1
         if isinstance(entry.body, Checkpoint):
             sealed, sealed_index, sealed_end = len(out), item.index + 1, item.end
     if len(out) > sealed:
-        msg = f"record(s) seq {sealed}..{len(out) - 1} follow the last seal and are not signed; run verify"
-        return out[:sealed], Damage("unsealed", sealed, sealed_index, sealed_end, msg, len(out) - 1)
+        first = out[sealed].seq
+        msg = f"record(s) seq {first}..{out[-1].seq} follow the last seal and are not signed; run verify"
+        return out[:sealed], Damage("unsealed", first, sealed_index, sealed_end, msg, out[-1].seq)
     return out, None
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from septum.runtime.partition import Partition
 
+from .operational_log import OperationalLog, Snapshot
 from .order_check import OrderCheck, check_remote_order
 from .records import Records
 from .therapy.alarms import ALARM_RULES, AlarmAction, AlarmKind
@@ -78,6 +79,9 @@ class PumpControl:
         self.turn = 0
         self._edit: tuple[Entry, bool] | None = None  # an accepted change of a running infusion, to confirm
         self.records = Records(p, "audit_pump_control")
+        # periodic and mode-change records for a reviewer, and alarms with the remaining volume
+        self.patient_id = ""  # of the last hospital order a clinician confirmed
+        self.oplog = OperationalLog(self.record, float(p.config.get("operational_record_s", 300.0)))
 
     # ------------------------------------------------------------------ records
     def record(self, event: str, severity: str = "info", **fields: Any) -> None:
@@ -108,6 +112,7 @@ class PumpControl:
         self.monitor_latched = msg.latched_fault
         self.monitor_reservoir = msg.reservoir_ml
         ctl = self.ctl
+        self.oplog.alarm(msg.alarm, msg.alarm_priority, self.snapshot(), msg.reservoir_ml)
         if ctl is None or not msg.alarm:
             return
         try:
@@ -137,8 +142,10 @@ class PumpControl:
             return
         ok, text = handler(ctl, msg, who, now)
         self.say(text)
+        # who, what and why: the clinician's reason (soft-limit override, fault clear) goes in the record
+        why = {"reason": msg.reason[:200]} if msg.reason else {}
         self.record("command", "notice" if ok else "warning", action=msg.action, principal=msg.principal,
-                    role=msg.role, ok=ok, result=text[:200])
+                    role=msg.role, ok=ok, result=text[:200], **why)
 
     # ------------------------------------------------------------------ actions
     def _program(self, ctl: Controller, entry: Entry, who: Principal, now: float, reason: str = "") -> tuple[bool, str]:
@@ -255,6 +262,7 @@ class PumpControl:
         ok, text = self._program(ctl, entry, who, now)
         if ok:
             del self.orders[msg.order_id]
+            self.patient_id = entry.patient_id
         return ok, text
 
     def do_patient_bolus(self, ctl: Controller, msg: Any, who: Principal, now: float) -> tuple[bool, str]:
@@ -287,6 +295,7 @@ class PumpControl:
         self.p.send("motor_cmd", seq=cmd_seq, rate_ml_h=rate, bolus=bolus)
         self.p.send("pc_heartbeat", seq=self.turn)
         self.status(rate)
+        self.oplog.tick(now, self.snapshot(rate))
         if self.turn % 10 == 0:
             self.records.report()
 
@@ -297,6 +306,22 @@ class PumpControl:
             self.record("order_expired", "notice", order_id=order_id, ttl_s=self.order_ttl)
             send_message(self.p, "pump_events", kind="order_result", order_id=order_id,
                          text="expired: not confirmed at the pump in time", at_ms=int(now * 1000))
+
+    def snapshot(self, rate: float | None = None) -> Snapshot:
+        ctl = self.ctl
+        program = ctl.program if ctl else None
+        mode = "fault" if self.monitor_latched else (ctl.state.value if ctl else "idle")
+        return Snapshot(mode=mode, patient_id=self.patient_id, drug=program.drug_id if program else "",
+                        concentration=program.concentration.describe() if program else "",
+                        dose_rate=program.rate if program else 0.0,
+                        dose_unit=program.dose_unit.value if program else "",
+                        vtbi_ml=program.vtbi_ml if program else 0.0,
+                        rate_ml_h=rate if rate is not None else (self.last_rate),
+                        delivered_ml=ctl.delivered_ml if ctl else 0.0)
+
+    @property
+    def last_rate(self) -> float:
+        return float(self.last_status[2]) if len(self.last_status) > 2 else 0.0
 
     def status(self, rate: float) -> None:
         ctl = self.ctl

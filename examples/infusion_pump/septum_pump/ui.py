@@ -71,6 +71,8 @@ class FrontPanel:
         self.monitor: Any = None
         self.note = "please log in"
         self.records = Records(p, None)  # events only: losses are reported in the event stream
+        # refused keypad actions are also for a reviewer: into the audit log (audit_ui) with who and why
+        self.refusals = Records(p, "audit_ui")
 
     @property
     def debounced(self) -> int:
@@ -79,6 +81,8 @@ class FrontPanel:
     def request(self, action: str, **fields: Any) -> None:
         if action not in NO_SESSION and not self.session:
             self.note = f"log in first ({action})"
+            self.refusals.record("keypad_refused", "warning", action=action, principal="unauthenticated",
+                                 reason="not logged in: the action needs a clinician's login")
             self.show()
             return
         self.request_id += 1
@@ -112,6 +116,11 @@ class FrontPanel:
         action = ACTIONS.get(key.key)
         if action is None:
             self.note = f"unknown key {key.key[:20]}"
+            # e.g. a "bolus" key: a patient bolus comes only from the PCA button, never from the keypad
+            why = ("a bolus is given only from the patient's PCA button" if "bolus" in key.key.lower()
+                   else "no such key")
+            self.refusals.record("keypad_refused", "warning", key=key.key[:20],
+                                 principal=self.user or "unauthenticated", reason=why)
             self.show()
             return
         f = self.entry.values
