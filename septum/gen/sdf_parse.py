@@ -203,6 +203,7 @@ class _Reader:
         self.attributes = ATTRIBUTES_1_2 if dialect == "1.2" else ATTRIBUTES
         self.child_tags = CHILDREN_1_2 if dialect == "1.2" else CHILDREN
         self.pp_pds: set[str] = set()  # 1.2: protection domains with pp="true" (others may call them)
+        self.setvars: list[tuple[str, str, Loc]] = []  # (pd, region named by region_paddr, where)
 
     def error(self, loc: Loc, rule: str, message: str) -> None:
         self.diags.append(Diagnostic(loc, "error", rule, message))
@@ -257,9 +258,9 @@ class _Reader:
         for child in el.children:
             if child.tag in allowed:
                 out.append(child)
-            elif self.dialect == "1.2" and child.tag in _NOT_IN_1_2:
-                self.error(child.loc, "unknown_element", f"<{child.tag}> is not part of Microkit 1.2: "
-                           f"{_NOT_IN_1_2[child.tag]}")
+            elif self.dialect == "1.2" and (child.tag in _NOT_IN_1_2 or child.tag in UNSUPPORTED):
+                why = _NOT_IN_1_2.get(child.tag, "it came in a later Microkit")
+                self.error(child.loc, "unknown_element", f"<{child.tag}> is not part of Microkit 1.2: {why}")
             elif child.tag in UNSUPPORTED:
                 self.error(child.loc, "unsupported_element",
                            f"<{child.tag}> is a Microkit feature that septum validate-sdf does not check")
@@ -299,6 +300,11 @@ class _Reader:
                 ch = self.channel(child)
                 if ch is not None:
                     sys_.channels.append(ch)
+        for pd_name, region, loc in self.setvars:
+            if sys_.region(region) is None:  # the 1.2.6 tool crashes on this ("can't find region")
+                self.error(loc, "setvar_unknown_mr",
+                           f"<setvar> in '{pd_name}' takes the physical address of memory region '{region}', "
+                           "which does not exist")
         if self.dialect == "1.2":
             self._apply_1_2_channel_rights(sys_)
         return sys_
@@ -393,6 +399,8 @@ class _Reader:
                 m = self.map(child)
                 if m is not None:
                     pd.maps.append(m)
+            elif child.tag == "setvar" and ok:
+                self.setvars.append((pd.name, child.attrs["region_paddr"], child.loc))
             elif child.tag == "irq" and ok:
                 irq = self.irq(child)
                 if irq is not None:

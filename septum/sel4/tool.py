@@ -71,13 +71,17 @@ def program_images(system_file: Path) -> list[str]:
     return sorted({el.get("path", "") for el in root.iter("program_image") if el.get("path")})
 
 
-def validate_system(sdk: Sdk, system_file: Path, *, config: str = "debug", workdir: Path | None = None) -> ToolRun:
-    """Run the real tool on ``system_file`` with a placeholder ELF under every program_image name."""
+def validate_system(sdk: Sdk, system_file: Path, *, config: str = "debug", workdir: Path | None = None,
+                    placeholder: Path | None = None) -> ToolRun:
+    """Run the real tool on ``system_file`` with a placeholder ELF under every program_image name.
+
+    ``placeholder`` is an ELF from :func:`placeholder_elf` to reuse (one compile for many files).
+    """
     with tempfile.TemporaryDirectory(prefix="septum-validate-") as tmp:
         work = workdir or Path(tmp)
         elfs = work / "elf"
         elfs.mkdir(parents=True, exist_ok=True)
-        placeholder = placeholder_elf(sdk, config, work / "placeholder.elf")
+        placeholder = placeholder or placeholder_elf(sdk, config, work / "placeholder.elf")
         for name in program_images(system_file):
             rel = PurePosixPath(name)
             if rel.is_absolute() or ".." in rel.parts:
