@@ -55,7 +55,7 @@ def verify_request(target: str, version: str, manifest: bytes, signature: bytes,
                    keys: list[Ed25519PublicKey]) -> dict[str, tuple[str, int]]:
     """The signed file list {name: (sha256, size)} if the manifest is a valid, trusted code bundle for
     exactly this target and version."""
-    from septum.services.update_bundle import BundleError, verify_manifest
+    from septum.crypto.manifest import BundleError, verify_manifest
 
     check_name(target)
     version_key(version)

@@ -356,7 +356,7 @@ class Supervisor:
     def _load_update_keys(self) -> list[Any]:
         """The manufacturer key from the update service's provisioning folder, read once here: the update
         partition's own copy is in a folder it can write, so it cannot vouch for code it staged."""
-        from septum.services.keys import KeyFileError, load_public_key
+        from septum.crypto.keys import KeyFileError, load_public_key
 
         for name, part in self.model.partitions.items():
             folder = self.provision.get(name)

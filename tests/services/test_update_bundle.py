@@ -81,7 +81,7 @@ def test_path_traversal_in_a_signed_manifest_is_refused(key: Ed25519PrivateKey) 
     m = ub.Manifest(format=1, target="pump_control", kind="partition", version="1.0", created=0.0,
                     key_id=ub.key_id(key.public_key()).hex(), files={"../x": ub.FileEntry("00", 1)})
     raw = msgspec.msgpack.encode(m)
-    data = ub.MAGIC + msgspec.msgpack.encode(ub._Container(raw, key.sign(ub._SIGN_DOMAIN + raw), {"../x": b"x"}))
+    data = ub.MAGIC + msgspec.msgpack.encode(ub._Container(raw, key.sign(ub.SIGN_DOMAIN + raw), {"../x": b"x"}))
     with pytest.raises(BundleError, match="plain relative path"):
         verify_bundle(data, [key.public_key()])
 
@@ -168,7 +168,7 @@ def _signed(key: Ed25519PrivateKey, files: dict[str, bytes], *, manifest_files: 
     m = ub.Manifest(format=1, target="pump_control", kind="partition", version=version, created=0.0,
                     key_id=ub.key_id(key.public_key()).hex(), files=entries)
     raw = raw if raw is not None else msgspec.msgpack.encode(m)
-    return ub.MAGIC + msgspec.msgpack.encode(ub._Container(raw, key.sign(ub._SIGN_DOMAIN + raw), files))
+    return ub.MAGIC + msgspec.msgpack.encode(ub._Container(raw, key.sign(ub.SIGN_DOMAIN + raw), files))
 
 
 def _dup_map(pairs: list[tuple[str, object]]) -> bytes:
@@ -259,7 +259,9 @@ def test_bad_entries_refused(key: Ed25519PrivateKey, entry: ub.FileEntry, reason
 
 
 def test_too_many_files_refused(key: Ed25519PrivateKey, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ub, "MAX_FILES", 3)
+    from septum.crypto import manifest
+
+    monkeypatch.setattr(manifest, "MAX_FILES", 3)
     files = {f"f{i}": b"x" for i in range(4)}
     with pytest.raises(BundleError, match=r"too many files \(4 > 3\)"):
         verify_bundle(_signed(key, files), [key.public_key()])
