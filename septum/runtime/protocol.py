@@ -133,6 +133,8 @@ ToPartition = Boot | Stop | ActivateResult
 FromPartition = Ready | Beat | Report | Drops | Fatal | Activate
 
 MAX_CONTROL_MESSAGE = 256 * 1024  # supervisor -> partition (Boot carries the model to services)
+# the key under which a service partition's Boot config carries the model as plain data (services/service_io.py)
+MODEL_CONFIG_KEY = "septum.model"
 MAX_FROM_PARTITION = 160 * 1024  # partition -> supervisor: larger is refused (an Activate fits)
 encoder = msgspec.msgpack.Encoder()
 to_partition = msgspec.msgpack.Decoder(ToPartition)

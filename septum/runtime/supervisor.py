@@ -67,7 +67,7 @@ from .plan import PartitionPlan, SetupError, message_specs, plan_device
 from .sandbox import disk, identity, limits, probe, spawn
 
 CHILD_ENV = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"}
-MODEL_CONFIG_KEY = "septum.model"  # service partitions' config: the model as plain data
+MODEL_CONFIG_KEY = proto.MODEL_CONFIG_KEY  # service partitions' config: the model as plain data
 FAULT_AUDIT_S = 2.0  # after a supervisor fault: time the audit service gets to make the records durable
 LEFTOVER_BUDGET = 100_000  # messages of a previous instance discarded before a restart (a full socket)
 HEALTH_PERIODS = 3  # heartbeat periods new partition code must survive after ready to be kept

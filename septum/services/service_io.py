@@ -18,8 +18,8 @@ import msgspec
 from septum.errors import SeptumError
 from septum.model.schema import Model
 from septum.runtime.partition import Partition
+from septum.runtime.protocol import MODEL_CONFIG_KEY
 
-MODEL_CONFIG_KEY = "septum.model"  # must match septum.runtime.supervisor.MODEL_CONFIG_KEY
 # Fields never copied from a request into anything the service sends on (credentials stay in auth).
 SECRET_FIELDS = frozenset({"pin", "badge", "secret", "password", "session", "cert", "signature"})
 AUDIT_SEVERITIES = ("emergency", "alert", "critical", "error", "warning", "notice", "info", "debug")
