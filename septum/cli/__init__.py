@@ -19,6 +19,7 @@ LAZY_COMMANDS: dict[str, str] = {
     **dict.fromkeys(("audit", "update", "provision"), "septum.cli.services"),
     **dict.fromkeys(("report", "sbom", "threats", "mds2", "vulns"), "septum.cli.compliance"),
     "attack": "septum.cli.attack",
+    "decommission": "septum.cli.decommission",
 }
 
 
