@@ -200,3 +200,22 @@ def test_a_refused_silence_pauses_nothing(panel: tuple[ui.FrontPanel, FakePartit
     fp.on_reply(AuthReply(request_id=rid, ok=False, reason="not authorised", session="", role=""))
     fp.tick()
     assert fp.sound is not None and (fp.sound.name, fp.sound.paused) == ("high", False)
+
+
+def test_a_silent_safety_monitor_is_a_high_alarm_of_the_ui(panel: tuple[ui.FrontPanel, FakePartition],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    fp, p = panel
+    real = [500.0]
+    monkeypatch.setattr(ui.time, "monotonic", lambda: real[0])
+    fp.on_monitor(monitor_status())
+    fp.tick()
+    assert fp.sound is not None and fp.sound.name == "off"
+    real[0] += ui.MONITOR_SILENT_REAL_S + 0.1  # no status from the monitor since
+    fp.tick()
+    assert p.last("speaker") == wire.Sound(pattern="high", alarm=ui.MONITOR_SILENT)
+    screen = p.last("display")
+    assert (screen.alarm, screen.priority) == (ui.MONITOR_SILENT, "high")
+    assert ("monitor_status_lost", {}) in p.events
+    fp.on_monitor(monitor_status())  # it speaks again
+    assert p.last("speaker").pattern == "off"
+    assert p.last("display").alarm == ""

@@ -50,6 +50,10 @@ NO_SESSION = {"login", "emergency_stop", "patient_bolus"}
 PRIORITIES = {"low": Priority.LOW, "medium": Priority.MEDIUM, "high": Priority.HIGH}
 AUDIO_EVERY_REAL_S = 0.2  # the speaker and the pause countdown are brought up to date this often
 SOUND_REFRESH_S = 1.0  # device seconds: the speaker is told its state again at least this often
+# the ui's own alarm: the safety monitor reports at least every 5 of its periods (>= 50 ms real); silent this
+# long (real time) means the alarm system has lost it, and the speaker must say so rather than stay quiet
+MONITOR_SILENT_REAL_S = 2.0
+MONITOR_SILENT = "monitor-status-lost"
 
 
 class FrontPanel:
@@ -69,6 +73,8 @@ class FrontPanel:
         self.pending: dict[int, str] = {}
         self.pump: Any = None
         self.monitor: Any = None
+        self.monitor_seen: float | None = None  # time.monotonic() of the last monitor status
+        self.monitor_silent = False
         self.note = "please log in"
         self.records = Records(p, None)  # events only: losses are reported in the event stream
         # refused keypad actions are also for a reviewer: into the audit log (audit_ui) with who and why
@@ -206,6 +212,10 @@ class FrontPanel:
         changed = self.monitor is None or (msg.alarm, msg.latched_fault) != (self.monitor.alarm,
                                                                              self.monitor.latched_fault)
         self.monitor = msg
+        self.monitor_seen = time.monotonic()
+        if self.monitor_silent:
+            self.monitor_silent = False
+            changed = True
         self.update_sound()
         if changed:
             self.show()
@@ -219,6 +229,8 @@ class FrontPanel:
             if msg is not None and msg.alarm and msg.alarm_priority in PRIORITIES:
                 prio = PRIORITIES[msg.alarm_priority]
                 out[msg.alarm] = max(prio, out.get(msg.alarm, prio))
+        if self.monitor_silent:
+            out[MONITOR_SILENT] = Priority.HIGH
         return out
 
     def update_sound(self) -> None:
@@ -245,6 +257,12 @@ class FrontPanel:
             self.show()
 
     def tick(self) -> None:
+        silent = self.monitor_seen is not None and time.monotonic() - self.monitor_seen > MONITOR_SILENT_REAL_S
+        if silent != self.monitor_silent:
+            self.monitor_silent = silent
+            self.p.event("monitor_status_lost" if silent else "monitor_status_back",
+                         severity="critical" if silent else "notice")
+            self.show()
         self.update_sound()
         if self.debounce.ignored != self.debounced_reported:
             self.debounced_reported = self.debounce.ignored
@@ -280,6 +298,9 @@ class FrontPanel:
             alarm, priority = self.monitor.alarm, self.monitor.alarm_priority
             if self.monitor.latched_fault:
                 lines.append("SAFETY FAULT: clinician restart needed")
+        if self.monitor_silent:
+            alarm, priority = MONITOR_SILENT, "high"
+            lines.append("ALARM: no status from the safety monitor")
         snd = self.sound
         if snd is not None and snd.paused:
             left = int(snd.paused_remaining_s + 0.999)
