@@ -41,6 +41,7 @@ USER_FACING: list[tuple[str, str, type[BaseException]]] = [
     ("septum.services.mtls", "MtlsError", Exception),
     ("septum.services.signed_requests", "RequestRefused", Exception),
     ("septum.services.secrets_at_rest", "SecretsError", ValueError),
+    ("septum.services.decommission", "DecommissionError", ValueError),
     ("septum.sel4.wire", "Refusal", ValueError),
     ("septum.services.auth_routing", "RoutingError", ValueError),
     ("septum.services.service_io", "ServiceSetupError", RuntimeError),
@@ -60,6 +61,7 @@ NOT_SEPTUM_ERRORS: list[tuple[str, str]] = [
     ("septum.cli.compliance", "_UserError"),
     ("septum.cli.services", "UserError"),
     ("septum.cli.services", "Failed"),
+    ("septum.cli.decommission", "UserError"),
     ("septum.cli.error_exit", "SeptumErrorExit"),
 ]
 
