@@ -60,8 +60,8 @@ TIME_ISOLATION_1_2 = (
     "(emitted by the default dialect) cannot be expressed here. Time isolation is by the MCS kernel alone: "
     "each protection domain's budget and period (microseconds) form its scheduling context, and the kernel "
     "never lets it run longer than its budget in any period; priorities decide who runs among those with "
-    "budget left. A protection domain without budget/period gets Microkit's default (1000 us every 1000 us: "
-    "no limit).")
+    "budget left. A protection domain without budget/period gets Microkit's default, a full budget (1000 us "
+    "every 1000 us): a round-robin time slice at its priority, not a share of the CPU.")
 NOTIFY_1_2 = (
     "Microkit 1.2 has no 'notify' attribute: both ends of every channel may notify each other. The data "
     "region is still mapped read-write in the sender and read-only in the receiver; only the signal can go "
@@ -260,7 +260,7 @@ def _report_time_1_2(plan: SystemPlan, system: System, widenings: tuple[str, ...
            "order an attacker could time) is not available in Microkit 1.2.", "",
            "| partition | priority | budget (us) | period (us) | CPU share |", "|---|---|---|---|---|"]
     for pd in system.pds:
-        share = "no limit" if pd.budget == pd.period else f"{100 * pd.budget / pd.period:.1f} %"
+        share = "full (time slice)" if pd.budget == pd.period else f"{100 * pd.budget / pd.period:.1f} %"
         out.append(f"| {pd.name} | {pd.priority} | {pd.budget} | {pd.period} | {share} |")
     periodic = [r for r in plan.reservations if r.window_us is not None]
     if periodic:
