@@ -615,8 +615,10 @@ def _pack_value(kind: str, f: FieldLayout, src: str, at: str) -> list[str]:
     if kind == "enum":
         return [f"septum_put_u32({at}, {src});"]
     cap = f.str_capacity if kind == "str" else f.max_len
-    return [f"septum_put_u32({at}, {src}.len);",
-            f"septum_memcpy({at} + 4, {src}.data, {src}.len < {cap}u ? {src}.len : {cap}u);"]
+    lines = [f"septum_put_u32({at}, {src}.len);"]
+    if cap:  # a zero-capacity field has no bytes to copy (and `len < 0u` would not compile warning-free)
+        lines.append(f"septum_memcpy({at} + 4, {src}.data, {src}.len < {cap}u ? {src}.len : {cap}u);")
+    return lines
 
 
 def _move_field(f: FieldLayout, member: str, unpack: bool) -> list[str]:
@@ -632,6 +634,8 @@ def _move_field(f: FieldLayout, member: str, unpack: bool) -> list[str]:
                     f"for (uint32_t i = 0; i < m->{member}.count && i < {f.max_items}u; i++) {{"]
         item = conv(f.item or "", f, f"m->{member}.items[i]", f"(w + {at + 4} + i * {step}u)")
         body = [*head, *("    " + x for x in item), "}"]
+        if f.max_items == 0:  # nothing to move; the count alone (checked to be 0) is the whole list
+            body = head[:1]
     else:
         body = conv(f.type, f, f"m->{member}", f"(w + {at})")
     if f.optional:

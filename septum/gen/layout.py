@@ -28,7 +28,7 @@ from .schedule import Reservation, ScheduleError, build
 from .sdf_model import MAX_ID, MAX_PDS, PAGE_SIZES
 
 PAGE = PAGE_SIZES[0]
-RING_HEADER = 64  # bytes before the first slot: write index, read index, slot size, slot count, padding
+RING_HEADER = 64  # bytes before the first slot: magic, version, sizes, fingerprint, write index (septum.sel4.wire)
 SLOT_HEADER = 8  # per slot: payload length (4 bytes) and sequence number (4 bytes)
 
 

@@ -349,6 +349,21 @@ class Ring:
         return bytearray(self.peek(0, self.region_size))
 
 
+def sample(layout: MessageLayout, **given: Any) -> dict[str, Any]:
+    """A valid message: the given values, every other field at a neutral value (the model grows fields)."""
+    def neutral(f: FieldLayout) -> Any:
+        kind = f.type
+        if f.optional or kind == "list":
+            return None if f.optional else []
+        if kind == "int":
+            return min(max(0, f.int_lo), f.int_hi)
+        if kind == "float":
+            lo = f.float_lo if f.float_lo is not None else -math.inf
+            return min(max(0.0, lo), f.float_hi if f.float_hi is not None else math.inf)
+        return {"bool": False, "str": "", "bytes": b""}.get(kind, f.values[0] if f.values else None)
+    return {f.name: given[f.name] if f.name in given else neutral(f) for f in layout.fields}
+
+
 def hb(n: int) -> dict[str, Any]:
     return {"seq": n}
 
@@ -359,7 +374,7 @@ def test_c_sender_writes_the_documented_layout(harness: c_harness.Harness, pump:
     header = wire.decode_header(r.peek(0, wire.RING_HEADER_SIZE))
     assert header == wire.RingHeader(wire.MAGIC, wire.LAYOUT_VERSION, 64, r.plan.slot_size, r.plan.slots,
                                      r.layout.size, r.layout.fingerprint, 0)
-    sent = [{"seq": i, "rate_ml_h": i * 0.25, "bolus": i % 2 == 0} for i in range(5)]
+    sent = [sample(r.layout, seq=i, rate_ml_h=i * 0.25, bolus=i % 2 == 0) for i in range(5)]
     for v in sent:
         assert r.send(v) == f"SENT 0 {r.plan.src_id}"  # sent, and the sender's end of the channel notified
     region = r.region()
@@ -376,8 +391,7 @@ def test_python_sender_c_receiver(harness: c_harness.Harness, pump: Model) -> No
     r.reset()
     region = bytearray(r.region_size)
     region[:64] = r.ring.header()
-    values = [{"program_id": i, "drug": "morphine", "care_area": "icu", "concentration": 1.0, "dose_rate": 2.0 + i,
-               "vtbi_ml": 100.0, "weight_kg": 70.0, "soft_limit_confirmed": False} for i in range(3)]
+    values = [sample(r.layout, program_id=i, drug="morphine", care_area="icu", dose_rate=2.0 + i) for i in range(3)]
     for i, v in enumerate(values):
         r.ring.write(region, i, wire.encode(r.layout, v))
     r.poke(0, bytes(region))
@@ -471,9 +485,9 @@ def test_the_receiver_checks_its_private_copy_not_the_shared_slot(harness: c_har
     r.reset()
     region = bytearray(r.region_size)
     region[:64] = r.ring.header()
-    r.ring.write(region, 0, wire.encode(r.layout, {"seq": 7, "rate_ml_h": 1.0, "bolus": False}))
+    r.ring.write(region, 0, wire.encode(r.layout, sample(r.layout, seq=7, rate_ml_h=1.0)))
     r.poke(0, bytes(region))
-    rate = r.layout.fields[1]
+    rate = next(f for f in r.layout.fields if f.name == "rate_ml_h")
     at = r.ring.slot_offset(0) + wire.SLOT_HEADER_SIZE + rate.value_offset
     assert harness.ask(f"TEAR {r.name} {at} {struct.pack('<d', 1e9).hex()}") == "OK"
     payload, stats = r.recv()
@@ -497,9 +511,10 @@ def test_refused_payloads_in_the_ring_are_counted_and_skipped(harness: c_harness
     r.reset()
     region = bytearray(r.region_size)
     region[:64] = r.ring.header()
-    good = wire.encode(r.layout, {"seq": 1, "rate_ml_h": 10.0, "bolus": False})
+    good = wire.encode(r.layout, sample(r.layout, seq=1, rate_ml_h=10.0))
     over = bytearray(good)
-    struct.pack_into("<d", over, r.layout.fields[1].value_offset, 1200.5)  # above the model's max
+    rate = next(f for f in r.layout.fields if f.name == "rate_ml_h")
+    struct.pack_into("<d", over, rate.value_offset, rate.float_hi * 1.001)  # above the model's max
     r.ring.write(region, 0, bytes(over))
     r.ring.write(region, 1, good)
     r.ring.write(region, 2, good)
@@ -685,6 +700,19 @@ def random_messages(seed: int, count: int) -> dict[str, dict[str, Any]]:
     return {f"Gen{seed}_{i}": {f"f{j}": random_field(rng) for j in range(rng.randint(1, 7))} for i in range(count)}
 
 
+def _roundtrip_and_hostile(h: c_harness.Harness, layout: MessageLayout) -> None:
+    @settings(deadline=None, max_examples=40, suppress_health_check=list(HealthCheck))
+    @given(message_strategy(layout), _hostile(layout))
+    def check(values: dict[str, Any], hostile: bytes) -> None:
+        roundtrip(h, layout, values)
+        expected = wire.refusal(layout, hostile)
+        status, got, _ = c_decode(h, layout, hostile)
+        assert (status, got if status == "REFUSED" else None) == (
+            ("OK", None) if expected is None else ("REFUSED", wire.REFUSALS[expected]))
+
+    check()
+
+
 def test_generated_models_roundtrip_and_refuse_like_python(tmp_path: Path) -> None:
     """A few random schemas (every field kind, optional fields, lists of every item kind, with and without bounds),
     one compiled harness, then random valid messages and hostile payloads for each."""
@@ -692,16 +720,7 @@ def test_generated_models_roundtrip_and_refuse_like_python(tmp_path: Path) -> No
     h = c_harness.Harness(c_harness.build(model, tmp_path))
     try:
         for layout in c_channels.layouts(model).values():
-            @settings(deadline=None, max_examples=40, suppress_health_check=list(HealthCheck))
-            @given(message_strategy(layout), _hostile(layout))
-            def check(values: dict[str, Any], hostile: bytes, layout: MessageLayout = layout) -> None:
-                roundtrip(h, layout, values)
-                expected = wire.refusal(layout, hostile)
-                status, got, _ = c_decode(h, layout, hostile)
-                assert (status, got if status == "REFUSED" else None) == (
-                    ("OK", None) if expected is None else ("REFUSED", wire.REFUSALS[expected]))
-
-            check()
+            _roundtrip_and_hostile(h, layout)
     finally:
         h.close()
 
