@@ -683,7 +683,7 @@ def _check_head(
 @dataclass(frozen=True)
 class LogEntry:
     seq: int
-    body: Record | Checkpoint
+    body: Record | Checkpoint | Compacted
 
 
 def read_entries(path: Path) -> tuple[list[LogEntry], Damage | None]:

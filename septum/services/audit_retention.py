@@ -390,9 +390,9 @@ def _compact_locked(log: Path, key: Ed25519PrivateKey, public: Ed25519PublicKey,
                          policy=policy.days(), compactions=(prior.compactions + 1) if prior else 1)
     cp = msgspec.structs.replace(unsigned, signature=key.sign(compacted_message(unsigned)))
     head_frame = _frame_bytes(_encode(Entry(cp.cut_seq, ZERO_HASH, cp)))
-    body = MAGIC + head_frame + b"".join(_frame_bytes(p) for _, p, _ in kept)
-    delta = len(body) - cut_item.end
-    new = body + data[cut_item.end:end]
+    prefix = MAGIC + head_frame + b"".join(_frame_bytes(p) for _, p, _ in kept)
+    delta = len(prefix) - cut_item.end
+    new = prefix + data[cut_item.end:end]
     report = CompactReport(True, "", cp.cut_seq, {k: v - (prior.removed.get(k, 0) if prior else 0)
                                                   for k, v in removed.items()},
                            seals_removed - (prior.removed_seals if prior else 0), len(kept), len(data), len(new))
