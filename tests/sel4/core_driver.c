@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "control_core.h"
 #include "monitor_core.h"
 
 long sm_shim_layout(int i) {
@@ -16,6 +17,7 @@ long sm_shim_layout(int i) {
         (long)offsetof(sm_input, sensors), (long)offsetof(sm_input, program), (long)offsetof(sm_input, approval),
         (long)offsetof(sm_output, issues), (long)offsetof(sm_output, approval_result),
         (long)offsetof(sm_output, delivered_ml), (long)offsetof(sm_config, care_area),
+        (long)sizeof(sm_control_input), (long)sizeof(sm_control_output), (long)offsetof(sm_control_output, delivered_ml),
     };
     return (i >= 0 && i < (int)(sizeof v / sizeof v[0])) ? v[i] : -1;
 }

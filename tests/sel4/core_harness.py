@@ -37,7 +37,7 @@ from septum_pump.therapy_io import LEASE_PERIODS
 REPO = Path(__file__).resolve().parents[2]
 CORE = REPO / "examples" / "infusion_pump" / "sel4" / "core"
 DRIVER_SRC = Path(__file__).resolve().parent / "core_driver.c"
-CORE_SOURCES = ("therapy_core.c", "monitor_core.c", "drug_table.c")
+CORE_SOURCES = ("therapy_core.c", "monitor_core.c", "control_core.c", "drug_table.c")
 CFLAGS = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off"]
 CROSS_FLAGS = ["-mcpu=cortex-a53", "-mstrict-align", "-nostdlib", "-ffreestanding"]
 
@@ -68,7 +68,8 @@ PR = {"none": 0, "held": 1, "cleared": 2, "error": 3, "needs_approval": 4, "reje
 AP = {"none": 0, "held": 1, "refused": 2}
 FIELDS = {"weight_kg": 1, "rate": 2, "dose": 3, "pca.demand_dose": 4, "pca.lockout_min": 5,
           "pca.max_boluses_per_hour": 6, "pca.limit_1h": 7, "pca.limit_4h": 8, "request": 9, "override": 10,
-          "time": 11, "program": 12}
+          "time": 11, "program": 12, "override.reason": 13, "principal": 14, "drug_id": 15,
+          "pca.boluses_per_program": 16}
 SEVERITY = {"invalid": 1, "unauthorised": 2, "hard-limit": 3, "soft-limit": 4}
 # TherapyError messages -> enum sm_error (first match wins)
 ERRORS = [
@@ -81,7 +82,9 @@ ERRORS = [
     (r"^a continuous infusion needs a rate above zero", 13), (r"^volume to be infused must be a finite", 14),
     (r"^volume to be infused must be above 0", 15), (r"^PCA is only available", 16),
     (r"^demand dose, lockout, boluses per hour and dose limits must be above zero", 17),
-    (r"^care area must be text", 18),
+    (r"^care area must be text", 18), (r"^the per-prescription bolus count must be a whole number", 19),
+    (r"is not set up for PCA in care area", 20), (r"^the PCA prescription is incomplete", 21),
+    (r"must be whole numbers", 22),
 ]
 APPROVAL_ERRORS = [(r"^role .* may not approve", 1), (r"names no authenticated clinician", 2),
                    (r"needs a reason", 3), (r"^the reason must be printable", 4), (r"names no valid prescription", 5)]
@@ -117,13 +120,13 @@ class Sensors(ctypes.Structure):
 class ProgramMsg(ctypes.Structure):
     _fields_ = [("drug", ctypes.c_char * ID), ("care_area", ctypes.c_char * ID), ("concentration", ctypes.c_double),
                 ("dose_rate", ctypes.c_double), ("vtbi_ml", ctypes.c_double), ("weight_kg", ctypes.c_double),
-                ("soft_limit_confirmed", ctypes.c_int32)]
+                ("soft_limit_confirmed", ctypes.c_int32), ("pad", ctypes.c_int32), ("pca", ctypes.c_double * 6)]
 
 
 class ApprovalMsg(ctypes.Structure):
     _fields_ = [("principal", ctypes.c_char * ID), ("role", ctypes.c_char * 33), ("reason", ctypes.c_char * 257),
                 ("drug", ctypes.c_char * ID), ("concentration", ctypes.c_double), ("dose_rate", ctypes.c_double),
-                ("vtbi_ml", ctypes.c_double), ("weight_kg", ctypes.c_double)]
+                ("vtbi_ml", ctypes.c_double), ("weight_kg", ctypes.c_double), ("pca", ctypes.c_double * 6)]
 
 
 class Input(ctypes.Structure):
@@ -535,13 +538,22 @@ def c_input(ev: dict[str, Any]) -> Input:
     elif ev["kind"] == "program":
         pg = ev["program"]
         inp.program = ProgramMsg(pg["drug"].encode(), pg["care_area"].encode(), pg["concentration"], pg["dose_rate"],
-                                 pg["vtbi_ml"], pg["weight_kg"], int(pg["soft_limit_confirmed"]))
+                                 pg["vtbi_ml"], pg["weight_kg"], int(pg["soft_limit_confirmed"]), 0, pca_values(pg))
     elif ev["kind"] == "approval":
         a = ev["approval"]
         inp.approval = ApprovalMsg(a["principal"].encode(), a["role"].encode(), a["reason"].encode(),
                                    a["drug"].encode(), a["concentration"], a["dose_rate"], a["vtbi_ml"],
-                                   a["weight_kg"])
+                                   a["weight_kg"], pca_values(a))
     return inp
+
+
+PCA_FIELDS = ("pca_demand_dose", "pca_lockout_min", "pca_max_per_hour", "pca_limit_1h", "pca_limit_4h",
+              "pca_bolus_count")
+
+
+def pca_values(msg: dict[str, Any]) -> Any:
+    """The six per-patient PCA fields as the C struct holds them (doubles; absent: 0)."""
+    return (ctypes.c_double * 6)(*(float(msg.get(name, 0)) for name in PCA_FIELDS))
 
 
 def same(a: Decision, b: Decision) -> bool:
@@ -550,3 +562,186 @@ def same(a: Decision, b: Decision) -> bool:
 
 
 __all__ = ["ALARMS", "CCore", "Decision", "PyMonitor", "approvals_py", "math"]
+
+
+# ------------------------------------------------------------------------------------------- pump_control
+OPS = {"program": 1, "confirm_edit": 2, "cancel_edit": 3, "request_start": 4, "confirm_start": 5, "pause": 6,
+       "emergency_stop": 7, "stop": 8, "new_patient": 9, "alarm": 10, "clear_alarm": 11, "bolus": 12, "tick": 13,
+       "start_gate": 14}
+STATES = ["idle", "programmed", "running", "paused", "alarm", "complete"]
+OUTCOMES = [("needs an authenticated clinician", 1), ("no change is waiting for confirmation", 2),
+            ("cannot start from state", 3), ("no start is waiting for confirmation", 4),
+            ("cannot pause from state", 5), ("stop the infusion before starting a new patient", 6),
+            ("no alarm to clear", 7)]
+SOURCES = ["pca-button", "keypad", "network"]
+DETAILS += [("clear the alarm before changing the program", 18),
+            ("stop the infusion before changing drug, concentration or care area", 19),
+            ("programming needs an authenticated clinician", 20), ("a soft-limit excess needs a reason", 21)]
+
+
+class Rx(ctypes.Structure):
+    _fields_ = [("drug", ctypes.c_char * ID), ("care_area", ctypes.c_char * ID), ("concentration", ctypes.c_double),
+                ("dose_rate", ctypes.c_double), ("vtbi_ml", ctypes.c_double), ("weight_kg", ctypes.c_double),
+                ("pca", ctypes.c_double * 6)]
+
+
+class ControlInput(ctypes.Structure):
+    _fields_ = [("op", ctypes.c_int32), ("clinician", ctypes.c_int32), ("now", ctypes.c_double), ("rx", Rx),
+                ("override_reason", ctypes.c_char * 257), ("has_override", ctypes.c_int32),
+                ("action", ctypes.c_int32), ("source", ctypes.c_int32), ("has_hold_off", ctypes.c_int32),
+                ("has_reservoir", ctypes.c_int32), ("hold_off_until", ctypes.c_double),
+                ("reservoir_ml", ctypes.c_double), ("gate_latched", ctypes.c_int32), ("gate_alarm", ctypes.c_int32),
+                ("gate_high_priority", ctypes.c_int32)]
+
+
+class ControlOutput(ctypes.Structure):
+    _fields_ = [("outcome", ctypes.c_int32), ("verdict", ctypes.c_int32), ("program_error", ctypes.c_int32),
+                ("installed", ctypes.c_int32), ("n_issues", ctypes.c_int32), ("issues", Issue * 16),
+                ("bolus_granted", ctypes.c_int32), ("bolus_denial", ctypes.c_int32), ("seq", ctypes.c_int64),
+                ("rate_ml_h", ctypes.c_double), ("bolus", ctypes.c_int32), ("at_limit", ctypes.c_int32),
+                ("cmd_state", ctypes.c_int32), ("state", ctypes.c_int32), ("has_program", ctypes.c_int32),
+                ("edit_pending", ctypes.c_int32), ("start_pending", ctypes.c_int32),
+                ("bolus_requested", ctypes.c_int32), ("bolus_active", ctypes.c_int32),
+                ("delivered_ml", ctypes.c_double), ("program_rate_ml_h", ctypes.c_double)]
+
+
+class ControlConfig(ctypes.Structure):
+    _fields_ = [("period_s", ctypes.c_double), ("start_confirm_timeout_s", ctypes.c_double),
+                ("edit_confirm_timeout_s", ctypes.c_double), ("paused_too_long_s", ctypes.c_double)]
+
+
+class CControl:
+    def __init__(self, core: CCore) -> None:
+        lib = core.lib
+        lib.sm_control_sizeof.restype = ctypes.c_ulong
+        self.lib = lib
+        self.library = core.library
+        self.state = ctypes.create_string_buffer(lib.sm_control_sizeof())
+        lib.sm_control_init.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ControlConfig),
+                                        ctypes.c_double]
+        lib.sm_control_step.argtypes = [ctypes.c_void_p, ctypes.POINTER(ControlInput), ctypes.POINTER(ControlOutput)]
+        layout = [lib.sm_shim_layout(i) for i in range(len(LAYOUT), len(LAYOUT) + 3)]
+        mine = [ctypes.sizeof(ControlInput), ctypes.sizeof(ControlOutput), ControlOutput.delivered_ml.offset]
+        if layout != mine:
+            raise AssertionError(f"ctypes layout {mine} differs from the C control structs {layout}")
+
+    def init(self, cfg: ControlConfig, now: float) -> None:
+        self.lib.sm_control_init(self.state, ctypes.addressof(self.library), ctypes.byref(cfg), now)
+
+    def step(self, inp: ControlInput) -> ControlOutput:
+        out = ControlOutput()
+        self.lib.sm_control_step(self.state, ctypes.byref(inp), ctypes.byref(out))
+        return out
+
+
+def control_c_input(op: dict[str, Any]) -> ControlInput:
+    inp = ControlInput()
+    inp.op = OPS[op["op"]]
+    inp.now = op["now"]
+    inp.clinician = int(op.get("clinician", True))
+    if op["op"] == "program":
+        pg = op["program"]
+        inp.rx = Rx(pg["drug"].encode(), op["care_area"].encode(), pg["concentration"], pg["dose_rate"],
+                    pg["vtbi_ml"], pg["weight_kg"], pca_values(pg))
+        inp.override_reason = op["reason"].encode()
+        inp.has_override = int(bool(op["reason"]))
+    elif op["op"] == "alarm":
+        inp.action = op["action"]
+    elif op["op"] == "bolus":
+        inp.source = SOURCES.index(op["source"])
+        inp.has_hold_off, inp.hold_off_until = (1, op["hold_off"]) if op["hold_off"] is not None else (0, 0.0)
+        inp.has_reservoir, inp.reservoir_ml = (1, op["reservoir"]) if op["reservoir"] is not None else (0, 0.0)
+    elif op["op"] == "start_gate":
+        inp.gate_latched = int(op["latched"])
+        alarm = op["alarm"]
+        inp.gate_alarm = -1 if not alarm else (ALARMS.index(alarm) if alarm in ALARMS else len(ALARMS))
+        inp.gate_high_priority = int(op["priority"] == "high")
+    return inp
+
+
+def control_c_decision(o: ControlOutput) -> tuple[Any, ...]:
+    issues = tuple((o.issues[i].field, o.issues[i].severity, o.issues[i].detail) for i in range(o.n_issues))
+    tick = (o.seq, o.rate_ml_h, o.bolus, o.at_limit, o.cmd_state) if o.seq else (0, 0.0, 0, 0, 0)
+    return (o.outcome, o.verdict, o.program_error, o.installed, issues, o.bolus_granted, o.bolus_denial, tick,
+            (o.state, o.has_program, o.edit_pending, o.start_pending, o.bolus_requested, o.bolus_active,
+             o.delivered_ml, o.program_rate_ml_h))
+
+
+class PyControl:
+    """therapy/state_machine.py Controller (+ therapy_io.program_request and gates.start_refusal, as
+    pump_control.py calls them); ``handle`` runs one operation and returns the same tuple as the C side."""
+
+    def __init__(self, library: DrugLibrary, period_s: float, now: float) -> None:
+        from septum_pump.therapy.state_machine import Controller, ControllerConfig
+
+        self.library = library
+        self.cfg = ControllerConfig(period_s=period_s)
+        self.ctl = Controller(library, self.cfg, now=now)
+
+    def config(self) -> ControlConfig:
+        c = self.cfg
+        return ControlConfig(c.period_s, c.start_confirm_timeout_s, c.edit_confirm_timeout_s,
+                             getattr(c, "paused_too_long_s", 120.0))
+
+    def handle(self, op: dict[str, Any]) -> tuple[Any, ...]:
+        from septum_pump import therapy_io
+        from septum_pump.therapy.alarms import AlarmAction
+        from septum_pump.therapy.errors import ClockError
+        from septum_pump.therapy.gates import start_refusal
+        from septum_pump.therapy.pca import BolusSource
+        from septum_pump.therapy.program import Principal
+
+        ctl, now, kind = self.ctl, op["now"], op["op"]
+        who = Principal("nurse-7", "clinician" if op.get("clinician", True) else "patient", True)
+        outcome, verdict, error, installed, issues = 0, 0, 0, 0, ()
+        granted, denial, tick = 0, 0, (0, 0.0, 0, 0, 0)
+        try:
+            if kind == "program":
+                pg = op["program"]
+                try:
+                    req = therapy_io.program_request(self.library, drug=pg["drug"], care_area=op["care_area"],
+                                                     concentration=pg["concentration"], dose_rate=pg["dose_rate"],
+                                                     vtbi_ml=pg["vtbi_ml"], weight_kg=pg["weight_kg"], principal=who,
+                                                     override_reason=op["reason"],
+                                                     pca=therapy_io.pca_fields(types.SimpleNamespace(**pg)))
+                except TherapyError as exc:
+                    if isinstance(exc, ClockError):
+                        raise
+                    error = _code(ERRORS, str(exc), "a request error")
+                else:
+                    before = ctl.state.value
+                    d = ctl.program_infusion(req, now)
+                    verdict = {"accepted": 1, "needs-confirmation": 2, "rejected": 3}[d.verdict.value]
+                    issues = _issue_codes(d.issues)
+                    if verdict == 1:
+                        installed = 1 if before in ("idle", "programmed", "complete") else 2
+            elif kind == "start_gate":
+                why = start_refusal(op["alarm"], op["priority"], op["latched"])
+                outcome = 0 if why is None else (9 if why.startswith("safety fault latched") else 10)
+            elif kind == "alarm":
+                ctl.on_alarm(AlarmAction(op["action"]), now)
+            elif kind == "bolus":
+                d = ctl.request_bolus(BolusSource(op["source"]), now, hold_off_until=op["hold_off"],
+                                      reservoir_ml=op["reservoir"])
+                granted = int(d.granted)
+                denial = 0 if d.granted else BOLUS_DENIAL[d.denial.value]
+            elif kind == "tick":
+                cmd = ctl.tick(now)
+                tick = (cmd.seq, cmd.rate_ml_h, int(cmd.bolus), int(cmd.at_limit), STATES.index(cmd.state.value))
+            elif kind == "emergency_stop":
+                ctl.emergency_stop(now)
+            elif kind == "cancel_edit":
+                ctl.cancel_edit(now)
+            else:
+                method = {"confirm_edit": ctl.confirm_edit, "request_start": ctl.request_start,
+                          "confirm_start": ctl.confirm_start, "pause": ctl.pause, "stop": ctl.stop,
+                          "new_patient": ctl.new_patient, "clear_alarm": ctl.clear_alarm}[kind]
+                out = method(who, now)
+                outcome = 0 if out.ok else _code([(re.escape(w), c) for w, c in OUTCOMES], out.message, "an outcome")
+        except ClockError:
+            outcome = 8
+        program = ctl.program
+        state = (STATES.index(ctl.state.value), int(program is not None), int(ctl.pending_edit is not None),
+                 int(ctl.start_pending), int(ctl._bolus_requested), int(ctl.pca.active is not None), ctl.delivered_ml,
+                 program.rate_ml_h if program is not None else 0.0)
+        return (outcome, verdict, error, installed, issues, granted, denial, tick, state)

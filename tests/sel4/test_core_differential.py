@@ -144,8 +144,63 @@ class TraceMaker:
             self.factor = self.r.choice((1.0, 1.3, 0.5, 3.0))
         return s
 
+    def pca_prescription(self, drug: str) -> dict[str, Any]:
+        """The per-patient PCA fields: mostly none (the library's standard), else around the library's bounds,
+        sometimes incomplete."""
+        r = self.r
+        zero = dict(pca_demand_dose=0.0, pca_lockout_min=0.0, pca_max_per_hour=0, pca_limit_1h=0.0,
+                    pca_limit_4h=0.0, pca_bolus_count=0)
+        if r.random() < 0.7:
+            return zero
+        try:
+            rules = self.lib.entry(drug, self.care_area).pca
+        except Exception:
+            rules = None
+        if rules is None:
+            return {**zero, "pca_demand_dose": 1.0} if r.random() < 0.5 else zero
+
+        def around(lim: Any, whole: bool = False) -> float:
+            pts = [b for b in lim.as_tuple() if b is not None]
+            v = r.choice(pts) * r.choice((1.0, 1.0, 1.0, 0.9, 1.1))
+            return float(max(0, round(v))) if whole else v
+
+        out = dict(pca_demand_dose=around(rules.demand_dose), pca_lockout_min=around(rules.lockout_min),
+                   pca_max_per_hour=int(around(rules.max_boluses_per_hour, whole=True)),
+                   pca_limit_1h=around(rules.limit_1h), pca_limit_4h=around(rules.limit_4h),
+                   pca_bolus_count=int(around(rules.boluses_per_program, whole=True))
+                   if rules.boluses_per_program is not None and r.random() < 0.7 else 0)
+        if r.random() < 0.1:
+            out[r.choice(list(out))] = 0  # incomplete (or the count left to the library)
+        return out
+
+    def good_program(self) -> dict[str, Any]:
+        """A program the library accepts (or nearly: at a soft bound), so that traces get to run."""
+        r = self.r
+        choices = [d for d, drug in self.lib.drugs.items() if self.care_area in drug.care_areas]
+        pca_drugs = [d for d in choices if self.lib.entry(d, self.care_area).pca is not None]
+        drug_id = r.choice(pca_drugs) if pca_drugs and r.random() < 0.6 else r.choice(choices)
+        d = self.lib.drugs[drug_id]
+        e = self.lib.entry(drug_id, self.care_area)
+        c = d.concentrations[r.randrange(len(d.concentrations))]
+        conc = c.canonical_per_ml / d.concentrations[0].unit.to_canonical
+        lo = e.rate.soft_min if e.rate.soft_min is not None else (e.rate.hard_min or 0.0)
+        hi = e.rate.soft_max if e.rate.soft_max is not None else e.rate.hard_max
+        rate = r.choice((lo, hi, (lo + hi) / 2, lo + (hi - lo) * r.random()))
+        if e.pca is not None:
+            rate = r.choice((0.0, 0.0, rate / 4, rate / 2))
+        if rate == 0 and e.pca is None:
+            rate = hi
+        weight = 70.0 if d.dose_unit.weight_based or r.random() < 0.3 else 0.0
+        vtbi = r.choice((0.05, 0.5, 5.0, 20.0, 50.0))
+        prog = dict(drug=drug_id, care_area="", concentration=conc, dose_rate=rate, vtbi_ml=vtbi, weight_kg=weight,
+                    soft_limit_confirmed=False, **self.pca_prescription(drug_id))
+        self.last_program = prog
+        return prog
+
     def program(self) -> dict[str, Any]:
         r = self.r
+        if r.random() < 0.5:
+            return self.good_program()
         drugs = list(self.lib.drugs)
         drug = r.choice([*drugs, "", "not-a-drug"]) if r.random() < 0.2 else r.choice(drugs)
         area = "" if r.random() < 0.7 else r.choice((self.care_area, *AREAS, "nowhere"))
@@ -170,7 +225,8 @@ class TraceMaker:
         if r.random() < 0.5 or (d is not None and d.dose_unit.weight_based and r.random() < 0.9):
             weight = r.choice([w for w in _limit_points(self.lib, drug, eff_area, "weight_kg") if w <= 500] + [80.0])
         prog = dict(drug=drug, care_area=area, concentration=min(10000.0, conc), dose_rate=min(10000.0, rate),
-                    vtbi_ml=vtbi, weight_kg=weight, soft_limit_confirmed=r.random() < 0.3)
+                    vtbi_ml=vtbi, weight_kg=weight, soft_limit_confirmed=r.random() < 0.3,
+                    **self.pca_prescription(drug))
         if drug:
             self.last_program = prog
         return prog
@@ -185,7 +241,8 @@ class TraceMaker:
                     reason=r.choice(reasons[:2] * 4 + reasons),
                     drug=base["drug"] or "heparin", concentration=base["concentration"],
                     dose_rate=base["dose_rate"] * (1 if r.random() < 0.9 else 1 + 1e-6),
-                    vtbi_ml=base["vtbi_ml"], weight_kg=base["weight_kg"])
+                    vtbi_ml=base["vtbi_ml"], weight_kg=base["weight_kg"],
+                    **{k: v for k, v in base.items() if k.startswith("pca_")})
 
     def events(self, run_event: Any) -> None:
         """Generate the trace, handing each event to ``run_event`` (which returns the motor writes)."""
@@ -351,3 +408,100 @@ def test_cores_compile_for_the_protection_domains(build: Path) -> None:
                                   text=True, check=True).stdout
     missing = {s for s in undefined if f" {s}\n" not in defined_here}
     assert not missing, f"the core needs symbols no PD provides: {sorted(missing)}"
+
+
+# ----------------------------------------------------------------------------------------- pump_control
+class ControlTraceMaker(TraceMaker):
+    """Operations on the controller as pump_control makes them: programs and edits, the two-step start,
+    pauses, stops, alarms from the monitor and their clearing, patient demands, and the control tick."""
+
+    def ops(self, run_op: Any) -> None:
+        r = self.r
+        opening = ["program", "request_start", "confirm_start"] if r.random() < 0.8 else []
+        for kind in opening:
+            self._op(kind, run_op)
+        for _ in range(self.n):
+            x = r.random()
+            if x < 0.45:
+                self.advance()
+                self._op("tick", run_op)
+            elif x < 0.55:
+                self._op("bolus", run_op)
+            elif x < 0.63:
+                self._op("program", run_op)
+            elif x < 0.75:
+                self._op(r.choice(("request_start", "confirm_start", "confirm_edit")), run_op)
+            elif x < 0.80:
+                self._op("alarm", run_op)
+            elif x < 0.85:
+                self._op(r.choice(("clear_alarm", "pause", "cancel_edit")), run_op)
+            elif x < 0.89:
+                self._op(r.choice(("stop", "emergency_stop", "new_patient")), run_op)
+            elif x < 0.94:
+                self._op("start_gate", run_op)
+            else:
+                self.advance()
+
+    def _op(self, kind: str, run_op: Any) -> None:
+        r = self.r
+        op: dict[str, Any] = {"op": kind, "now": self.t, "clinician": r.random() < 0.93}
+        if kind == "program":
+            op["program"] = self.program()
+            op["care_area"] = self.care_area
+            op["reason"] = r.choice(["", "", "per protocol", "  ", "\tok\x1c", "bell\x07", "z" * 201])
+        elif kind == "alarm":
+            op["action"] = r.choice((0, 1, 2, 3))
+        elif kind == "bolus":
+            op["source"] = r.choice(["pca-button"] * 8 + ["keypad", "network"])
+            op["hold_off"] = None if r.random() < 0.8 else self.t + r.choice((-1.0, 0.0, 60.0))
+            op["reservoir"] = r.choice((None, None, 50.0, 1.0, 0.99, 0.0))
+        elif kind == "start_gate":
+            op["latched"] = r.random() < 0.2
+            op["alarm"] = r.choice(["", "", "door-open", "reservoir-low", "occlusion", "controller-silent",
+                                    "not-a-kind"])
+            op["priority"] = r.choice(["none", "low", "medium", "high"])
+        run_op(op)
+
+
+def run_control_trace(rnd: random.Random, lib: DrugLibrary, ctrl: h.CControl) -> int:
+    maker = ControlTraceMaker(rnd, lib)
+    py = h.PyControl(lib, maker.pc, maker.t)
+    ctrl.init(py.config(), maker.t)
+    ops: list[dict[str, Any]] = []
+
+    def run_op(op: dict[str, Any]) -> None:
+        ops.append(op)
+        trace = "\n".join(f"  {o}" for o in ops)
+        try:
+            dp = py.handle(op)
+        except h.Unmapped:
+            raise
+        except Exception as exc:
+            raise AssertionError(f"the Python controller raised {type(exc).__name__}: {exc}; trace:\n{trace}") from exc
+        dc = h.control_c_decision(ctrl.step(h.control_c_input(op)))
+        if dp != dc:
+            raise AssertionError(f"controller decisions differ at operation {len(ops)} {op['op']}:\n  Python {dp}\n"
+                                 f"  C      {dc}\ntrace (period {maker.pc}):\n{trace}")
+
+    maker.ops(run_op)
+    return len(ops)
+
+
+@pytest.mark.timeout(1800)
+def test_c_control_core_decides_as_the_python_controller(library: DrugLibrary, ccore: h.CCore) -> None:
+    ctrl = h.CControl(ccore)
+    stats = {"traces": 0, "ops": 0}
+
+    @settings(max_examples=TRACES, derandomize=True, deadline=None, database=None, phases=[Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    @given(st.randoms(use_true_random=False))
+    def one(rnd: random.Random) -> None:
+        stats["ops"] += run_control_trace(rnd, library, ctrl)
+        stats["traces"] += 1
+
+    start = time.monotonic()
+    one()
+    elapsed = time.monotonic() - start
+    print(f"\ncontrol differential: {stats['traces']} traces, {stats['ops']} operations, identical decisions, "
+          f"{elapsed:.1f} s", file=sys.stderr)
+    assert stats["traces"] >= TRACES

@@ -46,12 +46,14 @@ def _limits(lim: Limits) -> str:
 
 
 _NO_LIMITS = "{{0, 0, 0, 0}, {0, 0, 0, 0}}"
-_NO_PCA = "{" + ", ".join([_NO_LIMITS] * 5) + ", 0}"
+_NO_PCA = "{" + ", ".join([_NO_LIMITS] * 5) + ", 0, 0, " + _NO_LIMITS + "}"
 
 
 def _pca(p: PcaRules) -> str:
+    count = getattr(p, "boluses_per_program", None)
+    per_program = f"1, {_limits(count)}" if count is not None else f"0, {_NO_LIMITS}"
     return (f"{{{_limits(p.demand_dose)}, {_limits(p.lockout_min)}, {_limits(p.max_boluses_per_hour)}, "
-            f"{_limits(p.limit_1h)}, {_limits(p.limit_4h)}, {_num(p.bolus_rate_ml_h)}}}")
+            f"{_limits(p.limit_1h)}, {_limits(p.limit_4h)}, {_num(p.bolus_rate_ml_h)}, {per_program}}}")
 
 
 def _rules(r: DrugRules, indent: str) -> str:

@@ -458,18 +458,25 @@ static int all_printable(const char *s, int b, int e) {
     return 1;
 }
 
+#define SM_RX_VALUES 10 /* concentration, dose rate, VTBI, weight and the six PCA fields */
 static int rx_matches(const char *drug_a, const double *a, const char *drug_b, const double *b) { /* matches */
     if (!sm_streq(drug_a, drug_b)) return 0;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < SM_RX_VALUES; i++)
         if (!sm_isclose(a[i], b[i], 1e-9)) return 0;
     return 1;
 }
 
-static void approval_values(const sm_approval *a, double v[4]) {
+static void approval_values(const sm_approval *a, double v[SM_RX_VALUES]) {
     v[0] = a->concentration; v[1] = a->dose_rate; v[2] = a->vtbi_ml; v[3] = a->weight_kg;
+    for (int i = 0; i < 6; i++) v[4 + i] = a->pca[i];
 }
-static void program_values(const sm_program_msg *p, double v[4]) {
+static void program_values(const sm_program_msg *p, double v[SM_RX_VALUES]) {
     v[0] = p->concentration; v[1] = p->dose_rate; v[2] = p->vtbi_ml; v[3] = p->weight_kg;
+    for (int i = 0; i < 6; i++) v[4 + i] = p->pca[i];
+}
+static void approval_msg_values(const sm_approval_msg *p, double v[SM_RX_VALUES]) {
+    v[0] = p->concentration; v[1] = p->dose_rate; v[2] = p->vtbi_ml; v[3] = p->weight_kg;
+    for (int i = 0; i < 6; i++) v[4 + i] = p->pca[i];
 }
 
 static int approval_valid(const sm_monitor *m, const sm_approval *a, double now) {
@@ -485,7 +492,7 @@ static void approvals_expire(sm_monitor *m, double now) {
 
 static int approvals_find(sm_monitor *m, const sm_program_msg *p, double now) { /* newest matching, or -1 */
     approvals_expire(m, now);
-    double v[4], w[4];
+    double v[SM_RX_VALUES], w[SM_RX_VALUES];
     program_values(p, v);
     for (int i = m->n_approvals - 1; i >= 0; i--) {
         approval_values(&m->approvals[i], w);
@@ -507,14 +514,15 @@ static int approvals_add(sm_monitor *m, const sm_approval_msg *a, double now) { 
     strip(a->reason, sm_strlen(a->reason, SM_REASON_MAX + 1), &b, &e);
     if (e == b) return SM_AE_NO_REASON;
     if (e - b > 200 || !all_printable(a->reason, b, e)) return SM_AE_REASON_TEXT;
-    const double v[4] = {a->concentration, a->dose_rate, a->vtbi_ml, a->weight_kg};
+    double v[SM_RX_VALUES];
+    approval_msg_values(a, v);
     if (!a->drug[0]) return SM_AE_PRESCRIPTION;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < SM_RX_VALUES; i++)
         if (!(sm_isfinite(v[i]) && v[i] >= 0)) return SM_AE_PRESCRIPTION;
     approvals_expire(m, now);
     int k = 0; /* the newest decision counts */
     for (int i = 0; i < m->n_approvals; i++) {
-        double w[4];
+        double w[SM_RX_VALUES];
         approval_values(&m->approvals[i], w);
         if (!rx_matches(m->approvals[i].drug, w, a->drug, v)) m->approvals[k++] = m->approvals[i];
     }
@@ -527,6 +535,7 @@ static int approvals_add(sm_monitor *m, const sm_approval_msg *a, double now) { 
     n->reason[r] = 0;
     sm_strcpy(n->drug, a->drug, sizeof n->drug);
     n->concentration = v[0]; n->dose_rate = v[1]; n->vtbi_ml = v[2]; n->weight_kg = v[3];
+    for (int i = 0; i < 6; i++) n->pca[i] = v[4 + i];
     n->received_at = now;
     return SM_AE_NONE;
 }
@@ -649,6 +658,7 @@ static void on_program(sm_monitor *m, const sm_program_msg *msg, double now, sm_
     rx.dose_rate = msg->dose_rate;
     rx.vtbi_ml = msg->vtbi_ml;
     rx.weight_kg = msg->weight_kg;
+    for (int i = 0; i < 6; i++) rx.pca[i] = msg->pca[i];
     int drug, area_i;
     int32_t has_pca = 0;
     sm_pca_request pca;
@@ -854,10 +864,9 @@ void sm_monitor_step(sm_monitor *m, const sm_input *untrusted, sm_output *o) {
         }
         o->approval_result = SM_AP_HELD;
         if (m->has_soft_waiting && now - m->soft_waiting_at <= m->cfg.approval_ttl_s) {
-            double v[4], w[4];
+            double v[SM_RX_VALUES], w[SM_RX_VALUES];
             program_values(&m->soft_waiting, w);
-            v[0] = in->approval.concentration; v[1] = in->approval.dose_rate;
-            v[2] = in->approval.vtbi_ml; v[3] = in->approval.weight_kg;
+            approval_msg_values(&in->approval, v);
             if (rx_matches(in->approval.drug, v, m->soft_waiting.drug, w)) {
                 sm_program_msg waiting = m->soft_waiting; /* the program came first: it runs now */
                 on_program(m, &waiting, now, o);

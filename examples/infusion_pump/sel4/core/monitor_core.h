@@ -41,6 +41,8 @@ typedef struct {
     char care_area[SM_ID_MAX + 1]; /* "" means the monitor's configured care area */
     double concentration, dose_rate, vtbi_ml, weight_kg; /* weight 0: not given */
     int32_t soft_limit_confirmed; /* pump_control's claim: audited, never acted on */
+    int32_t pad;
+    double pca[6]; /* pca_demand_dose, pca_lockout_min, pca_max_per_hour, pca_limit_1h, pca_limit_4h, pca_bolus_count */
 } sm_program_msg;
 
 #define SM_REASON_MAX 256
@@ -50,6 +52,7 @@ typedef struct {
     char reason[SM_REASON_MAX + 1];
     char drug[SM_ID_MAX + 1];
     double concentration, dose_rate, vtbi_ml, weight_kg;
+    double pca[6]; /* as in sm_program_msg */
 } sm_approval_msg;
 
 typedef struct {
@@ -151,6 +154,7 @@ typedef struct {
     char reason[SM_REASON_MAX + 1];
     char drug[SM_ID_MAX + 1];
     double concentration, dose_rate, vtbi_ml, weight_kg;
+    double pca[6];
     double received_at;
 } sm_approval;
 

@@ -37,6 +37,8 @@ typedef struct {
     sm_limits limit_1h;
     sm_limits limit_4h;
     double bolus_rate_ml_h;
+    uint8_t has_boluses_per_program; /* patient boluses one prescription may give in all */
+    sm_limits boluses_per_program;
 } sm_pca_rules;
 
 /* One level of drug rules (drug_library.py DrugRules). */

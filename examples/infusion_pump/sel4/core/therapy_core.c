@@ -175,6 +175,35 @@ int sm_program_request_check(const sm_library *lib, const sm_prescription *rx, i
     if (err) return err;
     *drug = d;
     *area = a;
+    int prescribed = 0;
+    for (int i = 0; i < 6; i++)
+        if (rx->pca[i] != 0) prescribed = 1; /* any() */
+    if (prescribed) { /* therapy_io.prescribed_pca: the clinician's PCA prescription */
+        if (!e.has_pca) return SM_E_PCA_NOT_SET_UP;
+        for (int i = 0; i < 5; i++)
+            if (!(rx->pca[i] > 0)) return SM_E_PCA_INCOMPLETE; /* a forgotten field is not a default */
+        double per_hour = rx->pca[2], count_in = rx->pca[5];
+        if (!(per_hour < 2147483647.0) || !(count_in < 2147483647.0)) return SM_E_PCA_WHOLE;
+        if (per_hour != (double)(int32_t)per_hour || count_in != (double)(int32_t)count_in) return SM_E_PCA_WHOLE;
+        *has_pca = 1;
+        pca->demand_dose = rx->pca[0];
+        pca->lockout_min = rx->pca[1];
+        pca->max_boluses_per_hour = (int32_t)per_hour;
+        pca->limit_1h = rx->pca[3];
+        pca->limit_4h = rx->pca[4];
+        pca->has_boluses_per_program = 0;
+        pca->boluses_per_program = 0;
+        if (count_in != 0) {
+            pca->has_boluses_per_program = 1;
+            pca->boluses_per_program = (int32_t)count_in;
+        } else if (e.pca.has_boluses_per_program) { /* the library's standard count */
+            double count;
+            if ((err = standard(&e.pca.boluses_per_program, 1, &count))) return err;
+            pca->has_boluses_per_program = 1;
+            pca->boluses_per_program = (int32_t)count;
+        }
+        return 0;
+    }
     *has_pca = e.has_pca;
     if (e.has_pca) {
         double count;
@@ -184,6 +213,12 @@ int sm_program_request_check(const sm_library *lib, const sm_prescription *rx, i
         pca->max_boluses_per_hour = (int32_t)count; /* int() truncates, as the cast does */
         if ((err = standard(&e.pca.limit_1h, 1, &pca->limit_1h))) return err;
         if ((err = standard(&e.pca.limit_4h, 1, &pca->limit_4h))) return err;
+        pca->has_boluses_per_program = e.pca.has_boluses_per_program;
+        pca->boluses_per_program = 0;
+        if (e.pca.has_boluses_per_program) { /* _standard_count */
+            if ((err = standard(&e.pca.boluses_per_program, 1, &count))) return err;
+            pca->boluses_per_program = (int32_t)count;
+        }
     }
     return 0;
 }
@@ -266,6 +301,11 @@ static int evaluate_body(const sm_library *lib, int drug, int area, double conce
         check(issues, n, SM_F_PCA_COUNT, (double)count, &e.pca.max_boluses_per_hour);
         check(issues, n, SM_F_PCA_1H, l1, &e.pca.limit_1h);
         check(issues, n, SM_F_PCA_4H, l4, &e.pca.limit_4h);
+        if (pr->has_boluses_per_program) {
+            if (pr->boluses_per_program < 1) return SM_E_PCA_COUNT;
+            if (e.pca.has_boluses_per_program)
+                check(issues, n, SM_F_PCA_PER_PROGRAM, (double)pr->boluses_per_program, &e.pca.boluses_per_program);
+        }
         if (!sm_within(demand, l1)) add_issue(issues, n, SM_F_PCA_DEMAND, SM_SEV_HARD, SM_D_DEMAND_OVER_1H);
         if (!sm_within(l1, l4)) add_issue(issues, n, SM_F_PCA_1H, SM_SEV_HARD, SM_D_1H_OVER_4H);
         if (!sm_within(rate * 1.0, l1) || !sm_within(rate * 4.0, l4))
@@ -282,8 +322,8 @@ static int evaluate_body(const sm_library *lib, int drug, int area, double conce
         p->pca.limit_1h_canonical = l1 * tc;
         p->pca.limit_4h_canonical = l4 * tc;
         p->pca.bolus_rate_ml_h = e.pca.bolus_rate_ml_h;
-        p->pca.has_boluses_per_program = 0; /* the standard protocol (therapy_io.standard_pca) sets none */
-        p->pca.boluses_per_program = 0;
+        p->pca.has_boluses_per_program = pr->has_boluses_per_program;
+        p->pca.boluses_per_program = pr->boluses_per_program;
     }
     p->has_dose_hard_max = e.dose.has[SM_HARD_MAX];
     p->dose_hard_max_ml = 0.0;

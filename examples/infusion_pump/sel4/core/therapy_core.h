@@ -67,16 +67,22 @@ enum sm_error {
     SM_E_PCA_UNIT,
     SM_E_PCA_VALUES,
     SM_E_AREA_ID,
+    SM_E_PCA_COUNT,
+    SM_E_PCA_NOT_SET_UP,
+    SM_E_PCA_INCOMPLETE,
+    SM_E_PCA_WHOLE,
     SM_E_N
 };
 enum sm_field {
     SM_F_WEIGHT = 1, SM_F_RATE, SM_F_DOSE, SM_F_PCA_DEMAND, SM_F_PCA_LOCKOUT, SM_F_PCA_COUNT, SM_F_PCA_1H,
-    SM_F_PCA_4H, SM_F_REQUEST, SM_F_OVERRIDE, SM_F_TIME, SM_F_PROGRAM
+    SM_F_PCA_4H, SM_F_REQUEST, SM_F_OVERRIDE, SM_F_TIME, SM_F_PROGRAM, SM_F_OVERRIDE_REASON, SM_F_PRINCIPAL,
+    SM_F_DRUG_ID, SM_F_PCA_PER_PROGRAM
 };
 enum sm_severity { SM_SEV_INVALID = 1, SM_SEV_UNAUTHORISED, SM_SEV_HARD, SM_SEV_SOFT };
 /* detail of an issue: an sm_outcome for a limit check, else one of these (or an sm_error for REQUEST) */
 enum { SM_D_PUMP_MAX = 10, SM_D_DEMAND_OVER_1H, SM_D_1H_OVER_4H, SM_D_BASAL_OVER_WINDOW, SM_D_UNCONFIRMED,
-       SM_D_CLOCK, SM_D_TITRATION, SM_D_HISTORY_FULL };
+       SM_D_CLOCK, SM_D_TITRATION, SM_D_HISTORY_FULL, SM_D_ALARM_STATE, SM_D_CHANGE_DRUG, SM_D_NOT_CLINICIAN,
+       SM_D_REASON };
 #define SM_MAX_ISSUES 16
 typedef struct {
     int32_t field, severity, detail, pad;
@@ -85,6 +91,7 @@ typedef struct {
 typedef struct {
     double demand_dose, lockout_min, limit_1h, limit_4h;
     int32_t max_boluses_per_hour;
+    int32_t has_boluses_per_program, boluses_per_program;
 } sm_pca_request;
 
 typedef struct {
@@ -122,6 +129,9 @@ typedef struct {
     char drug[SM_ID_MAX + 1];
     char care_area[SM_ID_MAX + 1];
     double concentration, dose_rate, vtbi_ml, weight_kg;
+    /* the per-patient PCA prescription as entered: demand dose, lockout (min), boluses per hour, 1-h limit,
+     * 4-h limit, per-prescription bolus count; all zero: the library's standard protocol */
+    double pca[6];
 } sm_prescription;
 int sm_program_request_check(const sm_library *lib, const sm_prescription *rx, int *drug, int *area,
                              sm_pca_request *pca, int32_t *has_pca);
