@@ -148,18 +148,33 @@ def camkes_cmd(model: str, out: str, force: bool, plan: str | None, check: bool)
     _generate(model, out, force, plan, check, camkes.generate)
 
 
+@gen.command("c-channels")
+@_model_arg
+@_out_opt
+@_force_opt
+@_plan_opt
+@_check_opt
+def c_channels_cmd(model: str, out: str, force: bool, plan: str | None, check: bool) -> None:
+    """Typed C channels: message structs, a checked ring per channel, send/recv (header-only, freestanding)."""
+    from septum.gen import c_channels
+
+    _generate(model, out, force, plan, check, c_channels.generate)
+
+
 @click.command("validate-sdf")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--model", "model_path", type=click.Path(dir_okay=False),
               help="Also prove the file grants exactly this model's channels (round trip).")
 @click.option("--strict", is_flag=True, help="Treat warnings as errors.")
-def validate_sdf(file: str, model_path: str | None, strict: bool) -> None:
+@_dialect_opt
+def validate_sdf(file: str, model_path: str | None, strict: bool, dialect: str) -> None:
     """Validate a Microkit system description file (errors name file:line:col)."""
+    from septum.gen.microkit import _reverse_notifications
     from septum.gen.roundtrip import compare
     from septum.gen.sdf_validate import validate_file
 
     try:
-        system, diags = validate_file(file)
+        system, diags = validate_file(file, dialect)  # type: ignore[arg-type]
     except OSError as exc:
         _fail(f"{file}: error: cannot read: {exc.strerror or exc}", 2)
     for d in diags:
