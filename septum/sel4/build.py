@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PUMP_MODEL = ROOT / "examples" / "infusion_pump" / "model.yaml"
 PUMP_SEL4 = ROOT / "examples" / "infusion_pump" / "sel4"
 MANIFEST = "pds/build.yaml"
+RUNTIME = Path(__file__).resolve().parents[1] / "data" / "sel4"  # septum_pd.h + septum_rt.c, in every PD
 HW_PD = "hw"
 CC = "aarch64-linux-gnu-gcc"
 LD = "aarch64-linux-gnu-ld"
@@ -311,6 +312,20 @@ def generated_sources(model: Model, source: SourceMap, model_path: Path, gen_dir
         if maker is None:
             raise BuildError(f"no generator for the source {name!r} named in {MANIFEST}")
         _write(gen_dir / name, maker(model_path))
+    _write(gen_dir / "drug_library_version.h", _library_version(model_path))
+
+
+def _library_version(model_path: Path) -> str:
+    """drug_library.yaml's version for the update stand-in's announcement (0 when the model has no library)."""
+    library = model_path.parent / "drug_library.yaml"
+    try:
+        raw = yaml.safe_load(library.read_text(encoding="utf-8")) if library.is_file() else {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise BuildError(f"{library}: cannot read the drug library: {exc}") from None
+    version = raw.get("version", 0) if isinstance(raw, dict) else 0
+    if not isinstance(version, int) or version < 0:
+        raise BuildError(f"{library}: 'version' is not a non-negative integer")
+    return f"#define SEPTUM_DRUG_LIBRARY_VERSION {version}u /* {library.name} */\n"
 
 
 def _drug_table(model_path: Path) -> str:
@@ -405,14 +420,16 @@ def elf_size(path: Path) -> PdSize:
 
 # ---------------------------------------------------------------------------------------------- the build
 def build_image(model_path: Path | str = PUMP_MODEL, out_dir: Path | str | None = None, *,
-                variant: Variant | None = None, sdk: object | None = None, sel4_dir: Path = PUMP_SEL4,
+                variant: Variant | None = None, sdk: object | None = None, sel4_dir: Path | None = None,
                 config: str = "debug", log: Callable[[str], None] | None = None) -> BuiltImage:
     """Everything in the module docstring, in that order. Raises ModelRefused before writing anything."""
     variant = variant or Variant()
     model_path = Path(model_path)
     say = log or (lambda _line: None)
     model, source = analyse(model_path)  # first: a refused model leaves no trace
-    manifest = load_manifest(sel4_dir)
+    # the PD sources of the model's own folder (<model dir>/sel4/pds/build.yaml), else generic stand-ins only
+    sel4_dir = sel4_dir if sel4_dir is not None else model_path.resolve().parent / "sel4"
+    manifest = load_manifest(sel4_dir) if (sel4_dir / MANIFEST).is_file() else Manifest(sel4_dir, [], [], {}, None)
     unknown = sorted(set(variant.defines) - set(model.partitions) - ({manifest.hw.name} if manifest.hw else set()))
     if unknown:
         raise BuildError(f"variant {variant.name}: defines for PDs that are not built: {', '.join(unknown)}")
@@ -441,22 +458,23 @@ def build_image(model_path: Path | str = PUMP_MODEL, out_dir: Path | str | None 
             raise BuildError("the simulated-hardware extension changed a model PD's grants:\n" + "\n".join(problems))
         _write(gen_dir / "hw" / "hw_layout.h", hw_header)
     _write(gen_dir / "hw" / "device_addresses.h", device_addresses(plan))
-    system = folder / "pump.system"
+    system = folder / "device.system"
     _write(system, sdf)
     wanted = {g for spec in manifest.pds.values() for g in spec.generated}
     generated_sources(model, source, model_path, gen_dir, wanted)
     if generic:
         notes.append(f"generic stand-in PD(s) (no C in {MANIFEST}): {', '.join(generic)}")
 
-    include = [gen_dir / "include", gen_dir / "channels", gen_dir / "hw", gen_dir, *manifest.include]
+    include = [gen_dir / "include", gen_dir / "channels", gen_dir / "hw", gen_dir, RUNTIME, *manifest.include]
     tree = _tree_hash(include)
     cache = folder.parent / "obj-cache"
+    common = [RUNTIME / "septum_rt.c", *manifest.common]
     specs: list[tuple[str, list[Path]]] = [
-        (name, [*manifest.common, *spec.sources, *(gen_dir / g for g in spec.generated)])
-        for name, spec in manifest.pds.items()]
-    specs += [(name, [*manifest.common, gen_dir / "channels" / f"standin_{name}.c"]) for name in generic]
+        (name, [*common, *spec.sources, *(gen_dir / g for g in spec.generated)])
+        for name, spec in manifest.pds.items() if name in model.partitions]
+    specs += [(name, [*common, gen_dir / "channels" / f"standin_{name}.c"]) for name in generic]
     if manifest.hw is not None:
-        specs.append((manifest.hw.name, [*manifest.common, *manifest.hw.sources]))
+        specs.append((manifest.hw.name, [*common, *manifest.hw.sources]))
     elfs = {}
     for name, sources in specs:
         say(f"compile {name}")

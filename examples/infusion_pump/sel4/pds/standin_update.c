@@ -3,8 +3,9 @@
  * compiled with on drug_library_pc and drug_library_sm, and tells auth on update_results. Its other channels
  * are initialised and drained (pd_channels_update.h), nothing more. */
 #include "pd_channels_update.h"
+#include "drug_library_version.h" /* septum/sel4/build.py: drug_library.yaml's 'version' (the cores' table) */
 
-#define LIBRARY_VERSION 3 /* drug_library.yaml 'version' of the table compiled into the cores */
+#define LIBRARY_VERSION SEPTUM_DRUG_LIBRARY_VERSION
 
 static septum_DrugLibrary_t lib;
 static septum_UpdateResult_t result;
