@@ -20,6 +20,7 @@ LAZY_COMMANDS: dict[str, str] = {
     **dict.fromkeys(("report", "sbom", "threats", "mds2", "vulns"), "septum.cli.compliance"),
     "attack": "septum.cli.attack",
     "decommission": "septum.cli.decommission",
+    "sel4": "septum.cli.sel4",
 }
 
 

@@ -30,12 +30,17 @@ def _suite():  # type: ignore[no-untyped-def]
 @click.argument("scenarios", nargs=-1)
 def attack(list_: bool, as_json: bool, time_scale: float, scenarios: tuple[str, ...]) -> None:
     """Run the attack suite against the reference pump (needs root: the runtime's real sandbox)."""
+    from .sel4 import attack_ids, list_attack_scenarios, run_attack_scenarios
+
     suite = _suite()
     if list_:
         for sc in suite.SCENARIOS.values():
             click.echo(f"{sc.id:<24} {sc.title}\n{'':<24} tries: {sc.tries}\n{'':<24} stopped by: {sc.stops}")
+        list_attack_scenarios()
         return
-    unknown = [s for s in scenarios if s not in suite.SCENARIOS]
+    sel4_ids = attack_ids()  # the seL4 image's hostile network PD, when an SDK is here (docs/sel4.md)
+    linux, sel4 = [s for s in scenarios if s in suite.SCENARIOS], [s for s in scenarios if s in sel4_ids]
+    unknown = [s for s in scenarios if s not in suite.SCENARIOS and s not in sel4_ids]
     if unknown:
         click.echo(f"unknown scenario(s): {', '.join(unknown)} (see septum attack --list)", err=True)
         sys.exit(2)
@@ -43,12 +48,15 @@ def attack(list_: bool, as_json: bool, time_scale: float, scenarios: tuple[str, 
     def show(res) -> None:  # type: ignore[no-untyped-def]
         click.echo(json.dumps(res.as_dict()) if as_json else res.line())
 
-    try:
-        results = suite.run_suite(scenarios or None, on_result=show, time_scale=time_scale)
-    except Exception as exc:  # the device never came up: say why, no traceback
-        click.echo(f"septum attack: the device could not be started: {exc}", err=True)
-        sys.exit(2)
-    failed = [r.id for r in results if not r.ok]
+    results = []
+    if linux or not scenarios:
+        try:
+            results = suite.run_suite(linux or None, on_result=show, time_scale=time_scale)
+        except Exception as exc:  # the device never came up: say why, no traceback
+            click.echo(f"septum attack: the device could not be started: {exc}", err=True)
+            sys.exit(2)
+    results += run_attack_scenarios(sel4 if scenarios else sel4_ids, as_json, explicit=bool(sel4))
+    failed = [getattr(r, "name", r.id) for r in results if not r.ok]
     if not as_json:
         click.echo(f"{len(results) - len(failed)}/{len(results)} scenarios: attack stopped, therapy within limits, "
                    f"audit log verified, event recorded" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
