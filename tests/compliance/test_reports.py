@@ -56,7 +56,7 @@ PUMP_MDS2 = {
     "RMOT-3": ("Yes", "derived"),
     # the model suggests, a person confirms
     "MPII-3.1": ("No", "needs confirmation"), "AUDT-1.1": ("See note", "needs confirmation"),
-    "MLDP-1": ("No", "needs confirmation"), "MLDP-4": ("Yes", "needs confirmation"),
+    "MLDP-1": ("Yes", "derived"), "MLDP-3": ("Yes", "derived"), "MLDP-4": ("Yes", "needs confirmation"),
     "CONN-8": ("See note", "needs confirmation"), "PAUT-1": ("See note", "needs confirmation"),
     "RDMP-4": ("Yes", "needs confirmation"), "SAHD-3.1": ("Yes", "needs confirmation"),
     "SAHD-12": ("No", "needs confirmation"), "RMOT-1": ("No", "needs confirmation"),
