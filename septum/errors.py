@@ -23,6 +23,10 @@ what is wrong and, where it can, what to do.
     │   ├── LandlockError         (RuntimeError) the Landlock ruleset cannot be built or enforced
     │   ├── IdentityError         (RuntimeError) a partition's user/group identity cannot be set up
     │   └── DiskError             (OSError) a partition's bounded disk cannot be set up
+    ├── seL4 target (septum.sel4)
+    │   ├── BuildError            (RuntimeError) an image cannot be built (source, compiler, Microkit tool)
+    │   │   └── ModelRefused      the model's analysis has blocking findings: nothing was built
+    │   └── QemuError             (RuntimeError) QEMU missing, or the expected serial line never came
     ├── services (septum.services)
     │   ├── AuditError            a record or call the audit writer refuses
     │   │   └── AuditLogDamaged   the audit log is damaged beyond a torn tail; carries the damage

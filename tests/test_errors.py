@@ -43,6 +43,9 @@ USER_FACING: list[tuple[str, str, type[BaseException]]] = [
     ("septum.services.secrets_at_rest", "SecretsError", ValueError),
     ("septum.services.decommission", "DecommissionError", ValueError),
     ("septum.sel4.wire", "Refusal", ValueError),
+    ("septum.sel4.build", "BuildError", RuntimeError),
+    ("septum.sel4.build", "ModelRefused", RuntimeError),
+    ("septum.sel4.qemu", "QemuError", RuntimeError),
     ("septum.services.auth_routing", "RoutingError", ValueError),
     ("septum.services.service_io", "ServiceSetupError", RuntimeError),
     ("septum.compliance.threat_rules", "ThreatRuleError", ValueError),
@@ -63,6 +66,7 @@ NOT_SEPTUM_ERRORS: list[tuple[str, str]] = [
     ("septum.cli.services", "Failed"),
     ("septum.cli.decommission", "UserError"),
     ("septum.cli.error_exit", "SeptumErrorExit"),
+    ("septum.sel4.scenarios", "ScenarioFailed"),
 ]
 
 _EXCEPTION_BASES = {"Exception", "ValueError", "RuntimeError", "OSError", "ClickException", "SeptumError"}
