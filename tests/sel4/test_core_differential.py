@@ -308,6 +308,7 @@ def run_trace(rnd: random.Random, lib: DrugLibrary, core: h.CCore, probes: list[
     py = h.PyMonitor(lib, maker.care_area, maker.scale, maker.ttl, maker.t, mono)
     probes[:] = [py]
     cfg = py.config()
+    t0 = maker.t
     events: list[dict[str, Any]] = []
     first_py, first_c = py.start(), h.c_decision(core.init(cfg, maker.t))
     if first_py != first_c:
@@ -333,7 +334,7 @@ def run_trace(rnd: random.Random, lib: DrugLibrary, core: h.CCore, probes: list[
 
     maker.events(run_event)
     if record is not None:
-        record.append((cfg, maker.t if not events else events[0]["now"], events))
+        record.append((cfg, t0, events))
     return len(events)
 
 
