@@ -108,17 +108,21 @@ def test_order_infusion_is_recorded_with_patient_mode_and_rate_and_alarm_with_re
     ok, why = rig._act("confirm_order", [("order_id", "ORD-REV-1"), ("confirm_order", "")])
     assert ok, why
     after = _last_seq(rig)
+    # every 5 minutes of device time, whatever the mode (here: the confirmed order, not started yet)
+    periodic = _wait(rig, after, "operational",
+                     lambda f: f.get("why") == "periodic" and f.get("patient_id") == "MRN-77",
+                     "pump_control", timeout=300 / SCALE + 15)[0]
+    assert periodic["drug"] == "normal-saline" and periodic["dose_rate"] == "60.0" and periodic["vtbi_ml"] == "200.0"
+    assert periodic["utc"].endswith("+00:00")
+    after = _last_seq(rig)
+    assert rig.login()  # the 5 minutes outlived the session (session_timeout_s 300 of device time)
     ok, why = rig.start()
     assert ok, why
-    # the change of mode is recorded at once, with the patient from the confirmed order
+    # the change of mode is recorded at once, with the patient from the confirmed order and the motor rate
     running = _wait(rig, after, "operational", lambda f: f.get("mode") == "running", "pump_control")[0]
-    assert running["patient_id"] == "MRN-77" and running["drug"] == "normal-saline"
+    assert running["patient_id"] == "MRN-77" and running["drug"] == "normal-saline" and running["why"] == "mode-change"
     assert running["dose_rate"] == "60.0" and running["dose_unit"] == "mL/h" and running["vtbi_ml"] == "200.0"
-    assert running["utc"].endswith("+00:00") and running["why"] == "mode-change"
-    # and again every 5 minutes of device time while it runs, with the motor rate
-    periodic = _wait(rig, after, "operational", lambda f: f.get("why") == "periodic" and f.get("mode") == "running",
-                     "pump_control", timeout=300 / SCALE + 15)[0]
-    assert float(periodic["rate_ml_h"]) == pytest.approx(60.0) and periodic["patient_id"] == "MRN-77"
+    assert float(running["rate_ml_h"]) == pytest.approx(60.0) and running["utc"].endswith("+00:00")
     assert rig.wait_until(lambda: rig.delivered_ml() > 0.5, timeout=15)
     after = _last_seq(rig)
     rig.inject("occlusion")
