@@ -99,11 +99,12 @@ class MachinePins:
         raise MtlsError(f"peer identity {', '.join(_identities(chain[0])) or '(none)'} is not pinned to a role")
 
 
-def server_context(ca_pem: Path, cert_pem: Path, key_pem: Path) -> ssl.SSLContext:
-    """TLS 1.3 server context that demands a client certificate from the provisioned CA."""
+def server_context(ca_pem: Path, cert_pem: Path, key_pem: Path, key_password: bytes | None = None) -> ssl.SSLContext:
+    """TLS 1.3 server context that demands a client certificate from the provisioned CA. ``key_password``:
+    the key file is encrypted (at rest under the device key: secrets_at_rest.py)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.load_verify_locations(cafile=str(ca_pem))
-    ctx.load_cert_chain(str(cert_pem), str(key_pem))
+    ctx.load_cert_chain(str(cert_pem), str(key_pem), password=key_password)
     return ctx

@@ -265,3 +265,23 @@ def test_the_window_expires_after_grant_s_and_is_audited(bench: Bench) -> None:
     assert closed is not None and _detail(closed)["reason"] == "expired", closed
     _, answers = bench.push(bench.library(31))
     assert answers[0].status == 403 and "no install_update window open" in answers[0].reason, answers
+
+
+def test_the_running_pump_keeps_no_key_or_credential_in_clear(bench: Bench) -> None:
+    """The rig provisions the pump with a device key: the TLS key is encrypted, the audit key and the
+    credential file are sealed; nothing under the device's state folder holds them in clear."""
+    rig = bench.rig
+    assert rig.device_key is not None
+    scalar = rig.pki.pump.key.private_numbers().private_value.to_bytes(32, "big")
+    needles = [b"BEGIN PRIVATE KEY", b"BEGIN EC PRIVATE KEY", b"$argon2id$", scalar]
+    hits = []
+    for f in rig.supervisor.state_dir.rglob("*"):
+        if f.is_file() and not f.is_symlink():  # the data disk images too, block for block
+            data = f.read_bytes()
+            hits += [f"{f}: {n[:20]!r}" for n in needles if n in data]
+    assert hits == [], hits
+    net = rig.supervisor.data_dir("network")
+    assert b"BEGIN ENCRYPTED PRIVATE KEY" in (net / "server.key").read_bytes()
+    assert (net / "server.key.pass.sealed").exists()
+    assert (rig.supervisor.data_dir("audit") / "audit.key.sealed").exists()
+    assert (rig.supervisor.data_dir("auth") / "credentials.json.sealed").exists()

@@ -26,8 +26,10 @@ import msgspec
 
 from septum.runtime import liveness
 from septum.runtime.partition import Partition
+from septum.services.secrets_at_rest import SECRETS_CONFIG_KEY
 
 from .hospital.link import HospitalLink, SetupError
+from .hospital.pki import KEY_PASSPHRASE
 
 # the link's audit severities (the AuditEvent enum) as the supervisor's event stream names them
 REPORT_SEVERITY = {"alert": "error"}
@@ -55,6 +57,9 @@ def main(p: Partition) -> None:
     updates = (p.message_type("updates_in"), forward_chunk) if "updates_in" in p.outputs else None
     rate = p.output_rate("orders_in")
     config = dict(p.config)
+    # the TLS key's passphrase, unsealed by the supervisor (device key): never part of the link's settings
+    unsealed = config.pop(SECRETS_CONFIG_KEY, None)
+    key_password = unsealed.get(KEY_PASSPHRASE) if isinstance(unsealed, dict) else None
     try:
         # the probes of hospital_https / hospital_mllp the model declares: a listener that stops answering
         # ends the partition (restart policy), a heartbeat alone would not show it
@@ -64,7 +69,7 @@ def main(p: Partition) -> None:
         # different rate; Retry-After goes back to the hospital in real seconds
         link = HospitalLink(p.data_dir, config, p.message_type("orders_in"), forward, emit_audit,
                             orders_rate_per_s=rate, clock=p.now, to_real=p.clock.to_real, fatal=p.fatal,
-                            is_probe=probes.is_probe, updates=updates,
+                            is_probe=probes.is_probe, updates=updates, key_password=key_password,
                             expect_verdict="order_verdicts" in p.inputs)
         link.start()
     except (SetupError, OSError, ValueError) as exc:

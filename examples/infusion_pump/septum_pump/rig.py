@@ -92,6 +92,9 @@ class PumpRig:
         self.pins: dict[str, str] = {}
         self.pki: Any = None  # the bench hospital's PKI (real services only)
         self.provisioned: Any = None  # provisioning.Provisioned (real services only)
+        # real services: keys and credentials sealed at rest under this device key (a root-only file standing
+        # in for a TPM-sealed key; septum.services.secrets_at_rest), outside every partition's folder
+        self.device_key: Any = None
         self.hospital_dir: Path | None = None  # the hospital side's CA, client and listener credentials
         self.ports: dict[str, int] = {}  # network interface -> loopback TCP port of this run
         self._tmp: list[Path] = []
@@ -127,7 +130,8 @@ class PumpRig:
         state = self._mkdtemp("septum-pump-run-")
         self.sup = Supervisor(model, source, model_dir=model_path.parent, state_dir=state,
                               time_scale=self.time_scale, provision=provision, hardware=self.sim, check=check,
-                              ready_timeout=self.ready_timeout, ports=self.ports)
+                              ready_timeout=self.ready_timeout, ports=self.ports,
+                              device_key=self.device_key.path if self.device_key is not None else None)
         self.sim.clock = self.sup.clock
         self.sim.start()
         self.sup.start()
@@ -154,6 +158,9 @@ class PumpRig:
         from .hospital import pki as hospital_pki
 
         out = self._mkdtemp("septum-pump-prov-")
+        from septum.services.secrets_at_rest import create_device_key
+
+        self.device_key = create_device_key(out / "device-key" / "device.key")
         data = LIBRARY.read_bytes()
         # the hospital's PKI for this bench: its CA signs the pump's TLS certificate and the hospital's
         # client certificate; auth pins the client identity to the hospital_server role
@@ -163,12 +170,14 @@ class PumpRig:
             MODEL, out / "device", clinicians=[CLINICIAN], biomeds=["biomed1"],
             drug_library=(data, int(yaml.safe_load(data)["version"])),
             hospital_ca_pem=self.pki.ca.cert_pem, machine_pins={"hospital.example": "hospital_server",
-                                                             UPDATE_SERVER: "update_server"})
+                                                             UPDATE_SERVER: "update_server"},
+            device_key=self.device_key)
         self.pins = dict(result.pins)
         self.provisioned = result  # the manufacturer key generated for this bench signs test update bundles
         folders = {k: Path(v) for k, v in result.folders.items()}
         folders["network"] = hospital_pki.provision_network(
-            out / "network", self.pki, https_port=self.ports["hospital_https"], mllp_port=self.ports["hospital_mllp"])
+            out / "network", self.pki, https_port=self.ports["hospital_https"], mllp_port=self.ports["hospital_mllp"],
+            device_key=self.device_key)
         return MODEL, folders, True
 
     def _doubles_setup(self) -> tuple[Path, dict[str, Path], bool]:

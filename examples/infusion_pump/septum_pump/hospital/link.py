@@ -103,7 +103,7 @@ class HospitalLink:
                  to_real: Callable[[float], float] = lambda s: s, fatal: Fatal | None = None,
                  is_probe: Callable[[tuple[str, int]], bool] | None = None,
                  updates: tuple[type[msgspec.Struct], Callable[[msgspec.Struct], bool]] | None = None,
-                 expect_verdict: bool = False) -> None:
+                 expect_verdict: bool = False, key_password: bytes | None = None) -> None:
         self.settings = load_settings(config, data_dir)
         s = self.settings
         self.audit = AuditSink(emit_audit, int(s["audit_per_s"]))
@@ -117,7 +117,8 @@ class HospitalLink:
         self.updates = None if updates is None else UpdateDesk(
             updates[0], updates[1], self.audit, reply_timeout_s=float(s["reply_timeout_s"]))
         cert, key, ca = (data_dir / f for f in FILES)
-        server_ctx = tls.server_context(ca, cert, key)
+        # key_password: server.key is encrypted, its passphrase sealed under the device key (pki.provision_network)
+        server_ctx = tls.server_context(ca, cert, key, key_password)
         try:
             limits = Limits.from_settings(s)
         except ValueError as exc:
@@ -132,7 +133,8 @@ class HospitalLink:
         if self.buffer.corrupt:
             self.audit("event_buffer_corrupt", "warning", f"{self.buffer.corrupt} unreadable buffered event(s) removed")
         target = s.get("outbound")
-        self.sender = Sender(self.buffer, target, tls.client_context(ca, cert, key), self.audit) if target else None
+        self.sender = Sender(self.buffer, target, tls.client_context(ca, cert, key, key_password),
+                             self.audit) if target else None
 
     def start(self) -> HospitalLink:
         try:

@@ -18,6 +18,7 @@ import datetime as _dt
 import ipaddress
 import json
 import os
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,8 +139,12 @@ class HospitalPki:
         return folder
 
 
+KEY_PASSPHRASE = "server.key.pass"  # noqa: S105 - the file name of the sealed passphrase of server.key
+
+
 def provision_network(folder: Path, pki: HospitalPki, *, https_port: int = 0, mllp_port: int = 0,
-                      bind: str = "127.0.0.1", outbound: dict[str, Any] | None = None) -> Path:
+                      bind: str = "127.0.0.1", outbound: dict[str, Any] | None = None,
+                      device_key: Any = None) -> Path:
     """Write the network partition's provisioning folder (the runtime copies it into its data dir).
 
     ``outbound`` is ``{"mode": "mllp" | "fhir", "host": ..., "port": ..., "server_name": ...}`` (FHIR also
@@ -147,7 +152,20 @@ def provision_network(folder: Path, pki: HospitalPki, *, https_port: int = 0, ml
     Port 0 lets the partition pick a free port and report it in its ``listening`` event.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    pki.pump.write(folder / "server.pem", folder / "server.key")
+    if device_key is None:
+        pki.pump.write(folder / "server.pem", folder / "server.key")
+    else:
+        # at rest under the device key (septum.services.secrets_at_rest): the key file is encrypted PKCS#8
+        # with a random passphrase, and only the passphrase's sealed form is stored beside it; the
+        # supervisor unseals it at start and the partition gives it to ssl (which needs a key file)
+        from septum.services.secrets_at_rest import write_sealed
+
+        passphrase = secrets.token_urlsafe(32).encode()
+        (folder / "server.pem").write_bytes(pki.pump.cert_pem)
+        _write_secret(folder / "server.key", pki.pump.key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(passphrase)))
+        write_sealed(folder / KEY_PASSPHRASE, passphrase, device_key, "network")
     (folder / "hospital-ca.pem").write_bytes(pki.ca.cert_pem)
     settings: dict[str, Any] = {"bind": bind, "https_port": https_port, "mllp_port": mllp_port}
     if outbound is not None:

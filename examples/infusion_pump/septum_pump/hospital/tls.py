@@ -24,12 +24,12 @@ __all__ = ["client_context", "peer_identity", "server_context", "verify_order_si
 SIGNATURE_ALGORITHM = "ECDSA-P256-SHA256"
 
 
-def client_context(ca_pem: Path, cert_pem: Path, key_pem: Path) -> ssl.SSLContext:
+def client_context(ca_pem: Path, cert_pem: Path, key_pem: Path, key_password: bytes | None = None) -> ssl.SSLContext:
     """For the pump's outbound connection to the hospital's event listener (hostname checked)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     ctx.load_verify_locations(cafile=str(ca_pem))
-    ctx.load_cert_chain(str(cert_pem), str(key_pem))
+    ctx.load_cert_chain(str(cert_pem), str(key_pem), password=key_password)
     return ctx
 
 
