@@ -91,6 +91,30 @@ def attack_suite() -> list[Step]:
                  if r.ok else "; ".join(r.failures) or r.error or "failed") for r in results]
 
 
+def sel4_story() -> list[Step]:
+    """The same model as a seL4 image under QEMU: therapy, and the hostile network PD stopped by the kernel."""
+    from septum.sel4.qemu import find_qemu
+    from septum.sel4.sdk import sdk_unavailable_reason
+
+    console.print("\n[bold]The same model on seL4[/] (a Microkit 1.2.6 image, booted under QEMU)")
+    reason = sdk_unavailable_reason() or (None if find_qemu() else "qemu-system-aarch64 is not installed")
+    if reason is not None:
+        console.print(f"  skipped: no seL4 SDK here ({reason}); see docs/sel4.md")
+        return []
+    from septum.sel4 import scenarios
+
+    steps = []
+    for sid in ("therapy", "hostile-motor"):
+        built = scenarios.build([sid])[sid]
+        size = f"{built.image_bytes // 1024} KiB, {len(built.elfs)} PDs"
+        console.print(f"  built {built.image.relative_to(ROOT)} ({size})")
+        out = scenarios.run(sid, built.image)
+        console.print("  " + out.line())
+        steps.append(Step(f"seL4: {scenarios.SCENARIOS[sid].title}", out.ok,
+                          "; ".join(out.evidence if out.ok else out.failures)[:200]))
+    return steps
+
+
 def main() -> int:
     results: list[Step] = []
     for fn in STEPS:
@@ -98,7 +122,7 @@ def main() -> int:
             results.append(fn())
         except ModelError as exc:
             results.append(Step(fn.__name__, False, str(exc)))
-    for story in (device_story, hospital_story, attack_suite):
+    for story in (device_story, hospital_story, attack_suite, sel4_story):
         try:
             results += story()
         except Exception as exc:  # a device that did not start is a failed step, reported, not a traceback
