@@ -33,7 +33,7 @@ SUPERVISOR_KINDS: frozenset[str] = frozenset((
     "control_handling_failed", "control_refused", "control_throttled", "debug_override", "device_ready",
     "disk_detach_failed", "event_log_failed", "exited", "halted", "heartbeat_missed", "host_cannot_enforce", "kill",
     "not_restarted", "partition_error", "ready", "ready_timeout", "restart", "restart_limit", "safe_state",
-    "spawn_failed", "started", "stopped", "stopping", "supervisor_fault",
+    "secret_unusable", "spawn_failed", "started", "stopped", "stopping", "supervisor_fault",
 ))
 HISTORY_LIMIT = 50_000  # events kept in memory; the oldest are forgotten first (the file keeps them all)
 
