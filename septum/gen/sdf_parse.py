@@ -13,7 +13,7 @@ reported as unsupported instead of being silently accepted unchecked.
 The ``"1.2"`` dialect reads what Microkit 1.2.6 (the last release with a Python tool) accepts: no
 ``<domains>`` and no ``domain=``, ``pp`` on the protection domain instead of on a channel end, no
 ``notify`` (in 1.2 both ends of every channel may notify), ids 0..62, numbers as Python's ``int(x, 0)``
-reads them (channel-end ids in decimal only), booleans in any case, and no text inside elements.
+reads them (channel-end ids in decimal only) and booleans in any case.
 """
 
 from __future__ import annotations
@@ -218,8 +218,8 @@ class _Reader:
                 why = f" ({_NOT_IN_1_2[name]})" if self.dialect == "1.2" and name in _NOT_IN_1_2 else ""
                 self.error(el.loc, "unknown_attribute",
                            f"unknown attribute '{name}' on <{el.tag}>; allowed: {', '.join(allowed) or 'none'}{why}")
-        if self.dialect == "1.2" and el.text_loc is not None:
-            # 1.2.6 refuses any non-whitespace text in the file ("unexpected text found in element").
+        if el.text_loc is not None:
+            # Microkit (1.2.6 and current) refuses any non-whitespace text ("unexpected text found in element").
             self.error(el.text_loc, "text_content", f"unexpected text inside <{el.tag}>")
         for name in REQUIRED.get(el.tag, ()):
             if name not in el.attrs:
@@ -305,6 +305,8 @@ class _Reader:
                 self.error(loc, "setvar_unknown_mr",
                            f"<setvar> in '{pd_name}' takes the physical address of memory region '{region}', "
                            "which does not exist")
+        if not seen_pd:  # both 1.2.6 and current Microkit refuse a system without protection domains
+            self.error(sys_.loc, "no_pds", "at least one protection domain must be defined")
         if self.dialect == "1.2":
             self._apply_1_2_channel_rights(sys_)
         return sys_
@@ -315,8 +317,6 @@ class _Reader:
         Every end may notify the other (1.2 has no ``notify``), and an end may call the other end when that
         protection domain has ``pp="true"``.
         """
-        if not sys_.pds:
-            self.error(sys_.loc, "no_pds", "at least one protection domain must be defined")
         for ch in sys_.channels:
             a, b = ch.ends
             a.notify = b.notify = True

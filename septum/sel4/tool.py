@@ -40,7 +40,7 @@ def _run(cmd: list[str], what: str) -> None:
 
 def build_pd_elf(sdk: Sdk, config: str, sources: list[Path], out: Path, *,
                  include: list[Path] | None = None) -> Path:
-    """Compile and link C sources into a PD program for ``config`` (as SEL4.md records for this board)."""
+    """Compile and link C sources into a PD program for ``config`` (the flags docs/sel4.md gives for this board)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="septum-pd-") as tmp:
         objects = []
