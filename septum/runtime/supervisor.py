@@ -65,6 +65,7 @@ from .events import EventStream
 from .gate import describe, gate
 from .plan import PartitionPlan, SetupError, message_specs, plan_device
 from .sandbox import disk, identity, limits, probe, spawn
+from .states import ActivationPhase, Outcome, ProcState
 
 CHILD_ENV = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"}
 MODEL_CONFIG_KEY = proto.MODEL_CONFIG_KEY  # service partitions' config: the model as plain data
@@ -92,7 +93,7 @@ class _Proc:
     cgroup: limits.PartitionCgroup | None = None
     popen: subprocess.Popen[bytes] | None = None
     pidfd: int | None = None
-    state: str = "new"  # starting, ready, exited, failed, stopped
+    state: ProcState = ProcState.NEW  # written only through Supervisor._set_state (under the lock)
     started: float = 0.0
     last_beat: float = 0.0
     stop_requested: bool = False
@@ -118,7 +119,7 @@ class _Activation:
     old_dir: Path | None
     old_version: str
     probation_s: float
-    phase: str = "stopping"  # stopping -> starting -> probation
+    phase: ActivationPhase = ActivationPhase.STOPPING  # -> STARTING -> PROBATION
     kill_at: float = 0.0
     ready_at: float = 0.0
 
@@ -171,7 +172,7 @@ class Supervisor:
         self.max_restarts = max_restarts
         self.restart_window_s = restart_window_s
         self.host = probe.probe()
-        self.outcome = "new"  # running, safe_state, halted, stopped
+        self.outcome = Outcome.NEW  # written only through _set_outcome (under the lock)
         self.failures: list[str] = []
         self._procs: dict[str, _Proc] = {}
         self._channels: list[socket.socket] = []
@@ -218,7 +219,7 @@ class Supervisor:
         except (OSError, identity.IdentityError) as exc:
             self._teardown()
             raise SetupError(f"could not set up the device: {exc}") from None
-        self.outcome = "running"
+        self._set_outcome(Outcome.RUNNING)
         self._thread = threading.Thread(target=self._loop, name="septum-supervisor", daemon=True)
         self._thread.start()
 
@@ -255,9 +256,17 @@ class Supervisor:
             return {n: p.popen.pid for n, p in self._procs.items()
                     if p.popen is not None and p.popen.returncode is None}
 
-    def partition_state(self, name: str) -> str:
+    def partition_state(self, name: str) -> ProcState:
         with self._lock:
             return self._procs[name].state
+
+    def _set_state(self, p: _Proc, state: ProcState) -> None:
+        with self._lock:
+            p.state = state
+
+    def _set_outcome(self, outcome: Outcome) -> None:
+        with self._lock:
+            self.outcome = outcome
 
     def data_dir(self, name: str) -> Path:
         return self.state_dir / "data" / name
@@ -424,7 +433,7 @@ class Supervisor:
                 )
             except (OSError, subprocess.SubprocessError) as exc:
                 self._drain_control(p, forward=False, budget=LEFTOVER_BUDGET)
-                p.state = "exited"
+                self._set_state(p, ProcState.EXITED)
                 self.events.emit("spawn_failed", partition=p.plan.name, severity="error", error=str(exc),
                                  log=str(p.log_path))
                 self._apply_policy(p, f"could not start: {exc}")
@@ -432,7 +441,7 @@ class Supervisor:
         with self._lock:
             p.popen = popen
             p.pidfd = os.pidfd_open(popen.pid)
-            p.state = "starting"
+            p.state = ProcState.STARTING
             p.started = p.last_beat = time.monotonic()
             p.stop_requested = False
             p.killed_for = None
@@ -507,13 +516,13 @@ class Supervisor:
             p.last_beat = time.monotonic()
         elif isinstance(msg, proto.Ready):
             p.last_beat = time.monotonic()
-            if p.state == "starting":
-                p.state = "ready"
+            if p.state == ProcState.STARTING:
+                self._set_state(p, ProcState.READY)
                 self.events.emit("ready", partition=name,
                                  startup_ms=round((time.monotonic() - p.started) * 1000, 1))
                 act = self._activation
-                if act is not None and act.target is p and act.phase == "starting":
-                    act.phase, act.ready_at = "probation", time.monotonic()
+                if act is not None and act.target is p and act.phase == ActivationPhase.STARTING:
+                    act.phase, act.ready_at = ActivationPhase.PROBATION, time.monotonic()
                 self._check_all_ready()
         elif isinstance(msg, proto.Report):
             # kind, severity and field names were checked by the guard: none collides with the record's own
@@ -532,7 +541,7 @@ class Supervisor:
             self._on_activate(p, msg)
 
     def _check_all_ready(self) -> None:
-        if not self._ready.is_set() and all(q.state == "ready" for q in self._procs.values()):
+        if not self._ready.is_set() and all(q.state == ProcState.READY for q in self._procs.values()):
             self._ready.set()
             self.events.emit("device_ready", ms=round(self.clock.to_real(self.clock.now()) * 1000, 1))
 
@@ -561,21 +570,21 @@ class Supervisor:
         else:
             reason = "exited"
         expected = p.stop_requested
-        p.state = "stopped" if expected else "exited"
+        self._set_state(p, ProcState.STOPPED if expected else ProcState.EXITED)
         self.events.emit("exited", partition=p.plan.name, severity="info" if expected else "error",
                          how=how, reason=reason, expected=expected, error=p.last_fatal)
         why = f"{reason} ({how}){': ' + p.last_fatal if p.last_fatal else ''}"
         act = self._activation
         if act is not None and act.target is p:
-            if self._stop_requested or self.outcome != "running":
+            if self._stop_requested or self.outcome != Outcome.RUNNING:
                 self._end_activation(act, "refused", "the device stopped during the code activation",
                                      restore=True)
             elif expected and p.respawn:  # the old code stopped: start the new one
                 p.respawn = False
-                act.phase = "starting"
+                act.phase = ActivationPhase.STARTING
                 self._spawn(p)
                 return
-            elif not expected and act.phase in ("starting", "probation"):
+            elif not expected and act.phase in (ActivationPhase.STARTING, ActivationPhase.PROBATION):
                 self._roll_back(act, why)
                 return
         if not expected:
@@ -589,7 +598,7 @@ class Supervisor:
             now = time.monotonic()
             p.restarts = [t for t in p.restarts if now - t < self.restart_window_s]
             if len(p.restarts) >= self.max_restarts:
-                p.state = "failed"
+                self._set_state(p, ProcState.FAILED)
                 self._fail(f"{name}: {why}; gave up after {len(p.restarts)} restarts")
                 self.events.emit("restart_limit", partition=name, severity="error", why=why,
                                  restarts=len(p.restarts))
@@ -600,13 +609,13 @@ class Supervisor:
             self.events.emit("restart", partition=name, severity="warning", policy=policy, why=why,
                              attempt=len(p.restarts), delay_s=delay)
         elif policy == "never":
-            p.state = "failed"
+            self._set_state(p, ProcState.FAILED)
             self._fail(f"{name}: {why}")
             self.events.emit("not_restarted", partition=name, severity="error", policy=policy, why=why)
         else:  # fail-safe: never silently restarted; the device goes to its safe state
-            p.state = "failed"
+            self._set_state(p, ProcState.FAILED)
             self._fail(f"{name}: {why}; device in safe state")
-            self.outcome = "safe_state"
+            self._set_outcome(Outcome.SAFE_STATE)
             kept = [n for n, q in self._procs.items() if q.plan.service == "audit"]
             self.events.emit("safe_state", partition=name, severity="critical", policy=policy, why=why,
                              kept_running=kept)
@@ -640,9 +649,9 @@ class Supervisor:
             if self._activation is not None:
                 raise code_update.CodeUpdateError(
                     f"an activation of {self._activation.target.plan.name} is in progress; retry later")
-            if self._stop_requested or self.outcome != "running":
+            if self._stop_requested or self.outcome != Outcome.RUNNING:
                 raise code_update.CodeUpdateError(f"the device is not running ({self.outcome})")
-            if t.state != "ready" or t.stop_requested:
+            if t.state != ProcState.READY or t.stop_requested:
                 raise code_update.CodeUpdateError(f"{target_name} is not running normally (state {t.state})")
             if t.code_version and new_key <= code_update.version_key(t.code_version):
                 raise code_update.CodeUpdateError(
@@ -687,10 +696,11 @@ class Supervisor:
         if act is None:
             return
         t = act.target
-        if act.phase == "stopping" and now >= act.kill_at and t.popen is not None and t.popen.returncode is None:
+        alive = t.popen is not None and t.popen.returncode is None
+        if act.phase == ActivationPhase.STOPPING and now >= act.kill_at and alive:
             self._kill(t, "did not stop for a code update")
-        elif (act.phase == "probation" and now - act.ready_at >= act.probation_s and t.state == "ready"
-              and t.killed_for is None and t.popen is not None and t.popen.returncode is None):
+        elif (act.phase == ActivationPhase.PROBATION and now - act.ready_at >= act.probation_s
+              and t.state == ProcState.READY and t.killed_for is None and alive):
             # ready in time and alive (heartbeats on time, or it would have been killed) for the probation
             code_update.remove_code(self.code_root, t.plan.name, keep={act.version})
             self.events.emit("code_activated", partition=t.plan.name, severity="notice", version=act.version,
@@ -767,8 +777,8 @@ class Supervisor:
                 self._check_feed()
                 if not any((q.popen is not None and q.popen.returncode is None) or q.restart_at is not None
                            for q in self._procs.values()):
-                    if self.outcome == "running":
-                        self.outcome = "halted"
+                    if self.outcome == Outcome.RUNNING:
+                        self._set_outcome(Outcome.HALTED)
                     self.events.emit("halted", severity="error" if self.failures else "info",
                                      failures=self.failures)
                     break
@@ -791,7 +801,7 @@ class Supervisor:
 
         where = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-3:])[-1500:]
         self.fault = f"{type(exc).__name__}: {str(exc)[:300]}"
-        self.outcome = "safe_state"
+        self._set_outcome(Outcome.SAFE_STATE)
         self.failures.append(f"supervisor: {self.fault}; device in safe state")
         self._failed.set()
         audit = [p for p in self._procs.values() if p.plan.service == "audit"]
@@ -835,11 +845,11 @@ class Supervisor:
                 continue
             if p.popen is None or p.popen.returncode is not None or p.stop_requested or p.killed_for is not None:
                 continue  # not running, or already being killed (its exit is on its way)
-            if p.state == "starting" and now - p.started > self.ready_timeout:
+            if p.state == ProcState.STARTING and now - p.started > self.ready_timeout:
                 self.events.emit("ready_timeout", partition=p.plan.name, severity="error",
                                  timeout_s=self.ready_timeout)
                 self._kill(p, "not ready in time")
-            elif p.state == "ready" and p.plan.heartbeat_ms is not None:
+            elif p.state == ProcState.READY and p.plan.heartbeat_ms is not None:
                 late = now - p.last_beat
                 if late > 2 * p.plan.heartbeat_ms / 1000:
                     # judge what the partition sent, not how fast the supervisor read it: read its channel
@@ -920,8 +930,8 @@ class Supervisor:
                              why=f"did not stop within {self.stop_grace}s")
             self._kill(p)
             self._on_exit(p)
-        if self.outcome == "running":
-            self.outcome = "stopped"
+        if self.outcome == Outcome.RUNNING:
+            self._set_outcome(Outcome.STOPPED)
 
     def _teardown(self) -> None:
         for p in self._procs.values():
