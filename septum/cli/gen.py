@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from septum.model import Model, ModelError, SourceMap, load
+
+if TYPE_CHECKING:
+    from septum.gen.layout import AddressPlan
 
 COMMANDS: list[click.Command] = []
 
@@ -48,7 +52,7 @@ def _refuse_if_blocking(model: Model, source: SourceMap, force: bool) -> None:
           "(or pass --force to generate an unanalysed system)", 1)
 
 
-def _address_plan(path: str | None):  # type: ignore[no-untyped-def]
+def _address_plan(path: str | None) -> AddressPlan | None:
     from septum.gen.layout import load_address_plan
 
     if path is None:
@@ -57,6 +61,7 @@ def _address_plan(path: str | None):  # type: ignore[no-untyped-def]
         return load_address_plan(path)
     except ValueError as exc:
         _fail(str(exc), 2)
+    raise AssertionError("unreachable")
 
 
 def _write_or_check(files: dict[str, str], out: Path, check: bool) -> None:
