@@ -139,3 +139,38 @@ def test_paused_too_long_notice(library, limit_s):
     assert ctl.paused_too_long(1.0 + limit_s)
     assert ctl.request_start(NURSE, 1.0 + limit_s).ok and ctl.confirm_start(NURSE, 2.0 + limit_s).ok
     assert not ctl.paused_too_long(3.0 + limit_s)
+
+
+# ------------------------------------------------------------------ clinician bolus
+def test_clinician_bolus_within_the_library_bounds(library):
+    rig = Rig(library)
+    rig.reservoir_ml = 1000.0
+    rig.start(morphine_pca(pca=replace(PCA, boluses_per_program=1)))
+    rig.run(2)
+    ctl, mon = rig.controller, rig.monitor
+    assert not ctl.request_clinician_bolus(2.0, None, rig.now).ok  # not authenticated
+    refused = ctl.request_clinician_bolus(5.0, NURSE, rig.now)  # morphine bolus hard maximum: 4 mg
+    assert not refused.ok and "above-hard-max of 4 mg" in refused.message, refused
+    assert "above-hard-max" in mon.authorise_clinician_bolus(NURSE, 5.0, rig.now).message
+    assert mon.authorise_clinician_bolus(NURSE, 2.0, rig.now).ok
+    assert ctl.request_clinician_bolus(2.0, NURSE, rig.now).ok
+    before = sum(d.rate_ml_h for d in rig.decisions)
+    for _ in range(300):
+        rig.run(1)
+    delivered_bolus = sum(d.rate_ml_h for d in rig.decisions if d.bolus) / 3600
+    assert abs(delivered_bolus - 2.0) < 0.02, delivered_bolus  # 2 mg at 1 mg/mL, not the 1 mg demand dose
+    assert sum(d.rate_ml_h for d in rig.decisions) > before
+    # distinct from the patient's bolus: the patient's count (1 per prescription) is still unused
+    assert rig.press().granted
+
+
+def test_the_monitor_gives_no_clinician_sized_bolus_without_the_authorisation(library):
+    rig = Rig(library)
+    rig.reservoir_ml = 1000.0
+    rig.start(morphine_pca())
+    rig.run(2)
+    assert rig.controller.request_clinician_bolus(2.0, NURSE, rig.now).ok  # pump_control's word only
+    for _ in range(300):
+        rig.run(1)
+    delivered_bolus = sum(d.rate_ml_h for d in rig.decisions if d.bolus) / 3600
+    assert delivered_bolus <= 1.0 + 1e-6, delivered_bolus  # at most the patient's demand dose

@@ -113,3 +113,25 @@ def test_restart_after_a_runaway_over_infusion(rig: PumpRig) -> None:
     before = rig.delivered_ml()
     assert rig.wait_until(lambda: rig.motor_running() and rig.delivered_ml() > before + 0.2, timeout=10), (
         _monitor(rig), rig.display())
+
+
+def test_clinician_bolus_is_authenticated_bounded_and_audited(rig: PumpRig) -> None:
+    ok, text = rig.clinician_bolus(2.0, "breakthrough pain")
+    assert not ok, text  # no one logged in: auth refuses
+    assert rig.login()
+    ok, text = rig.program("morphine-pca", rate=0.5, vtbi=50)
+    assert ok, text
+    ok, text = rig.start()
+    assert ok, text
+    assert rig.wait_until(rig.motor_running, timeout=10)
+    ok, text = rig.clinician_bolus(5.0, "too much")
+    assert not ok and "above-hard-max of 4 mg" in text, text
+    before = rig.delivered_ml()
+    ok, text = rig.clinician_bolus(2.0, "breakthrough pain")
+    assert ok, text
+    # 2 mL (2 mg at 1 mg/mL) at the bolus rate, not the patient's 1 mg demand dose
+    assert rig.wait_until(lambda: rig.delivered_ml() > before + 1.9, timeout=20), (rig.delivered_ml() - before,
+                                                                                   _monitor(rig))
+    assert any(k == "clinician_bolus_authorised" for k, _ in _monitor(rig))
+    assert rig.wait_until(lambda: any(r["event"] == "clinician_bolus" and "breakthrough" in str(r)
+                                      for r in rig.audit_records()), timeout=10)

@@ -272,6 +272,16 @@ class PumpControl:
         self.record("bolus_granted" if d.granted else "bolus_denied", "notice", reason=d.message)
         return d.granted, d.message
 
+    def do_clinician_bolus(self, ctl: Controller, msg: Any, who: Principal, now: float) -> tuple[bool, str]:
+        # distinct from the patient's bolus: a logged-in clinician at the keypad, within the library's bolus
+        # limits; the monitor gives it only with the clinician's authorisation that auth forwards to it
+        if msg.role != "clinician":
+            return False, "only a clinician may give a clinician bolus"
+        out = ctl.request_clinician_bolus(msg.bolus_dose, who, now, reservoir_ml=self.monitor_reservoir)
+        self.record("clinician_bolus" if out.ok else "clinician_bolus_refused", "notice" if out.ok else "warning",
+                    principal=msg.principal, dose=msg.bolus_dose, reason=msg.reason[:200], result=out.message)
+        return out.ok, out.message
+
     def do_silence_alarm(self, ctl: Controller, msg: Any, who: Principal, now: float) -> tuple[bool, str]:
         self.silenced = True
         return True, "alarm silenced"

@@ -289,6 +289,10 @@ class PumpRig:
                 *((k, repr(v)) for k, v in (pca or {}).items()), ("program", "")]
         return self._act("program_infusion", keys)
 
+    def clinician_bolus(self, dose: float, reason: str) -> tuple[bool, str]:
+        """A logged-in clinician gives a bolus of ``dose`` (the drug's amount unit) from the keypad."""
+        return self._act("clinician_bolus", [("bolus_dose", repr(dose)), ("reason", reason), ("clinician_bolus", "")])
+
     def override(self, reason: str) -> tuple[bool, str]:
         return self._act("override_soft_limit", [("reason", reason), ("override", "")])
 

@@ -294,6 +294,18 @@ class MonitorPartition:
         if waiting is not None and now - waiting[1] <= self.approvals.ttl_s and rx.matches(_prescription(waiting[0])):
             self.on_program(waiting[0])  # the program came first: it runs now that the clinician approved it
 
+    def on_clinician_bolus(self, msg: Any) -> None:
+        """A clinician's bolus, from auth (the only holder of this channel's sending end)."""
+        m = self.monitor
+        if m is None or msg.role != "clinician":
+            self.record("clinician_bolus_refused", "warning", principal=msg.principal, role=msg.role,
+                        reason="no monitor yet" if m is None else f"role {msg.role!r} may not give a clinician bolus")
+            return
+        out = m.authorise_clinician_bolus(Principal(msg.principal, "clinician", True), msg.bolus_dose, self.p.now())
+        self.record("clinician_bolus_authorised" if out.ok else "clinician_bolus_refused",
+                    "notice" if out.ok else "warning", principal=msg.principal, dose=msg.bolus_dose,
+                    reason=msg.reason[:200], result=out.message)
+
     def on_motor_cmd(self, msg: Any) -> None:
         m = self.monitor
         if m is None or not self.sensors_seen:  # nothing runs before the library and the first sensor frame
@@ -405,6 +417,7 @@ def main(p: Partition) -> None:
     p.on("pc_heartbeat", mp.on_heartbeat)
     p.on("fault_reset", mp.on_fault_reset)
     p.on("soft_limit_approvals", mp.on_approval)
+    p.on("clinician_boluses", mp.on_clinician_bolus)
     p.on_device("sensors", mp.on_sensors)
     mp.drive(0.0, force=True)  # whatever the motor did before this monitor started, it stops now
     p.every(mp.period, mp.tick)

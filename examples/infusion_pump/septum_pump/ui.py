@@ -42,6 +42,8 @@ ACTIONS = {
     "confirm": "start_infusion", "pause": "pause_infusion", "stop": "stop_infusion",
     "confirm_order": "confirm_order", "override": "override_soft_limit", "silence": "silence_alarm",
     "clear_fault": "clear_fault", "emergency_stop": "emergency_stop",
+    # a clinician's bolus (logged in; the dose in the bolus_dose field): distinct from the patient's PCA button
+    "clinician_bolus": "clinician_bolus",
     # a biomed opens an install window: auth then accepts the update server's pushes for grant_s seconds
     "install_update": "install_update",
 }
@@ -149,6 +151,17 @@ class FrontPanel:
                 reason = f.get("reason", "")[:256]
                 self.request("approve_soft_limit", reason=reason, **rx)
                 self.request(action, reason=reason)
+        elif action == "clinician_bolus":
+            try:
+                dose = self.entry.number("bolus_dose")
+            except ValueError:
+                self.note = "bolus_dose is not a number"
+                self.show()
+                return
+            reason = f.get("reason", "")[:256]
+            # the safety monitor's copy of the decision first (through auth), then pump_control's
+            self.request("authorise_clinician_bolus", drug=f.get("drug", "")[:64], bolus_dose=dose, reason=reason)
+            self.request(action, bolus_dose=dose, reason=reason)
         elif action == "clear_fault":
             self.request(action, reason=f.get("reason", "")[:256])
         else:

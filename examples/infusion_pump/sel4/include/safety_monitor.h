@@ -23,57 +23,65 @@
 #define SEPTUM_CH_SOFT_LIMIT_APPROVALS_SLOTS 16u
 #define SEPTUM_CH_SOFT_LIMIT_APPROVALS_WRITABLE 0
 
+/* channel clinician_boluses: auth -> safety_monitor, message ClinicianBolus; this PD receives (maps r, is notified) */
+#define SEPTUM_CH_CLINICIAN_BOLUSES_ID 2u
+#define SEPTUM_CH_CLINICIAN_BOLUSES_VADDR 0x2000f000ul
+#define SEPTUM_CH_CLINICIAN_BOLUSES_SIZE 0x7000ul
+#define SEPTUM_CH_CLINICIAN_BOLUSES_SLOT_SIZE 1696u
+#define SEPTUM_CH_CLINICIAN_BOLUSES_SLOTS 16u
+#define SEPTUM_CH_CLINICIAN_BOLUSES_WRITABLE 0
+
 /* channel motor_cmd: pump_control -> safety_monitor, message MotorCommand; this PD receives (maps r, is notified) */
-#define SEPTUM_CH_MOTOR_CMD_ID 2u
-#define SEPTUM_CH_MOTOR_CMD_VADDR 0x2000f000ul
+#define SEPTUM_CH_MOTOR_CMD_ID 3u
+#define SEPTUM_CH_MOTOR_CMD_VADDR 0x20017000ul
 #define SEPTUM_CH_MOTOR_CMD_SIZE 0x1000ul
 #define SEPTUM_CH_MOTOR_CMD_SLOT_SIZE 32u
 #define SEPTUM_CH_MOTOR_CMD_SLOTS 16u
 #define SEPTUM_CH_MOTOR_CMD_WRITABLE 0
 
 /* channel program: pump_control -> safety_monitor, message TherapyProgram; this PD receives (maps r, is notified) */
-#define SEPTUM_CH_PROGRAM_ID 3u
-#define SEPTUM_CH_PROGRAM_VADDR 0x20011000ul
+#define SEPTUM_CH_PROGRAM_ID 4u
+#define SEPTUM_CH_PROGRAM_VADDR 0x20019000ul
 #define SEPTUM_CH_PROGRAM_SIZE 0x2000ul
 #define SEPTUM_CH_PROGRAM_SLOT_SIZE 496u
 #define SEPTUM_CH_PROGRAM_SLOTS 16u
 #define SEPTUM_CH_PROGRAM_WRITABLE 0
 
 /* channel pc_heartbeat: pump_control -> safety_monitor, message Heartbeat; this PD receives (maps r, is notified) */
-#define SEPTUM_CH_PC_HEARTBEAT_ID 4u
-#define SEPTUM_CH_PC_HEARTBEAT_VADDR 0x20014000ul
+#define SEPTUM_CH_PC_HEARTBEAT_ID 5u
+#define SEPTUM_CH_PC_HEARTBEAT_VADDR 0x2001c000ul
 #define SEPTUM_CH_PC_HEARTBEAT_SIZE 0x1000ul
 #define SEPTUM_CH_PC_HEARTBEAT_SLOT_SIZE 16u
 #define SEPTUM_CH_PC_HEARTBEAT_SLOTS 16u
 #define SEPTUM_CH_PC_HEARTBEAT_WRITABLE 0
 
 /* channel monitor_status: safety_monitor -> pump_control, message MonitorStatus; this PD sends (maps rw, notifies pump_control) */
-#define SEPTUM_CH_MONITOR_STATUS_ID 5u
-#define SEPTUM_CH_MONITOR_STATUS_VADDR 0x20016000ul
+#define SEPTUM_CH_MONITOR_STATUS_ID 6u
+#define SEPTUM_CH_MONITOR_STATUS_VADDR 0x2001e000ul
 #define SEPTUM_CH_MONITOR_STATUS_SIZE 0x2000ul
 #define SEPTUM_CH_MONITOR_STATUS_SLOT_SIZE 304u
 #define SEPTUM_CH_MONITOR_STATUS_SLOTS 16u
 #define SEPTUM_CH_MONITOR_STATUS_WRITABLE 1
 
 /* channel monitor_alarms: safety_monitor -> ui, message MonitorStatus; this PD sends (maps rw, notifies ui) */
-#define SEPTUM_CH_MONITOR_ALARMS_ID 6u
-#define SEPTUM_CH_MONITOR_ALARMS_VADDR 0x20019000ul
+#define SEPTUM_CH_MONITOR_ALARMS_ID 7u
+#define SEPTUM_CH_MONITOR_ALARMS_VADDR 0x20021000ul
 #define SEPTUM_CH_MONITOR_ALARMS_SIZE 0x2000ul
 #define SEPTUM_CH_MONITOR_ALARMS_SLOT_SIZE 304u
 #define SEPTUM_CH_MONITOR_ALARMS_SLOTS 16u
 #define SEPTUM_CH_MONITOR_ALARMS_WRITABLE 1
 
 /* channel drug_library_sm: update -> safety_monitor, message DrugLibrary; this PD receives (maps r, is notified) */
-#define SEPTUM_CH_DRUG_LIBRARY_SM_ID 7u
-#define SEPTUM_CH_DRUG_LIBRARY_SM_VADDR 0x2001c000ul
+#define SEPTUM_CH_DRUG_LIBRARY_SM_ID 8u
+#define SEPTUM_CH_DRUG_LIBRARY_SM_VADDR 0x20024000ul
 #define SEPTUM_CH_DRUG_LIBRARY_SM_SIZE 0x201000ul
 #define SEPTUM_CH_DRUG_LIBRARY_SM_SLOT_SIZE 131224u
 #define SEPTUM_CH_DRUG_LIBRARY_SM_SLOTS 16u
 #define SEPTUM_CH_DRUG_LIBRARY_SM_WRITABLE 0
 
 /* channel audit_safety_monitor: safety_monitor -> audit, message AuditEvent; this PD sends (maps rw, notifies audit) */
-#define SEPTUM_CH_AUDIT_SAFETY_MONITOR_ID 8u
-#define SEPTUM_CH_AUDIT_SAFETY_MONITOR_VADDR 0x2021e000ul
+#define SEPTUM_CH_AUDIT_SAFETY_MONITOR_ID 9u
+#define SEPTUM_CH_AUDIT_SAFETY_MONITOR_VADDR 0x20226000ul
 #define SEPTUM_CH_AUDIT_SAFETY_MONITOR_SIZE 0x113000ul
 #define SEPTUM_CH_AUDIT_SAFETY_MONITOR_SLOT_SIZE 4384u
 #define SEPTUM_CH_AUDIT_SAFETY_MONITOR_SLOTS 256u
@@ -82,11 +90,11 @@
 /* interface motor (actuator): device registers, uncached */
 #define SEPTUM_DEV_MOTOR_VADDR 0x30000000ul
 #define SEPTUM_DEV_MOTOR_SIZE 0x1000ul
-#define SEPTUM_DEV_MOTOR_IRQ_ID 9u
+#define SEPTUM_DEV_MOTOR_IRQ_ID 10u
 
 /* interface sensors (sensor): device registers, uncached */
 #define SEPTUM_DEV_SENSORS_VADDR 0x30002000ul
 #define SEPTUM_DEV_SENSORS_SIZE 0x1000ul
-#define SEPTUM_DEV_SENSORS_IRQ_ID 10u
+#define SEPTUM_DEV_SENSORS_IRQ_ID 11u
 
 #endif /* SEPTUM_PD_SAFETY_MONITOR_H */

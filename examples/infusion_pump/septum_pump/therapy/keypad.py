@@ -33,7 +33,8 @@ DIGITS = frozenset("0123456789")
 DECIMAL, CLEAR, ENTER = "decimal", "clear", "enter"
 ENTRY_KEYS = frozenset({*DIGITS, DECIMAL, CLEAR, ENTER})
 NUMERIC_FIELDS = ("pin", "concentration", "rate", "vtbi", "weight",
-                  "demand", "lockout", "per_hour", "limit_1h", "limit_4h", "bolus_count")  # the last six: PCA
+                  "demand", "lockout", "per_hour", "limit_1h", "limit_4h", "bolus_count",  # PCA prescription
+                  "bolus_dose")  # a clinician bolus
 TEXT_FIELDS = ("user", "drug", "order_id", "reason")
 FIELDS = frozenset(NUMERIC_FIELDS + TEXT_FIELDS)
 PROGRAM_ORDER = ("drug", "concentration", "rate", "vtbi", "weight")

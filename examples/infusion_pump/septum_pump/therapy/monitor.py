@@ -41,7 +41,14 @@ from .drug_library import DrugLibrary
 from .errors import ClockError, TherapyError, require_finite, require_positive_fields, require_time
 from .excess import ExcessConfig, ExcessDetector
 from .ledger import DeliveryLedger
-from .pca import BOLUS_MIN_RESERVOIR_ML, PcaTracker, kvo_rate_ml_h, window_headroom_ml
+from .pca import (
+    BOLUS_MIN_RESERVOIR_ML,
+    PcaTracker,
+    clinician_bolus_denial,
+    clinician_bolus_ml,
+    kvo_rate_ml_h,
+    window_headroom_ml,
+)
 from .program import Issue, Origin, Principal, Program, Severity, evaluate, is_local_clinician, titration_issue
 from .state_machine import InfusionState, Outcome, RateCommand
 from .titration import RateHistory
@@ -59,6 +66,7 @@ class MonitorConfig:
     # (None: one lease, ``period_s``)
     over_infusion_floor_ml: float = 0.01
     over_infusion_jitter_s: float | None = None
+    clinician_bolus_s: float = 60.0  # a clinician's bolus authorisation is good for this long (device time)
 
     def __post_init__(self) -> None:
         require_positive_fields(self, "period_s", "heartbeat_timeout_s", "watchdog_timeout_s",
@@ -117,6 +125,7 @@ class SafetyMonitor:
             jitter_s=cfg.over_infusion_jitter_s if cfg.over_infusion_jitter_s is not None else cfg.period_s))
         self._measured_ml = 0.0  # motor counter minus baseline at the last good reading
         self._reservoir_ml = 0.0  # at the last good reading (none yet: no bolus)
+        self._clinician_grant: tuple[float, str, float] | None = None  # (dose, clinician, received at)
         self._last_step: float | None = None
         self._last_heartbeat = self._now
         self._last_seq: int | None = None
@@ -344,7 +353,19 @@ class SafetyMonitor:
         assert program is not None
         hours = self.config.period_s / SECONDS_PER_HOUR
         settings = program.pca
-        if command.bolus and settings is not None and self.pca.active is None:
+        grant = self._clinician_grant
+        if grant is not None and not grant[2] <= now <= grant[2] + self.config.clinician_bolus_s:
+            grant = self._clinician_grant = None  # a clinician bolus is given now or not at all
+        if command.bolus and settings is not None and self.pca.active is None and grant is not None:
+            # the bolus the controller asks for is the one a clinician authorised through auth
+            self._clinician_grant = None
+            why = clinician_bolus_denial(program, self.ledger, self.pca, grant[0], now,
+                                         self.alarms.bolus_hold_off_until, self._reservoir_ml)
+            if why is None:
+                self.pca.start_clinician(now, clinician_bolus_ml(program, grant[0]))
+            else:
+                reasons.append(f"clinician bolus refused by monitor: {why}")
+        elif command.bolus and settings is not None and self.pca.active is None:
             denial = self.pca.check(
                 settings,
                 self.ledger,
@@ -415,6 +436,26 @@ class SafetyMonitor:
         self.pca.end_bolus()
         self._latch(kind, self._now)
         return self._decision(self._now, 0.0, False, [reason])
+
+    def authorise_clinician_bolus(self, principal: Principal | None, dose: float, now: float,
+                                  origin: Origin = Origin.LOCAL_KEYPAD) -> Outcome:
+        """A clinician's bolus of ``dose`` (amount unit), as auth forwarded it: the next bolus the controller
+        asks for within ``clinician_bolus_s`` is this one (checked again when it starts)."""
+        if not is_local_clinician(principal, origin):
+            return Outcome(False, "a clinician bolus needs an authenticated clinician at the pump")
+        try:
+            now = require_time(now, self._now)
+        except ClockError as exc:
+            return Outcome(False, str(exc))
+        program = self.program
+        if program is None:
+            return Outcome(False, "no accepted program")
+        why = clinician_bolus_denial(program, self.ledger, self.pca, dose, now, self.alarms.bolus_hold_off_until,
+                                     self._reservoir_ml)
+        if why is not None:
+            return Outcome(False, why)
+        self._clinician_grant = (float(dose), principal.id if isinstance(principal, Principal) else "", now)
+        return Outcome(True, f"clinician bolus of {dose:g} {program.amount_unit} authorised")
 
     def hold_advisory(self, kind: AlarmKind, now: float, hold_s: float) -> None:
         """Show advisory ``kind`` from the next step for ``hold_s`` (e.g. records that were lost)."""

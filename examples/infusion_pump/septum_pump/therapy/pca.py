@@ -124,6 +124,11 @@ class PcaTracker:
         self.bolus_starts = [t for t in self.bolus_starts if now - t < ONE_HOUR_S]
         self.active = ActiveBolus(started=now, target_ml=settings.demand_ml)
 
+    def start_clinician(self, now: float, volume_ml: float) -> None:
+        """A clinician bolus: delivered like a patient bolus, but it neither counts as a demand nor moves the
+        patient's lockout or counts (the dose windows still count every mL of it)."""
+        self.active = ActiveBolus(started=now, target_ml=volume_ml)
+
     def add_delivered(self, volume_ml: float) -> None:
         if self.active is None:
             return
@@ -134,6 +139,40 @@ class PcaTracker:
     def end_bolus(self) -> None:
         """Stop the bolus now; what was delivered stays counted in the ledger and the start in the count."""
         self.active = None
+
+
+def clinician_bolus_denial(program: Program, ledger: DeliveryLedger, tracker: PcaTracker, dose: float, now: float,
+                           hold_off_until: float | None = None, reservoir_ml: float | None = None) -> str | None:
+    """Why a clinician bolus of ``dose`` (the drug's amount unit) must be refused now, or None.
+
+    Only for PCA programs (they have a bolus rate and dose windows); the dose must be within the library's
+    bolus limits (soft and hard: a bolus has no override), fit in the 1-hour and 4-hour limits, and the
+    occlusion hold-off and the reservoir rule apply as for a patient bolus."""
+    settings = program.pca
+    if settings is None:
+        return "a clinician bolus is available for PCA programs only"
+    if not (isinstance(dose, int | float) and dose > 0 and dose == dose and dose != float("inf")):
+        return "a clinician bolus needs a dose above zero"
+    outcome = program.bolus_limits.check(dose)
+    if outcome.value != "within":
+        bound = program.bolus_limits.bound_for(outcome)
+        return f"a bolus of {dose:g} {program.amount_unit} is {outcome.value} of {bound:g} {program.amount_unit}"
+    if tracker.active is not None:
+        return str(BolusDenial.IN_PROGRESS)
+    if hold_off_until is not None and now < hold_off_until:
+        return str(BolusDenial.HOLD_OFF)
+    if reservoir_ml is not None and not reservoir_ml >= BOLUS_MIN_RESERVOIR_ML:
+        return str(BolusDenial.RESERVOIR_LOW)
+    amount = dose * program.amount_unit.to_canonical
+    if ledger.amount_in_window(program.drug_id, now, ONE_HOUR_S) + amount > settings.limit_1h_canonical * (1 + 1e-9):
+        return str(BolusDenial.LIMIT_1H)
+    if ledger.amount_in_window(program.drug_id, now, FOUR_HOURS_S) + amount > settings.limit_4h_canonical * (1 + 1e-9):
+        return str(BolusDenial.LIMIT_4H)
+    return None
+
+
+def clinician_bolus_ml(program: Program, dose: float) -> float:
+    return dose * program.amount_unit.to_canonical / program.canonical_per_ml
 
 
 def window_headroom_ml(program: Program, ledger: DeliveryLedger, now: float) -> float:

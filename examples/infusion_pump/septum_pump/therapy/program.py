@@ -149,6 +149,7 @@ class Program:
     override_reason: str | None = None
     programmed_by: str | None = None
     titration: TitrationRule | None = None  # the library's cap on raising this drug's rate (titration.py)
+    bolus_limits: Limits = field(default_factory=Limits)  # limits on any single bolus (amount unit)
 
     @property
     def canonical_per_ml(self) -> float:
@@ -379,6 +380,7 @@ def _evaluate(library: DrugLibrary, request: ProgramRequest, issues: list[Issue]
         dose_hard_max_ml=dose_hard_max_ml,
         programmed_by=principal,
         titration=entry.titration,
+        bolus_limits=entry.bolus,
     )
 
 

@@ -24,7 +24,16 @@ from .alarms import AlarmAction
 from .drug_library import DrugLibrary
 from .errors import require_positive_fields, require_time
 from .ledger import DeliveryLedger
-from .pca import BolusDenial, BolusSource, PcaTracker, kvo_rate_ml_h, plan_period, window_headroom_ml
+from .pca import (
+    BolusDenial,
+    BolusSource,
+    PcaTracker,
+    clinician_bolus_denial,
+    clinician_bolus_ml,
+    kvo_rate_ml_h,
+    plan_period,
+    window_headroom_ml,
+)
 from .program import (
     Issue,
     Origin,
@@ -118,6 +127,7 @@ class Controller:
         self._start_pending_until: float | None = None
         self._pending_edit: tuple[Program, float] | None = None
         self._bolus_requested = False
+        self._clinician_ml = 0.0  # the requested bolus is a clinician's, of this volume (0: the patient's)
         self._lease: _Lease | None = None
         self._seq = 0
 
@@ -162,6 +172,7 @@ class Controller:
             self._lease.end = self._lease.start
         self.pca.end_bolus()
         self._bolus_requested = False
+        self._clinician_ml = 0.0
 
     @property
     def pending_edit(self) -> Program | None:
@@ -355,6 +366,25 @@ class Controller:
         return self.pca.check(self.program.pca, self.ledger, self.program, now, hold_off_until,
                               reservoir_ml=reservoir_ml)
 
+    def request_clinician_bolus(self, dose: float, principal: Principal | None, now: float,
+                                hold_off_until: float | None = None, reservoir_ml: float | None = None,
+                                origin: Origin = Origin.LOCAL_KEYPAD) -> Outcome:
+        """A clinician bolus of ``dose`` (the drug's amount unit); it starts at the next tick."""
+        now = self._clock(now)
+        if not is_local_clinician(principal, origin):
+            return Outcome(False, "a clinician bolus needs an authenticated clinician at the pump")
+        program = self.program
+        if program is None or self.state is not InfusionState.RUNNING:
+            return Outcome(False, "a clinician bolus needs a running infusion")
+        if self._bolus_requested:
+            return Outcome(False, str(BolusDenial.IN_PROGRESS))
+        why = clinician_bolus_denial(program, self.ledger, self.pca, dose, now, hold_off_until, reservoir_ml)
+        if why is not None:
+            return Outcome(False, f"clinician bolus refused: {why}")
+        self._bolus_requested = True
+        self._clinician_ml = clinician_bolus_ml(program, dose)
+        return Outcome(True, f"clinician bolus of {dose:g} {program.amount_unit} started")
+
     def paused_too_long(self, now: float) -> bool:
         """Paused (by a clinician, or after an alarm was cleared) for ``paused_too_long_s`` or more."""
         return (self.state is InfusionState.PAUSED and self.paused_since is not None
@@ -380,7 +410,12 @@ class Controller:
                 self.state = InfusionState.COMPLETE
                 self.pca.end_bolus()
             else:
-                if self._bolus_requested and program.pca is not None:
+                if self._bolus_requested and program.pca is not None and self._clinician_ml > 0:
+                    self._bolus_requested = False
+                    if self.pca.active is None:
+                        self.pca.start_clinician(now, self._clinician_ml)  # the dose windows still cap it below
+                    self._clinician_ml = 0.0
+                elif self._bolus_requested and program.pca is not None:
                     self._bolus_requested = False
                     # Re-checked at the moment the motor would move: the state may have changed.
                     if self.pca.check(program.pca, self.ledger, program, now) is None:

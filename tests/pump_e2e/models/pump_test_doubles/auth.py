@@ -9,8 +9,10 @@ from typing import Any
 from septum.runtime.partition import Partition
 
 CLINICIAN_ACTIONS = {"program_infusion", "start_infusion", "pause_infusion", "stop_infusion", "confirm_order",
-                     "override_soft_limit", "approve_soft_limit", "silence_alarm", "clear_fault"}
-COPY = ("drug", "concentration", "dose_rate", "vtbi_ml", "weight_kg", "order_id", "reason")
+                     "override_soft_limit", "approve_soft_limit", "silence_alarm", "clear_fault",
+                     "clinician_bolus", "authorise_clinician_bolus"}
+COPY = ("drug", "concentration", "dose_rate", "vtbi_ml", "weight_kg", "order_id", "reason", "pca_demand_dose",
+        "pca_lockout_min", "pca_max_per_hour", "pca_limit_1h", "pca_limit_4h", "pca_bolus_count")
 
 
 def main(p: Partition) -> None:
@@ -58,12 +60,15 @@ def main(p: Partition) -> None:
                 return
         if msg.action == "clear_fault":
             p.send("fault_reset", principal=principal, reason=msg.reason or "clinician restart")
+        elif msg.action == "authorise_clinician_bolus":
+            p.send("clinician_boluses", principal=principal, role=role, drug=msg.drug, bolus_dose=msg.bolus_dose,
+                   reason=msg.reason)
         elif msg.action == "approve_soft_limit":
             p.send("soft_limit_approvals", principal=principal, role=role, reason=msg.reason,
                    **{k: getattr(msg, k) for k in COPY if k not in ("order_id", "reason")})
         else:
             p.send("commands", request_id=msg.request_id, action=msg.action, principal=principal, role=role,
-                   **{k: getattr(msg, k) for k in COPY})
+                   bolus_dose=msg.bolus_dose, **{k: getattr(msg, k) for k in COPY})
         audit("authorised", "info", f"action={msg.action} principal={principal}")
         reply(msg.request_id, True, "authorised")
 
