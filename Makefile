@@ -31,7 +31,8 @@ $(STAMP): pyproject.toml
 
 system-deps: $(SYSSTAMP)
 
-$(SYSSTAMP): | $(STAMP)
+# Re-checked when the Makefile changes, so a package added to DEBIAN_PACKAGES is installed on existing machines too.
+$(SYSSTAMP): Makefile | $(STAMP)
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	  if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
