@@ -285,3 +285,48 @@ def test_the_running_pump_keeps_no_key_or_credential_in_clear(bench: Bench) -> N
     assert (net / "server.key.pass.sealed").exists()
     assert (rig.supervisor.data_dir("audit") / "audit.key.sealed").exists()
     assert (rig.supervisor.data_dir("auth") / "credentials.json.sealed").exists()
+
+
+def _ui_bundle(bench: Bench, version: str, *, broken: bool = False) -> bytes:
+    """The ui partition's code (the whole septum_pump package, as on its import path), signed by the
+    manufacturer; ``broken``: its entry point raises, so the supervisor's health check fails."""
+    from septum.services.update_bundle import make_bundle
+
+    pkg = ROOT / "examples" / "infusion_pump" / "septum_pump"
+    files = {f"septum_pump/{p.relative_to(pkg)}": p.read_bytes() for p in sorted(pkg.rglob("*.py"))
+             if "__pycache__" not in p.parts}
+    if broken:
+        ui = files["septum_pump/ui.py"]
+        entry = b"def main(p: Partition) -> None:\n"
+        files["septum_pump/ui.py"] = ui.replace(entry, entry + b"    raise RuntimeError('bad build')\n")
+        assert files["septum_pump/ui.py"] != ui
+    return make_bundle(bench.key, target="ui", kind="partition", version=version, files=files)
+
+
+def test_ui_code_pushed_in_a_window_is_health_checked_then_run_or_rolled_back(bench: Bench) -> None:
+    sup = bench.rig.supervisor
+    assert bench.open_window()["ok"] is True
+    mark = bench.last_audit_seq()
+    # a build whose entry point fails: the supervisor's health check fails, the old code runs again
+    bid, answers = bench.push(_ui_bundle(bench, "2.0.0", broken=True))
+    assert len(answers) > 1 and all(a.status == 200 for a in answers), answers
+    refused = bench.wait_record(mark, "update.refused", lambda r: _detail(r).get("bundle_id") == bid, timeout=60)
+    assert refused is not None, "no outcome for the broken ui build"
+    assert "rolled-back" in _detail(refused)["reason"] and "bad build" in _detail(refused)["reason"], refused
+    assert sup.code_version("ui") == "" and any(e.kind == "code_rolled_back" and e.partition == "ui"
+                                                 for e in sup.events.history)
+    assert bench.rig.wait_event(lambda e: e.kind == "ready" and e.partition == "ui", timeout=30, after=0)
+    # the good build of the same version: activated after its health check, and the ui works on it
+    assert bench.open_window()["ok"] is True
+    bid, answers = bench.push(_ui_bundle(bench, "2.0.0"))
+    assert all(a.status == 200 for a in answers), answers
+    done = bench.wait_record(mark, "update.installed", lambda r: _detail(r).get("bundle_id") == bid, timeout=60)
+    assert done is not None and "ui 2.0.0 running" in _detail(done)["reason"], done
+    assert sup.code_version("ui") == "2.0.0"
+    assert bench.rig.login(user="biomed1"), "the ui on its new code does not log in"
+    # and an older build is refused by the anti-rollback floor, the new code keeps running
+    assert bench.open_window()["ok"] is True
+    bid, answers = bench.push(_ui_bundle(bench, "1.5.0"))
+    old = bench.wait_record(mark, "update.refused", lambda r: _detail(r).get("bundle_id") == bid, timeout=60)
+    assert old is not None and "anti-rollback" in _detail(old)["reason"], old
+    assert sup.code_version("ui") == "2.0.0"
