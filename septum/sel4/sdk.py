@@ -309,6 +309,8 @@ def ensure_sdk(*, log: Path | None = None) -> Sdk:
     with _lock(cache_root() / ".lock"):
         if (final / _MARKER).is_file():  # another process finished it while we waited
             return Sdk(final)
+        for stale in cache_root().glob(".tmp-sdk-*"):  # left by a killed build; nobody else builds (we hold the lock)
+            shutil.rmtree(stale, ignore_errors=True)
         _build(sources, key, final, log)
     return Sdk(final, built_now=True)
 

@@ -138,8 +138,11 @@ def test_an_interrupted_build_is_never_taken_as_cached(no_sdk_env: pytest.Monkey
         raise KeyboardInterrupt
 
     no_sdk_env.setattr(sdk_mod, "_build_config", interrupted)
+    killed = tmp_path / "cache" / ".tmp-sdk-0123456789abcdef-killed"  # what a SIGKILLed build leaves behind
+    (killed / "sdk" / "board").mkdir(parents=True)
     with pytest.raises(KeyboardInterrupt):
         ensure_sdk()
+    assert not killed.exists()
     key = sdk_mod.cache_key(sources)
     assert not (tmp_path / "cache" / f"sdk-{key}").exists()
     assert [p.name for p in (tmp_path / "cache").iterdir() if p.is_dir()] == []
