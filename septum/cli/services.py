@@ -219,16 +219,30 @@ def audit_export(log: str, fmt: str, hostname: str, output: str | None, **filter
 @click.option("--now", "now", type=float, default=None, help="Judge retention as of this Unix time [default: now].")
 @click.option("--archive", default=None, help="Copy the log here, as it was, before compacting.")
 @click.option("--dry-run", is_flag=True, help="Say what would be removed; change nothing.")
+@click.option("--device-key", "device_key", default=None,
+              help="Device key file: opens a signing key sealed at rest (audit.key.sealed).")
 def audit_compact(log: str, signing_key: str, policy: str | None, now: float | None, archive: str | None,
-                  dry_run: bool) -> None:
+                  dry_run: bool, device_key: str | None) -> None:
     """Remove records past their class's retention, replacing the prefix by a signed compaction record."""
     import time
 
     from septum.services.audit_retention import RetentionError, RetentionPolicy, compact
 
     path = _existing(log, "audit log")
+    key_path = _existing(signing_key, "key file")
     try:
-        key = load_private_key(_existing(signing_key, "key file"))
+        if device_key is not None:  # the audit key as provisioning leaves it: sealed under the device key
+            from septum.services.keys import parse_private_key
+            from septum.services.secrets_at_rest import SecretsError, load_device_key
+
+            try:
+                pem = load_device_key(_existing(device_key, "device key file")).unseal(
+                    key_path.read_bytes(), "audit", key_path.name.removesuffix(".sealed"))
+            except (SecretsError, OSError) as exc:
+                raise UserError(str(exc)) from None
+            key = parse_private_key(pem, str(key_path))
+        else:
+            key = load_private_key(key_path)
     except KeyFileError as exc:
         raise UserError(str(exc)) from None
     try:

@@ -47,10 +47,30 @@ def device_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path,
         for f in audit_dir.iterdir():
             if f.is_file():
                 (out / "audit" / f.name).write_bytes(f.read_bytes())
+        (out / "device.key").write_bytes(Path(dkey.path).read_bytes())
+        (out / "device.key").chmod(0o600)
     plain, problems = unseal_folder(out / "audit", dkey, "audit")
     assert not problems, problems
     key = parse_private_key(plain["audit.key"], "audit.key")
     yield out / "audit" / "audit.log", key
+
+
+def test_cli_opens_the_sealed_audit_key(device_log: tuple[Path, Any]) -> None:
+    from click.testing import CliRunner
+
+    from septum.cli.services import audit
+
+    log, _ = device_log
+    folder = log.parent
+    before = log.read_bytes()
+    out = CliRunner().invoke(audit, ["compact", str(log), "--signing-key", str(folder / "audit.key.sealed"),
+                                     "--device-key", str(folder.parent / "device.key"), "--dry-run",
+                                     "--now", str(time.time() + ELEVEN_YEARS)])
+    assert out.exit_code == 0, out.output
+    assert "dry run: would have compacted seq 0.." in out.output and log.read_bytes() == before
+    wrong = CliRunner().invoke(audit, ["compact", str(log), "--signing-key", str(folder / "audit.key.sealed"),
+                                       "--dry-run"])  # a sealed key without the device key: refused, no traceback
+    assert wrong.exit_code == 2 and "Traceback" not in wrong.output, wrong.output
 
 
 def test_real_log_compacts_verifies_and_continues(device_log: tuple[Path, Any]) -> None:
