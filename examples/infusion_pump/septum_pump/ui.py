@@ -125,8 +125,8 @@ class FrontPanel:
         if action is None:
             self.note = f"unknown key {key.key[:20]}"
             # e.g. a "bolus" key: a patient bolus comes only from the PCA button, never from the keypad
-            why = ("a bolus is given only from the patient's PCA button" if "bolus" in key.key.lower()
-                   else "no such key")
+            why = ("no such key: a patient bolus is given only from the PCA button (a clinician's bolus is the "
+                   "clinician_bolus key, after login)" if "bolus" in key.key.lower() else "no such key")
             self.refusals.record("keypad_refused", "warning", key=key.key[:20],
                                  principal=self.user or "unauthenticated", reason=why)
             self.show()
