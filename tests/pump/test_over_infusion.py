@@ -122,3 +122,21 @@ def test_a_motor_still_running_away_with_nothing_granted_cannot_be_cleared(libra
         rig.motor_ml += 0.05
         rig.run(1)
     assert rig.monitor.clear_alarms(NURSE, rig.now) == []
+
+
+def test_a_step_after_the_clock_went_back_and_recovered_inside_the_booked_grant_does_not_raise(library):
+    """Found by engineer C's differential traces: the clock-fault path books the whole last grant (to its end, in
+    the future); a later step before that end used to record an overlapping segment and raise out of step()."""
+    from septum_pump.therapy.alarms import AlarmKind as Kind
+
+    rig = Rig(library, period_s=90.0)
+    rig.start(saline(100))
+    rig.now = 445.29
+    rig.period_step()
+    sensors = rig.sensors()
+    cmd = rig.controller.tick(445.29)
+    d = rig.monitor.step(413.21, cmd, sensors)  # the clock went back: latched
+    assert Kind.CLOCK_FAULT in {a.kind for a in d.alarms} and d.rate_ml_h == 0
+    for t in (450.0, 460.0, 470.0):  # inside the booked grant: no exception
+        d = rig.monitor.step(t, rig.controller.tick(t), sensors)
+        assert d.rate_ml_h == 0 and d.latched_fault

@@ -149,16 +149,21 @@ class SafetyMonitor:
         if lease is None or self.program is None:
             return
         end = min(now, lease.end)
-        if end > lease.start:
+        start = lease.start
+        booked = self.ledger.last_end
+        if booked is not None and start < booked:
+            # already booked as possibly delivered (the clock-fault path books a whole grant): never twice
+            start = booked
+        if end > start:
             self.ledger.record(
                 self.program.drug_id,
-                lease.start,
+                start,
                 end,
                 lease.rate_ml_h,
                 self.program.canonical_per_ml,
                 bolus=lease.bolus,
             )
-            volume = lease.rate_ml_h * (end - lease.start) / SECONDS_PER_HOUR
+            volume = lease.rate_ml_h * (end - start) / SECONDS_PER_HOUR
             self.delivered_ml += volume
             self.allowed_total_ml += volume
             if lease.bolus:
