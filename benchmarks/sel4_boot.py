@@ -4,7 +4,7 @@
 
 Boot to first motor command: from starting QEMU to the `hw motor rate>0` line on the serial line (the hardware
 PD applying the safety monitor's first grant of the scripted 20 mL/h therapy). Measured on the host clock, for
-the SEL4.md command (guest on the host's clock) and for the scenarios' `-icount shift=1` guest, alternating
+the documented QEMU command (guest on the host's clock) and for the scenarios' `-icount shift=1` guest, alternating
 (A B A B ...) so load hits both alike; the guest's own clock at that line (t_us) is shown too. A trial fails when
 the line does not come within 60 s; failed trials are counted and kept out of the figures.
 
@@ -110,7 +110,7 @@ def main() -> None:
         print(f"{'PD':<16} {'ELF bytes':>10} {'loaded bytes':>13}  stand-in")
         for name, size in built.sizes.items():
             print(f"{name:<16} {size.elf_bytes:>10} {size.load_bytes:>13}  {'yes' if name in built.standins else ''}")
-    print(spread("boot to first motor command, host clock, SEL4.md command", real_host, " s"))
+    print(spread("boot to first motor command, host clock, documented command", real_host, " s"))
     print(spread("  same, guest clock (t_us)", real_guest, " s"))
     print(spread(f"boot to first motor command, host clock, -icount shift={scenarios.ICOUNT_SHIFT}", ic_host, " s"))
     print(spread("  same, guest clock (t_us)", ic_guest, " s"))

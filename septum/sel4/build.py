@@ -11,7 +11,7 @@ output folder is created). Then, all from the same model:
 2. the build-time extension for QEMU (``add_simulated_hardware``): the ``hw`` PD that plays the motor and
    sensor boards, see below;
 3. the typed channel C (``septum.gen.c_channels``) and the drug table (``septum_pump.sel4_drug_table``);
-4. each PD compiled with Debian's cross compiler and linked against libmicrokit (flags of SEL4.md);
+4. each PD compiled with Debian's cross compiler and linked against libmicrokit (the flags docs/sel4.md lists);
 5. the Microkit tool, which writes ``loader.img`` and its report.
 
 Which C files make which PD is the PD folder's ``build.yaml`` (``examples/infusion_pump/sel4/pds``). A scenario
@@ -52,7 +52,7 @@ RUNTIME = Path(__file__).resolve().parents[1] / "data" / "sel4"  # septum_pd.h +
 HW_PD = "hw"
 CC = "aarch64-linux-gnu-gcc"
 LD = "aarch64-linux-gnu-ld"
-# SEL4.md's flags, plus warnings as errors; no loop-to-memcpy rewriting (septum_rt.c *is* memcpy)
+# the documented flags (docs/sel4.md), warnings as errors, no loop-to-memcpy rewriting (septum_rt.c *is* memcpy)
 CFLAGS = ["-std=gnu11", "-O2", "-g", "-mcpu=cortex-a53", "-mstrict-align", "-nostdlib", "-ffreestanding",
           "-fno-tree-loop-distribute-patterns", "-ffp-contract=off",
           "-Wall", "-Werror", "-Wno-unused-function"]

@@ -24,7 +24,7 @@ from types import TracebackType
 from septum.errors import SeptumError
 
 QEMU = "qemu-system-aarch64"
-LOADER_ADDR = "0x70000000"  # where the Microkit loader expects to be placed (SEL4.md)
+LOADER_ADDR = "0x70000000"  # where the Microkit loader expects to be placed (docs/sel4.md)
 
 
 class QemuError(SeptumError, RuntimeError):
@@ -32,7 +32,7 @@ class QemuError(SeptumError, RuntimeError):
 
 
 def qemu_command(image: Path, qemu: str = QEMU, memory: str = "2G", icount_shift: int | None = None) -> list[str]:
-    """The command of SEL4.md: virt board with EL2, one Cortex-A53, serial on stdio, the loader at its address.
+    """The documented QEMU command (docs/sel4.md): virt board with EL2, a Cortex-A53, serial on stdio, the loader.
 
     ``icount_shift``: run the guest on QEMU's instruction counter (``-icount shift=N,sleep=off``, one instruction
     = 2**N ns of guest time, idle time skipped) instead of the host's clock. The guest's clock then no longer

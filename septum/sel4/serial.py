@@ -2,7 +2,7 @@
 
 A PD line (examples/infusion_pump/sel4/pds/septum_pd.h) is ``septum: <pd> <event> key=value ...``.
 
-A fault report is what the Microkit 1.2.6 monitor prints when the kernel stopped a PD (SEL4.md)::
+A fault report is what the Microkit 1.2.6 monitor prints when the kernel stopped a PD (docs/sel4.md)::
 
     MON|ERROR: received message 0x00000006  badge: 0x...  tcb cap: 0x...
     faulting PD: network
