@@ -135,3 +135,57 @@ def test_clinician_bolus_is_authenticated_bounded_and_audited(rig: PumpRig) -> N
     assert any(k == "clinician_bolus_authorised" for k, _ in _monitor(rig))
     assert rig.wait_until(lambda: any(r["event"] == "clinician_bolus" and "breakthrough" in str(r)
                                       for r in rig.audit_records()), timeout=10)
+
+
+def test_paused_too_long_notice(running_rig: PumpRig) -> None:
+    rig = running_rig
+    after = rig.seq()
+    ok, text = rig.pause()
+    assert ok, text
+    t0 = rig.supervisor.clock.now()
+    ev = rig.wait_event(lambda e: e.kind == "pump_state" and e.fields.get("alarm") == "paused-too-long",
+                        timeout=30, after=after)
+    assert ev is not None, [(e.kind, e.fields) for e in rig.events("pump_state")][-5:]
+    assert ev.fields.get("alarm_priority") == "medium" and ev.fields.get("state") == "paused"
+    assert rig.supervisor.clock.now() - t0 >= 120 - 5  # not before the 2 minutes (device time) are up
+    ok, text = rig.start()
+    assert ok, text
+    assert rig.wait_event(lambda e: e.kind == "pump_state" and e.fields.get("state") == "running"
+                          and e.fields.get("alarm") != "paused-too-long", timeout=10, after=ev.seq)
+
+
+def test_an_expired_hospital_order_leaves_the_display() -> None:
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "hospital_client"))
+    from hospital_client.client import HospitalClient
+
+    from .conftest import _require_root
+
+    _require_root()
+    with PumpRig(time_scale=TIME_SCALE, services="real") as rig:
+        d = rig.hospital_dir
+        assert d is not None
+        client = HospitalClient("127.0.0.1", https_port=rig.ports["hospital_https"],
+                                mllp_port=rig.ports["hospital_mllp"], ca=d / "hospital-ca.pem",
+                                cert=d / "client.pem", key=d / "client.key", server_name="127.0.0.1", timeout=10.0)
+        try:
+            oid = "ORD-EXPIRES"
+            reply = client.send_hl7(client.order(
+                "hl7v2", order_id=oid, patient_id="MRN-42", drug="normal-saline", concentration=1.0,
+                concentration_unit="mL/mL", dose_rate=50.0, dose_unit="mL/h", vtbi_ml=100.0,
+                care_area="adult-med-surg"))
+            assert "MSA|AA" in reply, reply
+            assert rig.wait_until(lambda: any(oid in line for line in rig.display()), timeout=10), rig.display()
+            # 600 s of device time later (10 s real at scale 60) it is gone, audited and not confirmable
+            assert rig.wait_until(lambda: not any(oid in line and "waiting" in line for line in rig.display()),
+                                  timeout=30), rig.display()
+            assert any(oid in line and "expired" in line for line in rig.display()), rig.display()
+            assert rig.wait_until(lambda: any(r["event"] == "order_expired" and oid in str(r)
+                                              for r in rig.audit_records()), timeout=10)
+            assert rig.login()
+            ok, text = rig._act("confirm_order", [("order_id", oid), ("confirm_order", "")])
+            assert not ok and "expired" in text, text
+        finally:
+            client.close()

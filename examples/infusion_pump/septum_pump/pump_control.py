@@ -313,6 +313,8 @@ class PumpControl:
         """An unconfirmed order past its time leaves the display (and the hospital is told)."""
         for order_id in [k for k, v in self.orders.items() if v.expires <= now]:
             del self.orders[order_id]
+            if order_id in self.message:  # the screen must not keep saying it is waiting for confirmation
+                self.say(f"order {order_id} expired: not confirmed in time")
             self.record("order_expired", "notice", order_id=order_id, ttl_s=self.order_ttl)
             send_message(self.p, "pump_events", kind="order_result", order_id=order_id,
                          text="expired: not confirmed at the pump in time", at_ms=int(now * 1000))
