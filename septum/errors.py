@@ -47,13 +47,21 @@ what is wrong and, where it can, what to do.
 
 Deliberately not SeptumErrors: ``septum.gen.microkit.GenerationError`` (the generator failed its own
 checks: a bug, which must keep its traceback), ``septum.runtime.control_guard.Refused`` (internal to the
-supervisor's control channel, never raised to a user) and private helpers such as the loader's size guard.
+supervisor's control channel, never raised to a user), ``InvariantBroken`` (an internal invariant does not
+hold: a bug, reported with its traceback; used instead of ``assert``, which ``python -O`` removes) and private
+helpers such as the loader's size guard.
 """
 
 from __future__ import annotations
 
-__all__ = ["SeptumError"]
+__all__ = ["InvariantBroken", "SeptumError"]
 
 
 class SeptumError(Exception):
     """Base of every error Septum reports to its user (see the module docstring for the hierarchy)."""
+
+
+class InvariantBroken(RuntimeError):
+    """An internal invariant does not hold: a bug in Septum, never the user's input. Raised by explicit
+    checks where code used ``assert`` (which ``python -O`` strips), so the check survives every interpreter
+    flag; the trusted base must not run on with a broken invariant."""

@@ -58,6 +58,7 @@ USER_FACING: list[tuple[str, str, type[BaseException]]] = [
 # reach a user (or are click's own exceptions, which click already turns into a message and an exit code)
 NOT_SEPTUM_ERRORS: list[tuple[str, str]] = [
     ("septum.errors", "SeptumError"),
+    ("septum.errors", "InvariantBroken"),
     ("septum.gen.microkit", "GenerationError"),
     ("septum.runtime.control_guard", "Refused"),
     ("septum.model.loader", "_TooLarge"),

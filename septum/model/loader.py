@@ -19,6 +19,8 @@ from typing import Any, cast
 import msgspec
 import yaml
 
+from septum.errors import InvariantBroken
+
 from . import schema as s
 from .errors import Location, ModelError, ModelIssue
 from .source import PathItem, SourceMap
@@ -262,7 +264,8 @@ _PATH_TOKEN = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
 
 def _split_msgspec_error(err: str) -> tuple[str, tuple[PathItem, ...]]:
     m = _MSGSPEC_PATH.match(err)
-    assert m is not None
+    if m is None:  # the pattern matches any string; a change in it must not go unnoticed
+        raise InvariantBroken(f"unexpected msgspec error text {err[:80]!r}")
     msg, raw = m.group("msg"), m.group("path") or ""
     path: list[PathItem] = []
     for name, idx in _PATH_TOKEN.findall(raw):

@@ -51,7 +51,7 @@ from typing import Any
 
 import msgspec
 
-from septum.errors import SeptumError
+from septum.errors import InvariantBroken, SeptumError
 from septum.model.schema import Model
 
 from . import code_update
@@ -478,7 +478,8 @@ class Supervisor:
         discarded unread, a refused one is reported (bounded), and an error while handling one fails only
         this partition."""
         g = p.guard
-        assert g is not None
+        if g is None:
+            raise InvariantBroken(f"{p.plan.name}: a control message arrived before its guard was set up")
         buf = g.buffer
         for _ in range(budget):
             try:
@@ -529,7 +530,8 @@ class Supervisor:
             self.events.emit(msg.kind, partition=name, source="partition", severity=msg.severity,
                              audit=msg.audit, **msg.fields)
         elif isinstance(msg, proto.Drops):
-            assert p.guard is not None
+            if p.guard is None:
+                raise InvariantBroken(f"{name}: drops reported before its guard was set up")
             fields = p.guard.note_drops(msg, time.monotonic())
             if fields is not None:
                 self.events.emit("channel_drops", partition=name, severity="warning", **fields)
@@ -546,7 +548,8 @@ class Supervisor:
             self.events.emit("device_ready", ms=round(self.clock.to_real(self.clock.now()) * 1000, 1))
 
     def _on_exit(self, p: _Proc) -> None:
-        assert p.popen is not None and p.pidfd is not None
+        if p.popen is None or p.pidfd is None:
+            raise InvariantBroken(f"{p.plan.name}: an exit was seen for a process that was never started")
         code = p.popen.wait()
         self._poller.unregister(p.pidfd)
         del self._fd_pid[p.pidfd]
@@ -669,7 +672,8 @@ class Supervisor:
             self._answer(requester, msg.request_id, target_name, version, "refused", str(exc),
                          t.code_version if t is not None else "")
             return
-        assert t is not None
+        if t is None:
+            raise InvariantBroken("a code activation without a target passed its checks")
         probation = (HEALTH_PERIODS * t.plan.heartbeat_ms / 1000 if t.plan.heartbeat_ms
                      else HEALTH_S_NO_HEARTBEAT)
         act = _Activation(msg.request_id, requester, t, msg.version, t.code_dir, t.code_version, probation,

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from septum.errors import SeptumError
+from septum.errors import InvariantBroken, SeptumError
 from septum.model.schema import Model
 from septum.runtime.partition import Partition
 from septum.runtime.protocol import MODEL_CONFIG_KEY
@@ -71,7 +71,8 @@ def build(p: Partition, channel: str, source: Mapping[str, Any] | msgspec.Struct
     where the message has that field, the rest zero values. Raises msgspec.ValidationError if invalid."""
     tp = p.message_type(channel)
     info = msgspec.inspect.type_info(tp)
-    assert isinstance(info, msgspec.inspect.StructType)
+    if not isinstance(info, msgspec.inspect.StructType):
+        raise InvariantBroken(f"channel {channel!r}: its codec is not a Struct")
     src: Mapping[str, Any]
     if source is None:
         src = {}
@@ -107,7 +108,8 @@ class Auditor:
         self._max_detail = 1024
         if self.channel is not None:
             info = msgspec.inspect.type_info(p.message_type(self.channel))
-            assert isinstance(info, msgspec.inspect.StructType)
+            if not isinstance(info, msgspec.inspect.StructType):
+                raise InvariantBroken(f"channel {self.channel!r}: its codec is not a Struct")
             for f in info.fields:
                 if f.name == "severity" and isinstance(f.type, msgspec.inspect.LiteralType):
                     self._severities = tuple(str(v) for v in f.type.values)

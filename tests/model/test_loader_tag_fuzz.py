@@ -17,10 +17,27 @@ from septum.cli import cli
 
 PUMP_TEXT = (Path(__file__).parents[2] / "examples" / "infusion_pump" / "model.yaml").read_text()
 LOCATED = re.compile(r"^\S+:\d+:\d+: error: .+")
-# a scalar value after "key: ", in block or flow style (up to a flow indicator, a comment or the line end)
-SCALAR = re.compile(r"(?<=: )(?![\[{&*!|>])[^,{}\[\]\n#]+?(?=\s*(?:[,}\]]|\s#|$))", re.M)
-SPANS = [m.span() for m in SCALAR.finditer(PUMP_TEXT)
-         if "#" not in PUMP_TEXT[PUMP_TEXT.rfind("\n", 0, m.start()) + 1:m.start()]]  # not in a comment
+
+
+def _plain_scalar_spans(text: str) -> list[tuple[int, int]]:
+    """Where each plain (unquoted, not block) scalar value of a mapping is: from PyYAML's own node marks, so
+    text inside a block scalar (a description that contains 'key: value') is never taken for a value."""
+    spans: list[tuple[int, int]] = []
+    todo = [yaml.compose(text, Loader=yaml.SafeLoader)]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, yaml.MappingNode):
+            for _key, value in node.value:
+                if isinstance(value, yaml.ScalarNode) and value.style is None and value.value:
+                    spans.append((value.start_mark.index, value.end_mark.index))
+                else:
+                    todo.append(value)
+        elif isinstance(node, yaml.SequenceNode):
+            todo.extend(node.value)
+    return sorted(spans)
+
+
+SPANS = _plain_scalar_spans(PUMP_TEXT)
 # tags the model refuses whatever the value
 REFUSED_TAGS = ("!!binary", "!!set", "!!omap", "!!pairs", "!x", "!!python/object:os.system")
 TAGS = ["", "!!int", "!!float", "!!bool", "!!null", "!!timestamp", "!!str", "!!map", "!!seq", *REFUSED_TAGS]
