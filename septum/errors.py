@@ -26,10 +26,12 @@ what is wrong and, where it can, what to do.
     ├── seL4 target (septum.sel4)
     │   ├── BuildError            (RuntimeError) an image cannot be built (source, compiler, Microkit tool)
     │   │   └── ModelRefused      the model's analysis has blocking findings: nothing was built
-    │   └── QemuError             (RuntimeError) QEMU missing, or the expected serial line never came
+    │   ├── QemuError             (RuntimeError) QEMU missing, or the expected serial line never came
+    │   └── SdkError              the Microkit SDK cannot be found or built from the sources given
     ├── services (septum.services)
     │   ├── AuditError            a record or call the audit writer refuses
-    │   │   └── AuditLogDamaged   the audit log is damaged beyond a torn tail; carries the damage
+    │   │   ├── AuditLogDamaged   the audit log is damaged beyond a torn tail; carries the damage
+    │   │   └── RetentionError    a compaction (retention policy, or the log it is asked to compact) is refused
     │   ├── AnchorError           (ValueError) an audit anchor file is unreadable or not an anchor
     │   ├── BundleError           an update bundle (or a request to make one) is refused
     │   ├── KeyFileError          a key file is missing, unreadable or not an Ed25519 key

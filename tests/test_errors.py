@@ -19,6 +19,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "septum"
 # module, class, the built-in base it had before SeptumError (still caught by ``except <base>``)
 USER_FACING: list[tuple[str, str, type[BaseException]]] = [
     ("septum.model.errors", "ModelError", Exception),
+    ("septum.sel4.sdk", "SdkError", Exception),
+    ("septum.services.audit_retention", "RetentionError", Exception),
     ("septum.runtime.codec", "CodecError", ValueError),
     ("septum.gen.layout", "MappingError", Exception),
     ("septum.gen.schedule", "ScheduleError", ValueError),
