@@ -16,6 +16,7 @@ Every decision is decided by ``Authorizer`` against the model, answered, and aud
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import secrets
 from dataclasses import dataclass
@@ -299,9 +300,9 @@ def main(p: Partition) -> None:
     for rc in svc.routes.requests.values():
         fields = svc.model.message_fields(rc.message)
         if rc.route is None and "action" not in fields:
-            p.on(rc.name, lambda msg, rc=rc: svc.on_report(rc.name, rc.sender, msg))
+            p.on(rc.name, functools.partial(svc.on_report, rc.name, rc.sender))
         else:
-            p.on(rc.name, lambda msg, rc=rc: svc.on_request(rc, msg))
+            p.on(rc.name, functools.partial(svc.on_request, rc))
     # the sweep also closes install windows, so it runs often enough to close them near their time
     p.every(max(1.0, min(svc.session_timeout, svc.grant_s) / 10), svc.sweep)
     svc.problems += load_saved(svc, p.data_dir)  # config values a biomed set at the service console

@@ -20,6 +20,7 @@ library.
 
 from __future__ import annotations
 
+import functools
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -283,6 +284,6 @@ def main(p: Partition) -> None:
     svc = UpdateService(p)
     p.on_activation_result(svc.on_activation)
     for ch in svc.inputs:
-        p.on(ch.name, lambda msg, name=ch.name: svc.on_chunk(name, msg))
+        p.on(ch.name, functools.partial(svc.on_chunk, ch.name))
     p.every(max(0.5, svc.timeout / 10), svc.expire)
     p.after(0.0, svc.start)
