@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from septum.services import secrets_at_rest as sr
 from septum.services.credentials import Argon2Params
@@ -155,3 +157,23 @@ def test_secret_prefers_the_unsealed_copy_and_refuses_a_sealed_file_without_it(t
         sr.secret({}, tmp_path, "audit.key")
     (tmp_path / "plain").write_bytes(b"clear")
     assert sr.secret({}, tmp_path, "plain") == b"clear"
+
+
+names = st.text(st.characters(min_codepoint=33, max_codepoint=0x2FFF), min_size=1, max_size=40)
+
+
+@settings(max_examples=200, deadline=None)
+@given(plain=st.binary(max_size=2048), part=names, name=names, other_part=names, other_name=names,
+       flip=st.integers(min_value=0))
+def test_property_a_sealed_file_opens_only_unchanged_as_its_own_partition_and_name(
+        plain: bytes, part: str, name: str, other_part: str, other_name: str, flip: int) -> None:
+    key = sr.DeviceKey((bytes(range(32)),))
+    blob = key.seal(plain, part, name)
+    assert key.unseal(blob, part, name) == plain
+    if (other_part, other_name) != (part, name):  # names hold no NUL, the separator in the associated data
+        with pytest.raises(sr.SecretsError):
+            key.unseal(blob, other_part, other_name)
+    i = flip % len(blob)
+    bad = blob[:i] + bytes([blob[i] ^ 0x01]) + blob[i + 1:]
+    with pytest.raises(sr.SecretsError):
+        key.unseal(bad, part, name)
