@@ -421,8 +421,13 @@ def elf_size(path: Path) -> PdSize:
 # ---------------------------------------------------------------------------------------------- the build
 def build_image(model_path: Path | str = PUMP_MODEL, out_dir: Path | str | None = None, *,
                 variant: Variant | None = None, sdk: object | None = None, sel4_dir: Path | None = None,
-                config: str = "debug", log: Callable[[str], None] | None = None) -> BuiltImage:
-    """Everything in the module docstring, in that order. Raises ModelRefused before writing anything."""
+                config: str = "debug", log: Callable[[str], None] | None = None,
+                weaken: Callable[[str], str] | None = None) -> BuiltImage:
+    """Everything in the module docstring, in that order. Raises ModelRefused before writing anything.
+
+    ``weaken`` is for tests only: it rewrites the final system description after every check, to switch a
+    kernel defence off and show that a scenario then fails (tests/sel4/test_scenarios.py).
+    """
     variant = variant or Variant()
     model_path = Path(model_path)
     say = log or (lambda _line: None)
@@ -458,6 +463,8 @@ def build_image(model_path: Path | str = PUMP_MODEL, out_dir: Path | str | None 
             raise BuildError("the simulated-hardware extension changed a model PD's grants:\n" + "\n".join(problems))
         _write(gen_dir / "hw" / "hw_layout.h", hw_header)
     _write(gen_dir / "hw" / "device_addresses.h", device_addresses(plan))
+    if weaken is not None:
+        sdf = weaken(sdf)
     system = folder / "device.system"
     _write(system, sdf)
     wanted = {g for spec in manifest.pds.values() for g in spec.generated}

@@ -8,6 +8,7 @@ evidence it needs.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -81,6 +82,24 @@ def test_hostile_network_write_is_stopped_by_the_kernel_while_therapy_goes_on(
     out = _run(image, sid)
     assert any("kernel stopped PD network" in e for e in out.evidence)
     assert any(e.startswith("therapy went on after the fault") for e in out.evidence)
+
+
+@needs_qemu
+@pytest.mark.timeout(300)
+def test_hostile_verdict_fails_when_the_kernel_is_told_to_allow_the_write(sdk: Sdk, tmp_path: Path) -> None:
+    """Defence off: the same hostile build on a system that maps order_replies read-write into network."""
+    sc = SCENARIOS["hostile-wrong-direction"]
+
+    def writable(sdf: str) -> str:
+        out, n = re.subn(r'(<protection_domain name="network".*?<map mr="ch_order_replies" [^>]*perms=)"r"',
+                         r'\1"rw"', sdf, count=1, flags=re.S)
+        assert n == 1, "network's map of order_replies not found"
+        return out
+
+    built = build_image(scenarios.PUMP_MODEL, tmp_path / "weak", variant=sc.variant, sdk=sdk, weaken=writable)
+    out = scenarios.run(sc.id, built.image)
+    assert not out.ok
+    assert "was not stopped: the hostile PD went on" in out.failures[0], out.failures
 
 
 def test_image_sizes_are_reported_per_pd(image: Callable[[str], BuiltImage]) -> None:
