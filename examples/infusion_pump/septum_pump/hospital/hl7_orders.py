@@ -1,17 +1,22 @@
-"""HL7 v2.5 infusion orders: ``RGV^O15`` in, ``RRG^O16`` (or a generic ``ACK``) out.
+"""HL7 v2.5 / v2.6 (IHE PCD PIV) infusion orders: ``RGV^O15`` in, ``RRG^O16`` (or a generic ``ACK``) out.
 
 The parser is deliberately small and strict rather than tolerant: the message must start with
 ``MSH|^~\\&``, be UTF-8 without control characters other than the segment separator, contain only the
-segments an RGV^O15 may carry (plus our signature segment ``ZSG``) with one PID, PV1, ORC and RXG, and
-every field we read must be well formed. Anything else is an error answer that says what was wrong.
+segments an RGV^O15 may carry (plus our signature segment ``ZSG``) with one PID, ORC and RXG, at most one
+PV1, and every field we read must be well formed. Anything else is an error answer that says what was wrong.
 
 Fields read (IHE PCD-03 style):
-  MSH-9 ``RGV^O15``, MSH-10 control id, MSH-12 version 2.5.x
-  PID-3.1 patient id            PV1-3.1 care area (point of care)
+  MSH-9 ``RGV^O15``, MSH-10 control id, MSH-12 version 2.5, 2.5.1 or 2.6, MSH-15/16 acknowledgement types
+  PID-3.1 patient id            PV1-3.1 care area (point of care; PV1 is optional in the message, but an
+                                order without a care area is refused: the drug library is per care area)
   ORC-1 ``NW``/``RE``, ORC-2.1 placer order number (order id)
-  RXG-4.1 drug, RXG-5 volume to be infused with RXG-7 ``mL``
-  RXG-15 rate with RXG-16 a UCUM rate unit, RXG-17 strength with RXG-18 a UCUM concentration unit
-  OBX (LOINC 29463-7 / 3141-9, NM, kg): patient weight, when given
+  RXG-4.1 drug, RXG-5 volume to be infused with RXG-7 a volume unit
+  RXG-15 rate with RXG-16 a rate unit; strength either as RXG-17 amount with RXG-18 an amount unit plus
+  RXG-23 volume with RXG-24 a volume unit (concentration = amount / volume, the framework's form), or
+  RXG-17 with RXG-18 a per-mL concentration unit
+  Units are CWE: an MDC code (``263762^MDC_DIM_MILLI_L^MDC``) or a UCUM code (``mL^mL^UCUM``, ``^mL^UCUM``),
+  in the primary or the alternate triple; when both triples are given they must mean the same unit
+  OBX (LOINC 29463-7 / 3141-9 or ``68063^MDC_ATTR_PT_WEIGHT^MDC``, NM, kg): patient weight, when given
   ZSG-1 nonce, ZSG-2 sent_at_ms, ZSG-3 base64 signature, ZSG-4 ``ECDSA-P256-SHA256``
 """
 
@@ -29,11 +34,15 @@ from .tls import SIGNATURE_ALGORITHM
 from .validate import OrderRejected
 
 ENCODING = "^~\\&"
+UNKNOWN_CONTROL_ID = "UNKNOWN"  # MSA-2 when the refused message had no readable MSH-10
 SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}")
 NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
 ALLOWED_SEGMENTS = frozenset({"MSH", "SFT", "NTE", "PID", "PV1", "PV2", "AL1", "ORC", "TQ1", "TQ2", "RXG",
                               "RXR", "RXC", "OBX", "ZSG"})
-ONCE = ("MSH", "PID", "PV1", "ORC", "RXG", "ZSG")
+ONCE = ("MSH", "PID", "ORC", "RXG", "ZSG")
+AT_MOST_ONCE = ("PV1",)
+VERSIONS = ("2.5", "2.5.1", "2.6")
+ACK_TYPES = ("AL", "NE", "ER", "SU")  # HL7 table 0155, MSH-15 / MSH-16
 MAX_SEGMENTS = 64
 MAX_FIELD = 2048  # longer than any field we read may be (model bounds are <= 4 kB of base64 signature)
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x0c\x0e-\x1f\x7f]")  # allows \t and the \r separator
@@ -164,16 +173,78 @@ def _number(seg: list[str], n: int, seg_id: str, what: str) -> float:
     return float(value)
 
 
-def _unit(seg: list[str], n: int, seg_id: str, table: dict[str, str], what: str) -> str:
-    code = _required(seg, n, seg_id, what=what)
-    system = component(field(seg, n, seg_id), 3)
-    if system and system != units.HL7_UCUM:
-        raise Hl7Error(f"{seg_id}-{n} ({what}) must be a UCUM code, not from {system[:20]!r}",
-                       where=f"{seg_id}-{n}", hl7_code=ERR_TABLE_VALUE)
-    if code not in table:
-        raise Hl7Error(f"{seg_id}-{n} ({what}) {code[:20]!r} is not one of {', '.join(table)}",
-                       where=f"{seg_id}-{n}", hl7_code=ERR_TABLE_VALUE)
-    return table[code]
+UnitTables = tuple[dict[str, str], dict[str, tuple[str, str]]]  # (UCUM code -> unit, MDC code -> (ref id, unit))
+RATE = (units.RATE_UNITS, units.MDC_RATE_UNITS)
+CONCENTRATION = (units.CONCENTRATION_UNITS, units.MDC_CONCENTRATION_UNITS)
+AMOUNT = (units.CONCENTRATION_NUMERATORS, units.MDC_CONCENTRATION_NUMERATORS)
+VOLUME = (units.VOLUME_UNITS, units.MDC_VOLUME_UNITS)
+WEIGHT = (units.WEIGHT_UNITS, units.MDC_WEIGHT_UNITS)
+
+
+def _coded_unit(ident: str, text: str, system: str, tables: UnitTables, where: str, what: str) -> str | None:
+    """The library unit one CWE triple names; None if the triple is empty; Hl7Error if it names none."""
+    ucum, mdc = tables
+    if not (ident or text or system):
+        return None
+    if system == units.HL7_MDC:
+        if ident not in mdc:
+            raise Hl7Error(f"{where} ({what}) MDC code {ident[:20]!r} is not one of "
+                           f"{', '.join(f'{c} {r}' for c, (r, _) in mdc.items())}", where=where,
+                           hl7_code=ERR_TABLE_VALUE)
+        ref, unit = mdc[ident]
+        if text and text != ref:  # a code and a reference id that disagree: which one did the sender mean?
+            raise Hl7Error(f"{where} ({what}) MDC code {ident} is {ref}, not {text[:32]!r}", where=where,
+                           hl7_code=ERR_TABLE_VALUE)
+        return unit
+    if system not in ("", units.HL7_UCUM):
+        raise Hl7Error(f"{where} ({what}) must be a UCUM code or an MDC code, not from {system[:20]!r}", where=where,
+                       hl7_code=ERR_TABLE_VALUE)
+    # UCUM: the code in component 1, or (as PIV senders write it) only in component 2
+    codes = [c for c in (ident, text) if c]
+    if not codes or (not system and not ident):
+        raise Hl7Error(f"{where} ({what}) has no unit code", where=where, hl7_code=ERR_REQUIRED)
+    if not system:
+        codes = [ident]  # no coding system: component 2 is free text, only component 1 is a code
+    found = set()
+    for code in codes:
+        if code not in ucum:
+            raise Hl7Error(f"{where} ({what}) {code[:20]!r} is not one of {', '.join(ucum)} (UCUM, case-sensitive)",
+                           where=where, hl7_code=ERR_TABLE_VALUE)
+        found.add(ucum[code])
+    if len(found) > 1:
+        raise Hl7Error(f"{where} ({what}) components 1 and 2 name different units", where=where,
+                       hl7_code=ERR_TABLE_VALUE)
+    return found.pop()
+
+
+def _unit(seg: list[str], n: int, seg_id: str, tables: UnitTables, what: str) -> str:
+    value = field(seg, n, seg_id)
+    where = f"{seg_id}-{n}"
+    c = [component(value, i) for i in range(1, 7)]
+    named = [u for u in (_coded_unit(c[0], c[1], c[2], tables, where, what),
+                         _coded_unit(c[3], c[4], c[5], tables, where, what)) if u is not None]
+    if not named:
+        raise Hl7Error(f"{where} ({what}) is required", where=where, hl7_code=ERR_REQUIRED)
+    if len(set(named)) > 1:
+        raise Hl7Error(f"{where} ({what}): the primary unit ({named[0]}) and the alternate unit ({named[1]}) "
+                       "differ", where=where, hl7_code=ERR_TABLE_VALUE)
+    return named[0]
+
+
+def ack_types(msg: Hl7Message) -> tuple[str, str] | None:
+    """MSH-15 / MSH-16 (accept / application acknowledgement type), or None: the original mode.
+
+    In the enhanced mode (either field valued) an empty one is read as AL, so the sender always hears
+    about its order unless it explicitly asked not to."""
+    msh = msg.segments[0][1]
+    accept, application = component(field(msh, 15, "MSH"), 1), component(field(msh, 16, "MSH"), 1)
+    if not accept and not application:
+        return None
+    for n, value in ((15, accept), (16, application)):
+        if value and value not in ACK_TYPES:
+            raise Hl7Error(f"MSH-{n} (acknowledgement type) {value[:8]!r} is not one of {', '.join(ACK_TYPES)}",
+                           where=f"MSH-{n}", hl7_code=ERR_TABLE_VALUE, ack="AR")
+    return accept or "AL", application or "AL"
 
 
 def check_header(msg: Hl7Message) -> None:
@@ -185,9 +256,10 @@ def check_header(msg: Hl7Message) -> None:
     if not msg.control_id:
         raise Hl7Error("MSH-10 (message control id) is required", where="MSH-10", hl7_code=ERR_REQUIRED, ack="AR")
     version = component(field(msh, 12, "MSH"), 1)
-    if not version.startswith("2.5"):
-        raise Hl7Error(f"MSH-12 version {version[:10]!r} is not 2.5", where="MSH-12", hl7_code=ERR_TABLE_VALUE,
-                       ack="AR")
+    if version not in VERSIONS:
+        raise Hl7Error(f"MSH-12 version {version[:10]!r} is not 2.5 or 2.6 ({', '.join(VERSIONS)})", where="MSH-12",
+                       hl7_code=ERR_TABLE_VALUE, ack="AR")
+    ack_types(msg)
     if component(field(msh, 11, "MSH"), 1) not in ("P", "T"):
         raise Hl7Error("MSH-11 (processing id) must be P or T", where="MSH-11", hl7_code=ERR_TABLE_VALUE, ack="AR")
     for seg_id, _ in msg.segments:
@@ -196,21 +268,49 @@ def check_header(msg: Hl7Message) -> None:
                            hl7_code=ERR_SEGMENT_SEQUENCE)
 
 
+def _is_weight(code: str) -> bool:
+    ident, text, system = (component(code, i) for i in (1, 2, 3))
+    if system == units.HL7_MDC:
+        return ident == units.MDC_PATIENT_WEIGHT[0] and text in ("", units.MDC_PATIENT_WEIGHT[1])
+    return ident in units.BODY_WEIGHT_LOINC and system in ("", units.HL7_LOINC)
+
+
+def _strength(rxg: list[str]) -> tuple[float, str]:
+    """RXG-17/18 amount plus RXG-23/24 volume (the framework's form), or RXG-17/18 already per mL."""
+    amount = _number(rxg, 17, "RXG", "give strength")
+    has_volume = bool(field(rxg, 23, "RXG") or field(rxg, 24, "RXG"))
+    if not has_volume:
+        return amount, _unit(rxg, 18, "RXG", CONCENTRATION, "give strength units (per mL, as no RXG-23 volume)")
+    unit = _unit(rxg, 18, "RXG", AMOUNT, "give strength units: an amount, as RXG-23 gives the volume")
+    volume = _number(rxg, 23, "RXG", "give drug strength volume")
+    _unit(rxg, 24, "RXG", VOLUME, "give drug strength volume units")
+    if not volume > 0:
+        raise Hl7Error("RXG-23 (give drug strength volume) must be greater than zero", where="RXG-23")
+    return amount / volume, unit
+
+
 def order_fields(msg: Hl7Message) -> dict[str, Any]:
     """The InfusionOrder fields an RGV^O15 carries (without principal/cert, which come from TLS)."""
     check_header(msg)
     for seg_id in ONCE:
         msg.one(seg_id)
-    pid, pv1, orc, rxg, zsg = (msg.one(s) for s in ("PID", "PV1", "ORC", "RXG", "ZSG"))
+    pid, orc, rxg, zsg = (msg.one(s) for s in ("PID", "ORC", "RXG", "ZSG"))
+    pv1s = msg.all("PV1")
+    if len(pv1s) > 1:
+        raise Hl7Error(f"segment PV1 is repeated ({len(pv1s)} times); an RGV^O15 order has at most one", where="PV1",
+                       hl7_code=ERR_SEGMENT_SEQUENCE)
+    care_area = component(field(pv1s[0], 3, "PV1"), 1) if pv1s else ""
+    if not care_area:
+        raise Hl7Error("no care area: PV1-3.1 (point of care) is required by this pump, whose drug library is "
+                       "per care area", where="PV1-3", hl7_code=ERR_REQUIRED)
     control = component(field(orc, 1, "ORC"), 1)
     if control not in ("NW", "RE"):
         raise Hl7Error(f"ORC-1 order control {control[:8]!r} is not NW or RE", where="ORC-1",
                        hl7_code=ERR_TABLE_VALUE)
-    if _required(rxg, 7, "RXG", what="give units") != units.VOLUME_UNIT:
-        raise Hl7Error("RXG-7 (give units) must be mL: RXG-5 is the volume to be infused", where="RXG-7",
-                       hl7_code=ERR_TABLE_VALUE)
+    _unit(rxg, 7, "RXG", VOLUME, "give units: RXG-5 is the volume to be infused")
+    concentration, concentration_unit = _strength(rxg)
     weight = 0.0
-    weights = [o for o in msg.all("OBX") if component(field(o, 3, "OBX"), 1) in units.BODY_WEIGHT_LOINC]
+    weights = [o for o in msg.all("OBX") if _is_weight(field(o, 3, "OBX"))]
     if len(weights) > 1:
         raise Hl7Error("more than one body weight OBX", where="OBX", hl7_code=ERR_SEGMENT_SEQUENCE)
     if weights:
@@ -218,8 +318,7 @@ def order_fields(msg: Hl7Message) -> dict[str, Any]:
         if component(field(obx, 2, "OBX"), 1) != "NM":
             raise Hl7Error("OBX-2 of the body weight must be NM", where="OBX-2")
         weight = _number(obx, 5, "OBX", "body weight")
-        if _required(obx, 6, "OBX", what="weight unit") != units.WEIGHT_UNIT:
-            raise Hl7Error("OBX-6 (weight unit) must be kg", where="OBX-6", hl7_code=ERR_TABLE_VALUE)
+        _unit(obx, 6, "OBX", WEIGHT, "weight unit")
     algorithm = component(field(zsg, 4, "ZSG"), 1)
     if algorithm != SIGNATURE_ALGORITHM:
         raise Hl7Error(f"ZSG-4 signature algorithm {algorithm[:24]!r} is not {SIGNATURE_ALGORITHM}",
@@ -234,13 +333,13 @@ def order_fields(msg: Hl7Message) -> dict[str, Any]:
     return {
         "order_id": _required(orc, 2, "ORC", what="placer order number"),
         "patient_id": _required(pid, 3, "PID", what="patient id"),
-        "care_area": _required(pv1, 3, "PV1", what="care area"),
+        "care_area": care_area,
         "drug": _required(rxg, 4, "RXG", what="give code"),
         "vtbi_ml": _number(rxg, 5, "RXG", "volume to be infused"),
         "dose_rate": _number(rxg, 15, "RXG", "give rate amount"),
-        "dose_unit": _unit(rxg, 16, "RXG", units.RATE_UNITS, "give rate units"),
-        "concentration": _number(rxg, 17, "RXG", "give strength"),
-        "concentration_unit": _unit(rxg, 18, "RXG", units.CONCENTRATION_UNITS, "give strength units"),
+        "dose_unit": _unit(rxg, 16, "RXG", RATE, "give rate units"),
+        "concentration": concentration,
+        "concentration_unit": concentration_unit,
         "weight_kg": weight,
         "source": "hl7v2",
         "nonce": _required(zsg, 1, "ZSG", what="nonce"),
@@ -249,9 +348,32 @@ def order_fields(msg: Hl7Message) -> dict[str, Any]:
     }
 
 
-def _msh(msg_type: str, control_id: str, to: tuple[str, str], timestamp: str) -> str:
-    return "|".join(["MSH", ENCODING, "SEPTUM_PUMP", "SEPTUM", escape(to[0]), escape(to[1]), timestamp, "",
-                     msg_type, escape(control_id), "P", "2.5"])
+def _hd(value: str) -> str:
+    """An HD (namespace ^ universal id ^ id type) copied component by component, each re-escaped: the
+    sender's MSH-3/4 becomes our MSH-5/6 as the same identifier, not as one escaped text."""
+    parts = value.split("~", 1)[0].split("^")[:3]
+    return "^".join(escape(unescape(p)) for p in parts).rstrip("^")
+
+
+def _msh(msg_type: str, control_id: str, to: tuple[str, str], timestamp: str, version: str) -> str:
+    return "|".join(["MSH", ENCODING, "SEPTUM_PUMP", "SEPTUM", _hd(to[0]), _hd(to[1]), timestamp, "",
+                     msg_type, escape(control_id), "P", version])
+
+
+def _answer_version(request: Hl7Message | None) -> str:
+    """Answer in the request's version when it is one we speak (hl7apy validates against it), else 2.5."""
+    if request is None:
+        return "2.5"
+    version = component(field(request.segments[0][1], 12, "MSH"), 1)
+    return version if version in VERSIONS else "2.5"
+
+
+def _trigger(request: Hl7Message | None) -> str:
+    """The trigger event a generic ACK answers (MSH-9.2 of the request), O15 if it cannot be read."""
+    if request is None:
+        return "O15"
+    trigger = component(field(request.segments[0][1], 9, "MSH"), 2)
+    return trigger if re.fullmatch(r"[A-Z0-9]{3}", trigger) else "O15"
 
 
 def _error_location(where: str) -> str:
@@ -275,8 +397,11 @@ def reply(request: Hl7Message | None, *, ack: str, text: str, control_id: str, t
     request_id = request.control_id if request is not None else ""
     is_rgv = (request is not None and component(field(request.segments[0][1], 9, "MSH"), 1) == "RGV"
               and (ack != "AR" or order_reply))
-    msg_type = "RRG^O16^RRG_O16" if is_rgv else "ACK"
-    segs = [_msh(msg_type, control_id, to, timestamp), "|".join(["MSA", ack, escape(request_id), escape(text[:80])])]
+    # v2.5/2.6 MSH-9 is message type ^ trigger event ^ message structure, also for the generic ACK
+    msg_type = "RRG^O16^RRG_O16" if is_rgv else f"ACK^{_trigger(request)}^ACK"
+    # MSA-2 is required: when the request's MSH-10 could not be read, say so rather than leave it empty
+    segs = [_msh(msg_type, control_id, to, timestamp, _answer_version(request)),
+            "|".join(["MSA", ack, escape(request_id) or UNKNOWN_CONTROL_ID, escape(text[:80])])]
     if error is not None:
         code, name = error.hl7_code
         location = _error_location(error.field)
