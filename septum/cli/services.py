@@ -355,8 +355,11 @@ COMMANDS: list[click.Command] = [audit, update]
 @click.option("--drug-library", "library", default=None, help="Initial drug library (YAML with an integer version).")
 @click.option("--manufacturer-key", "mkey", default=None,
               help="Ed25519 update-signing key (PEM); generated into OUT/manufacturer/ when not given.")
+@click.option("--device-key", "device_key", default=None,
+              help="Seal the audit key and credentials under this device key file (root-only; created if absent). "
+                   "Keep it outside OUT; run the device with it (Supervisor(device_key=...)).")
 def provision(model: str, out: str, clinicians: tuple[str, ...], biomeds: tuple[str, ...], hospital_ca: str | None,
-              pins: tuple[str, ...], library: str | None, mkey: str | None) -> None:
+              pins: tuple[str, ...], library: str | None, mkey: str | None, device_key: str | None) -> None:
     """Provision a device from its model; prints the generated PINs once (they are stored only hashed)."""
     import yaml
 
@@ -384,10 +387,17 @@ def provision(model: str, out: str, clinicians: tuple[str, ...], biomeds: tuple[
             raise UserError(f"{library}: not a drug library with an integer 'version'")
         drug = (data, version)
     try:
+        dkey = None
+        if device_key is not None:
+            from septum.services.secrets_at_rest import create_device_key, load_device_key
+
+            if Path(device_key).resolve().is_relative_to(Path(out).resolve()):
+                raise UserError(f"--device-key {device_key}: keep the device key outside {out}")
+            dkey = load_device_key(device_key) if Path(device_key).exists() else create_device_key(device_key)
         result = provision_device(
             m, out, clinicians=clinicians, biomeds=biomeds, machine_pins=table or None, drug_library=drug,
             hospital_ca_pem=_existing(hospital_ca, "CA file") if hospital_ca else None,
-            manufacturer_key=_existing(mkey, "key file") if mkey else None,
+            manufacturer_key=_existing(mkey, "key file") if mkey else None, device_key=dkey,
         )
     except (ProvisioningError, KeyFileError, ValueError, OSError) as exc:
         raise UserError(str(exc)) from None
