@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from septum_pump.hospital import answers, hl7_orders, httpio
 from septum_pump.hospital.mllp import FrameReader, MllpError
 
+from .hl7_strict import assert_strict_hl7
 from .intake_helpers import make_desk, oracle_valid, peer_of
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -40,6 +41,7 @@ order_changes = st.fixed_dictionaries({}, optional={
 def hl7_through(pki: Any, order_type: Any, payload: bytes) -> list[Any]:
     desk, rec = make_desk(order_type)
     reply, _ = answers.answer_hl7(payload, peer_of(pki), desk)
+    assert_strict_hl7(reply)
     msa = hl7_orders.parse(reply).one("MSA")  # every answer is itself a well-formed HL7 message
     assert hl7_orders.component(msa[1], 1) in ("AA", "AE", "AR", "CA")
     assert (hl7_orders.component(msa[1], 1) == "AA") == bool(rec.orders)

@@ -11,6 +11,7 @@ from septum_pump.hospital import answers, hl7_orders, httpio
 from septum_pump.hospital.mllp import FrameReader, MllpError, frame
 from septum_pump.hospital.pki import HospitalPki
 
+from .hl7_strict import assert_strict_hl7
 from .intake_helpers import make_desk, oracle_valid, peer_of
 
 BASE: dict[str, Any] = dict(order_id="ORD-7", patient_id="MRN-1", drug="heparin", concentration=100.0,
@@ -26,6 +27,7 @@ def signed(pki: HospitalPki, source: str, **changes: Any) -> tuple[dict[str, Any
 def hl7_answer(pki: HospitalPki, order_type: Any, payload: bytes) -> tuple[str, str, list[Any]]:
     desk, rec = make_desk(order_type)
     reply, _ = answers.answer_hl7(payload, peer_of(pki), desk)
+    assert_strict_hl7(reply)  # an independent strict parser accepts every answer
     msg = hl7_orders.parse(reply)
     msa = msg.one("MSA")
     err = msg.all("ERR")

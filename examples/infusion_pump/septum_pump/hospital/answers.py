@@ -34,8 +34,48 @@ def next_control_id() -> str:
 HL7_ACKS = {"accepted": "AA", "rejected": "AE", "pending": "CA", "busy": "AE", "rate_limited": "AR"}
 
 
+# Enhanced acknowledgement mode (MSH-15 accept / MSH-16 application acknowledgement type, HL7 table 0155):
+# AL always, NE never, ER only on an error or refusal, SU only on success
+def _wanted(ack_type: str, success: bool) -> bool:
+    return ack_type == "AL" or (ack_type == "ER" and not success) or (ack_type == "SU" and success)
+
+
+def _enhanced(msg: hl7_orders.Hl7Message, modes: tuple[str, str], accept: str, application: str | None,
+              text: str, error: Hl7Error | None, order_reply: bool) -> list[bytes]:
+    """The accept ACK (CA/CE/CR) and the application RRG^O16 (AA/AE/AR) that MSH-15/16 ask for.
+
+    The pump decides at once (the desk waits for the verdict), so both answers go out together; a
+    pending order (forwarded, verdict not yet known) gets only its accept acknowledgement."""
+    out = []
+    accept_type, application_type = modes
+    if _wanted(accept_type, accept == "CA"):
+        out.append(hl7_orders.reply(msg, ack=accept, text=text if accept != "CA" else "order received",
+                                    control_id=next_control_id(), timestamp=hl7_timestamp(),
+                                    error=error if accept != "CA" else None, accept_ack=True))
+    if application is not None and _wanted(application_type, application == "AA"):
+        out.append(hl7_orders.reply(msg, ack=application, text=text, control_id=next_control_id(),
+                                    timestamp=hl7_timestamp(), error=error, order_reply=order_reply))
+    return out
+
+
+def _modes(msg: hl7_orders.Hl7Message | None) -> tuple[str, str] | None:
+    if msg is None:
+        return None
+    try:
+        return hl7_orders.ack_types(msg)
+    except Hl7Error:
+        return None  # an unreadable MSH-15/16 is refused in the original mode, which needs no reading of them
+
+
 def answer_hl7(payload: bytes, peer: Peer, desk: OrderDesk) -> tuple[bytes, Outcome]:
-    """The RRG^O16 (or ACK) for one MLLP payload."""
+    """Every answer for one MLLP payload, concatenated (none if MSH-15/16 ask for none)."""
+    messages, outcome = answer_hl7_all(payload, peer, desk)
+    return b"".join(messages), outcome
+
+
+def answer_hl7_all(payload: bytes, peer: Peer, desk: OrderDesk) -> tuple[list[bytes], Outcome]:
+    """The answers for one MLLP payload, each to be framed on its own: in the original mode (no MSH-15/16)
+    exactly one RRG^O16 (or generic ACK); in the enhanced mode what MSH-15/16 ask for."""
     msg: hl7_orders.Hl7Message | None = None
     try:
         msg = hl7_orders.parse(payload)
@@ -46,8 +86,14 @@ def answer_hl7(payload: bytes, peer: Peer, desk: OrderDesk) -> tuple[bytes, Outc
             orc = msg.all("ORC")
             order_id = hl7_orders.component(hl7_orders.field(orc[0], 2, "ORC"), 1)[:64] if orc else ""
         outcome = desk.reject(exc, peer, "hl7v2", order_id)
-        return hl7_orders.reply(msg, ack=exc.ack, text="order refused", control_id=next_control_id(),
-                                timestamp=hl7_timestamp(), error=exc), outcome
+        modes = _modes(msg)
+        if msg is not None and modes is not None:
+            # AR: the message itself is refused (commit reject); AE: received, its content refused
+            if exc.ack == "AR":
+                return _enhanced(msg, modes, "CR", None, "order refused", exc, False), outcome
+            return _enhanced(msg, modes, "CA", exc.ack, "order refused", exc, False), outcome
+        return [hl7_orders.reply(msg, ack=exc.ack, text="order refused", control_id=next_control_id(),
+                                 timestamp=hl7_timestamp(), error=exc)], outcome
     outcome = desk.submit(fields, peer)
     error = None
     if outcome.status != "accepted" and outcome.status != "pending":
@@ -58,10 +104,18 @@ def answer_hl7(payload: bytes, peer: Peer, desk: OrderDesk) -> tuple[bytes, Outc
         # accepted (pre-filled) but not runnable as ordered: AA with a warning ERR naming the soft limit
         error = Hl7Error(outcome.reason, hl7_code=hl7_orders.ERR_REJECTED, severity="W",
                          app_code=hl7_orders.APP_SOFT_LIMIT)
+    modes = hl7_orders.ack_types(msg)  # valid: order_fields checked them
+    if modes is not None:
+        if outcome.status in ("busy", "rate_limited"):
+            # not taken in (the pump's load): a commit error, the sender may resend
+            load = Hl7Error(outcome.reason, hl7_code=hl7_orders.ERR_REJECTED)
+            return _enhanced(msg, modes, "CE", None, outcome.reason, load, False), outcome
+        application = None if outcome.status == "pending" else HL7_ACKS[outcome.status]
+        return _enhanced(msg, modes, "CA", application, outcome.reason, error, False), outcome
     # a rate-limited order was a usable RGV^O15, so it gets its RRG^O16 even though the ack is AR
-    return hl7_orders.reply(msg, ack=HL7_ACKS[outcome.status], text=outcome.reason, control_id=next_control_id(),
-                            timestamp=hl7_timestamp(), error=error,
-                            order_reply=outcome.status == "rate_limited"), outcome
+    return [hl7_orders.reply(msg, ack=HL7_ACKS[outcome.status], text=outcome.reason, control_id=next_control_id(),
+                             timestamp=hl7_timestamp(), error=error,
+                             order_reply=outcome.status == "rate_limited")], outcome
 
 
 def answer_framing_error(reason: str) -> bytes:

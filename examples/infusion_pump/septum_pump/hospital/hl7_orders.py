@@ -386,17 +386,18 @@ def _error_location(where: str) -> str:
 
 
 def reply(request: Hl7Message | None, *, ack: str, text: str, control_id: str, timestamp: str,
-          error: Hl7Error | None = None, order_reply: bool = False) -> bytes:
+          error: Hl7Error | None = None, order_reply: bool = False, accept_ack: bool = False) -> bytes:
     """RRG^O16 for an RGV^O15 we could read (a generic ACK if not even the header was usable).
 
     ``ack``: AA accepted, AE refused for its content, AR refused as a message, CA received and forwarded
     but the authorisation answer is still pending (HL7 commit-accept). An AR is a generic ACK (the message
     was not a usable RGV^O15) unless ``order_reply``: a valid order refused for the pump's load (rate
-    limit) still gets its RRG^O16."""
+    limit) still gets its RRG^O16. ``accept_ack``: an enhanced-mode accept acknowledgement (CA/CE/CR), always
+    a generic ACK."""
     to = request.sender if request is not None else ("", "")
     request_id = request.control_id if request is not None else ""
     is_rgv = (request is not None and component(field(request.segments[0][1], 9, "MSH"), 1) == "RGV"
-              and (ack != "AR" or order_reply))
+              and (ack != "AR" or order_reply) and not accept_ack)
     # v2.5/2.6 MSH-9 is message type ^ trigger event ^ message structure, also for the generic ACK
     msg_type = "RRG^O16^RRG_O16" if is_rgv else f"ACK^{_trigger(request)}^ACK"
     # MSA-2 is required: when the request's MSH-10 could not be read, say so rather than leave it empty

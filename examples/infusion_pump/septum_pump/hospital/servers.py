@@ -231,8 +231,9 @@ class MllpSession:
                 self.audit("mllp_rejected", "warning", f"{self.peer.identity!r} from {self.peer.address}: {item}")
                 steps.append(("send", frame(answers.answer_framing_error(str(item)))))
             else:
-                steps.append(("job", lambda payload=item: (frame(answers.answer_hl7(payload, self.peer,
-                                                                                     self.desk)[0]), False)))
+                # MSH-15/16 may ask for two answers (accept and application) or none: each framed alone
+                steps.append(("job", lambda payload=item: (b"".join(frame(m) for m in answers.answer_hl7_all(
+                    payload, self.peer, self.desk)[0]), False)))
         return steps
 
     def eof(self) -> list[Step]:
