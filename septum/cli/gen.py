@@ -161,7 +161,7 @@ def camkes_cmd(model: str, out: str, force: bool, plan: str | None, check: bool)
 @_check_opt
 def c_channels_cmd(model: str, out: str, force: bool, plan: str | None, check: bool) -> None:
     """Typed C channels: message structs, a checked ring per channel, send/recv (header-only, freestanding)."""
-    from septum.gen import c_channels
+    from septum.sel4 import c_channels
 
     _generate(model, out, force, plan, check, c_channels.generate)
 

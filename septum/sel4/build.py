@@ -10,7 +10,7 @@ output folder is created). Then, all from the same model:
 1. the Microkit 1.2.6 system description (``septum gen microkit --microkit 1.2``) and the per-PD headers;
 2. the build-time extension for QEMU (``add_simulated_hardware``): the ``hw`` PD that plays the motor and
    sensor boards, see below;
-3. the typed channel C (``septum.gen.c_channels``) and the drug table (``septum_pump.sel4_drug_table``);
+3. the typed channel C (``septum.sel4.c_channels``) and the drug table (``septum_pump.sel4_drug_table``);
 4. each PD compiled with Debian's cross compiler and linked against libmicrokit (the flags docs/sel4.md lists);
 5. the Microkit tool, which writes ``loader.img`` and its report.
 
@@ -297,9 +297,9 @@ def check_extension(base: str, extended: str, hw: HwSpec) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------- generated C
 def generated_sources(model: Model, source: SourceMap, model_path: Path, gen_dir: Path, wanted: set[str]) -> None:
-    """The typed channel headers (septum.gen.c_channels), every PD's channel plumbing and generic stand-in
+    """The typed channel headers (septum.sel4.c_channels), every PD's channel plumbing and generic stand-in
     (septum.sel4.pd_channels) and, when a PD asks for it, the drug table (septum_pump.sel4_drug_table)."""
-    from septum.gen import c_channels
+    from septum.sel4 import c_channels
 
     from . import pd_channels
 

@@ -1,7 +1,7 @@
 """Per-PD channel plumbing in C, generated from the model: every declared channel of one PD, and nothing else.
 
 For each partition ``p`` this writes ``pd_channels_<p>.h`` (on top of the typed channel headers of
-``septum.gen.c_channels``):
+``septum.sel4.c_channels``):
 
 * one static ``ch_tx_<c>`` per channel ``p`` sends on and one ``ch_rx_<c>`` (+ ``ch_msg_<c>``, ``ch_got_<c>``)
   per channel it receives on: they are static because a PD has a 4 KiB stack;
@@ -19,9 +19,9 @@ can name no channel the model did not give it (the kernel would not let it use o
 
 from __future__ import annotations
 
-from septum.gen.c_channels import channel_header_name, channel_ident, message_ident
 from septum.gen.layout import c_ident
 from septum.model import Model
+from septum.sel4.c_channels import channel_header_name, channel_ident, message_ident
 
 
 def _channels_of(model: Model, pd: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:

@@ -1,6 +1,6 @@
 """The wire layout of a typed seL4 channel, in Python: one ring per channel in the channel's memory region.
 
-This is the reference for the C that ``septum.gen.c_channels`` generates (the generator takes its offsets,
+This is the reference for the C that ``septum.sel4.c_channels`` generates (the generator takes its offsets,
 sizes and bounds from here) and the Python side of the tests that encode here and decode in C, and back.
 docs/sel4.md ("Typed channels in C: wire layout") describes the same layout for users.
 

@@ -35,10 +35,15 @@ def test_generation_is_deterministic() -> None:
     assert generate(model, source).files == generate(model, source).files
 
 
+HAND_WRITTEN = {"core", "pds"}
+
+
 def test_committed_pump_output_matches_regeneration(pump) -> None:  # type: ignore[no-untyped-def]
     model, source = pump
     files = generate(model, source, model_file="model.yaml").files
-    committed = {str(p.relative_to(COMMITTED)): p.read_text() for p in COMMITTED.rglob("*") if p.is_file()}
+    # core/ (the safety core in C) and pds/ (the PD sources) beside the output are written by hand (docs/sel4.md)
+    committed = {str(p.relative_to(COMMITTED)): p.read_text() for p in COMMITTED.rglob("*")
+                 if p.is_file() and p.relative_to(COMMITTED).parts[0] not in HAND_WRITTEN}
     assert sorted(committed) == sorted(files), "files added or missing: regenerate examples/infusion_pump/sel4"
     for rel, text in files.items():
         assert committed[rel] == text, f"{rel} changed: run septum gen microkit and review the diff"

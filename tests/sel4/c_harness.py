@@ -24,8 +24,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from septum.gen import c_channels
 from septum.gen.layout import c_ident
+from septum.sel4 import c_channels
 from septum.sel4.wire import FieldLayout, MessageLayout
 
 HOST_FLAGS = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-g", "-O1"]

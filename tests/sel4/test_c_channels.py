@@ -22,10 +22,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from septum.gen import c_channels
 from septum.gen.layout import message_size, plan_system
 from septum.model import Model, load
-from septum.sel4 import wire
+from septum.sel4 import c_channels, wire
 from septum.sel4.wire import FieldLayout, MessageLayout, RingLayout
 
 from . import c_harness

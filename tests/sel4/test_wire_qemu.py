@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
-from septum.gen import c_channels, microkit
+from septum.gen import microkit
 from septum.gen.layout import c_ident
 from septum.model import Model, load
 from septum.model.schema import Channel, Device, Partition, Resources
-from septum.sel4 import wire
+from septum.sel4 import c_channels, wire
 from septum.sel4.qemu import Boot, find_qemu
 from septum.sel4.wire import FieldLayout, MessageLayout
 

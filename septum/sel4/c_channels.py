@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import re
 
+from septum.gen.layout import AddressPlan, ChannelPlan, MappingError, MappingIssue, SystemPlan, c_ident, plan_system
 from septum.model import Model, SourceMap
 from septum.model.errors import Location
 from septum.sel4 import wire
 from septum.sel4.wire import FieldLayout, MessageLayout
-
-from .layout import AddressPlan, ChannelPlan, MappingError, MappingIssue, SystemPlan, c_ident, plan_system
 
 COMMON = "septum_channel.h"
 
