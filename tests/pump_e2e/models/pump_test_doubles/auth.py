@@ -13,6 +13,8 @@ CLINICIAN_ACTIONS = {"program_infusion", "start_infusion", "pause_infusion", "st
                      "clinician_bolus", "authorise_clinician_bolus"}
 COPY = ("drug", "concentration", "dose_rate", "vtbi_ml", "weight_kg", "order_id", "reason", "pca_demand_dose",
         "pca_lockout_min", "pca_max_per_hour", "pca_limit_1h", "pca_limit_4h", "pca_bolus_count")
+# keypad commands carry no remote order context (the real auth leaves these empty too)
+KEYPAD_ORDER_CONTEXT = {"patient_id": "", "care_area": "", "dose_unit": "", "concentration_unit": ""}
 
 
 def main(p: Partition) -> None:
@@ -68,7 +70,7 @@ def main(p: Partition) -> None:
                    **{k: getattr(msg, k) for k in COPY if k not in ("order_id", "reason")})
         else:
             p.send("commands", request_id=msg.request_id, action=msg.action, principal=principal, role=role,
-                   bolus_dose=msg.bolus_dose, **{k: getattr(msg, k) for k in COPY})
+                   bolus_dose=msg.bolus_dose, **KEYPAD_ORDER_CONTEXT, **{k: getattr(msg, k) for k in COPY})
         audit("authorised", "info", f"action={msg.action} principal={principal}")
         reply(msg.request_id, True, "authorised")
 
@@ -76,5 +78,7 @@ def main(p: Partition) -> None:
     def on_order(msg: Any) -> None:
         p.send("commands", request_id=0, action="accept_remote_order", principal=msg.principal,
                role="hospital_server", drug=msg.drug, concentration=msg.concentration, dose_rate=msg.dose_rate,
-               vtbi_ml=msg.vtbi_ml, weight_kg=msg.weight_kg, order_id=msg.order_id, reason="")
+               vtbi_ml=msg.vtbi_ml, weight_kg=msg.weight_kg, order_id=msg.order_id, reason="",
+               patient_id=msg.patient_id, care_area=msg.care_area, dose_unit=msg.dose_unit,
+               concentration_unit=msg.concentration_unit)
         p.send("order_replies", order_id=msg.order_id, accepted=True, reason="pre-filled")
