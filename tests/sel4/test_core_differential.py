@@ -80,9 +80,6 @@ class TraceMaker:
         self.factor = 1.0
         self.last_program: dict[str, Any] | None = None
         self.n = rnd.randint(8, 48)
-        self.max_t = self.t
-        self.went_back = False
-        self.clock_faulted = False
 
     def dt(self) -> float:
         r = self.r.random()
@@ -98,20 +95,10 @@ class TraceMaker:
 
     def advance(self) -> None:
         dt = self.dt()
-        if dt < 0 and self.clock_faulted:
-            dt = 0.0  # one clock fault per trace: a second jump back could land inside the grant the first booked
-        if dt >= 0 and self.went_back:
-            # resume past every grant the clock-fault path booked to its end: resuming inside one makes the
-            # Python monitor raise (ledger overlap, reported in /work/helpers/monitor-changes.md)
-            dt = max(dt, self.max_t + 1.6 * self.pc - self.t)
-            self.went_back = False
         if dt > 0:  # the simulated motor pushes what its grant allows
             run = max(0.0, min(self.t + dt, self.motor_until) - self.t)
             self.motor_ml += self.motor_rate * run / 3600.0 * self.factor
-        elif dt < 0:
-            self.went_back = self.clock_faulted = True
         self.t += dt
-        self.max_t = max(self.max_t, self.t)
 
     def saw_writes(self, writes: list[tuple[float, float, bool]]) -> None:
         for rate, lease, ok in writes:

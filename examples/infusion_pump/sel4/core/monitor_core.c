@@ -179,10 +179,13 @@ static void pca_end_bolus(sm_monitor *m) { m->pca.active = 0; }
 static void catch_up(sm_monitor *m, double now) { /* SafetyMonitor._catch_up */
     if (!m->has_lease || !m->has_program) return;
     double end = sm_pymin(now, m->lease_end);
-    if (end > m->lease_start) {
-        sm_ledger_record(&m->ledger, m->program.drug, m->lease_start, end, m->lease_rate,
-                         m->program.canonical_per_ml, m->lease_bolus);
-        double volume = m->lease_rate * (end - m->lease_start) / SM_SECONDS_PER_HOUR;
+    double start = m->lease_start;
+    /* already booked as possibly delivered (the clock-fault path books a whole grant): never twice */
+    if (m->ledger.has_last_end && start < m->ledger.last_end) start = m->ledger.last_end;
+    if (end > start) {
+        sm_ledger_record(&m->ledger, m->program.drug, start, end, m->lease_rate, m->program.canonical_per_ml,
+                         m->lease_bolus);
+        double volume = m->lease_rate * (end - start) / SM_SECONDS_PER_HOUR;
         m->delivered_ml += volume;
         m->allowed_total_ml += volume;
         if (m->lease_bolus) sm_pca_add_delivered(&m->pca, volume);
