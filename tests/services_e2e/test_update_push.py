@@ -62,7 +62,8 @@ class Bench:
         return ctx
 
     def push(self, bundle: bytes, *, cred: Credential | None = None, signer: Any = None,
-             only: set[int] | None = None, bid: str | None = None) -> tuple[str, list[updates.ChunkAnswer]]:
+             only: set[int] | None = None, bid: str | None = None, chunk: int = CHUNK
+             ) -> tuple[str, list[updates.ChunkAnswer]]:
         self.n += 1
         bid = bid or f"push-{self.n}-{os.getpid()}"
         cred = cred or self.server
@@ -71,7 +72,7 @@ class Bench:
         from hospital_client.orders import identity_of
 
         out = updates.push("127.0.0.1", self.rig.ports["hospital_https"], self.ctx(cred), key,
-                           identity_of(cred.cert), bundle, bid, chunk=CHUNK, only=only)
+                           identity_of(cred.cert), bundle, bid, chunk=chunk, only=only)
         return bid, out
 
     def library(self, version: int, key: Ed25519PrivateKey | None = None) -> bytes:
@@ -288,8 +289,9 @@ def test_the_running_pump_keeps_no_key_or_credential_in_clear(bench: Bench) -> N
 
 
 def _ui_bundle(bench: Bench, version: str, *, broken: bool = False) -> bytes:
-    """The ui partition's code (the whole septum_pump package, as on its import path), signed by the
-    manufacturer; ``broken``: its entry point raises, so the supervisor's health check fails."""
+    """The ui partition's code (the whole septum_pump package, as on its import path, ~600 kB: pushed in
+    the client's 60 KiB chunks, so the transfer fits assembly_timeout_s, 6 s real at this rig's time scale),
+    signed by the manufacturer; ``broken``: its entry point raises, so the supervisor's health check fails."""
     from septum.services.update_bundle import make_bundle
 
     pkg = ROOT / "examples" / "infusion_pump" / "septum_pump"
@@ -308,7 +310,7 @@ def test_ui_code_pushed_in_a_window_is_health_checked_then_run_or_rolled_back(be
     assert bench.open_window()["ok"] is True
     mark = bench.last_audit_seq()
     # a build whose entry point fails: the supervisor's health check fails, the old code runs again
-    bid, answers = bench.push(_ui_bundle(bench, "2.0.0", broken=True))
+    bid, answers = bench.push(_ui_bundle(bench, "2.0.0", broken=True), chunk=updates.CHUNK)
     assert len(answers) > 1 and all(a.status == 200 for a in answers), answers
     refused = bench.wait_record(mark, "update.refused", lambda r: _detail(r).get("bundle_id") == bid, timeout=60)
     assert refused is not None, "no outcome for the broken ui build"
@@ -318,7 +320,7 @@ def test_ui_code_pushed_in_a_window_is_health_checked_then_run_or_rolled_back(be
     assert bench.rig.wait_event(lambda e: e.kind == "ready" and e.partition == "ui", timeout=30, after=0)
     # the good build of the same version: activated after its health check, and the ui works on it
     assert bench.open_window()["ok"] is True
-    bid, answers = bench.push(_ui_bundle(bench, "2.0.0"))
+    bid, answers = bench.push(_ui_bundle(bench, "2.0.0"), chunk=updates.CHUNK)
     assert all(a.status == 200 for a in answers), answers
     done = bench.wait_record(mark, "update.installed", lambda r: _detail(r).get("bundle_id") == bid, timeout=60)
     assert done is not None and "ui 2.0.0 running" in _detail(done)["reason"], done
@@ -326,7 +328,7 @@ def test_ui_code_pushed_in_a_window_is_health_checked_then_run_or_rolled_back(be
     assert bench.rig.login(user="biomed1"), "the ui on its new code does not log in"
     # and an older build is refused by the anti-rollback floor, the new code keeps running
     assert bench.open_window()["ok"] is True
-    bid, answers = bench.push(_ui_bundle(bench, "1.5.0"))
+    bid, answers = bench.push(_ui_bundle(bench, "1.5.0"), chunk=updates.CHUNK)
     old = bench.wait_record(mark, "update.refused", lambda r: _detail(r).get("bundle_id") == bid, timeout=60)
     assert old is not None and "anti-rollback" in _detail(old)["reason"], old
     assert sup.code_version("ui") == "2.0.0"
