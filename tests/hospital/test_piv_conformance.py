@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 from hospital_client import orders
+from hospital_client.client import read_frame
 from septum_pump.hospital import answers, hl7_orders
+from septum_pump.hospital.mllp import frame
 from septum_pump.hospital.pki import HospitalPki
 
 from .hl7_strict import assert_strict_hl7, split_answers
@@ -175,3 +177,22 @@ def test_enhanced_mode_answers_arrive_as_separate_messages(pki, order_type) -> N
 
 def test_framing_error_answer_is_strict_hl7() -> None:
     assert assert_strict_hl7(answers.answer_framing_error("frame longer than 65536 bytes")) == "ACK"
+
+
+def test_enhanced_mode_over_mllp_two_frames_or_none(make_link, client_for, pki: HospitalPki) -> None:
+    """Through the real listener: AL/AL gives two frames, NE/NE none, and the connection goes on."""
+    h = make_link()
+    c = client_for(h)
+    order, sig = _order(pki, HEPARIN)
+    first = c.send_hl7_raw(rgv(order, sig, acks=("AL", "AL"))).encode()
+    second = read_frame(c._mllp, c._mllp_buf)
+    assert [assert_strict_hl7(m) for m in (first, second)] == ["ACK", "RRG_O16"]
+    assert [msa_of(hl7_orders.parse(m))[0] for m in (first, second)] == ["CA", "AA"]
+    quiet, sig2 = _order(pki, {**HEPARIN, "order_id": "PIV-QUIET"})
+    loud, sig3 = _order(pki, {**HEPARIN, "order_id": "PIV-LOUD"})
+    quiet_msg = rgv(quiet, sig2, acks=("NE", "NE")).replace(b"PIVCTL01", b"PIVQUIET")
+    # no answer to the NE/NE order: the next frame on the connection answers the original-mode one
+    c._mllp.sendall(frame(quiet_msg))
+    reply = c.send_hl7_raw(rgv(loud, sig3).replace(b"PIVCTL01", b"PIVLOUD1")).encode()
+    assert hl7_orders.parse(reply).one("MSA")[2] == "PIVLOUD1"
+    assert [o.order_id for o in h.auth.orders] == ["PIV-1", "PIV-QUIET", "PIV-LOUD"]
