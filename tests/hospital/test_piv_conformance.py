@@ -196,3 +196,14 @@ def test_enhanced_mode_over_mllp_two_frames_or_none(make_link, client_for, pki: 
     reply = c.send_hl7_raw(rgv(loud, sig3).replace(b"PIVCTL01", b"PIVLOUD1")).encode()
     assert hl7_orders.parse(reply).one("MSA")[2] == "PIVLOUD1"
     assert [o.order_id for o in h.auth.orders] == ["PIV-1", "PIV-QUIET", "PIV-LOUD"]
+
+
+@pytest.mark.parametrize(("edit", "reason"), [
+    (lambda m: m + b"MSH|^~\\&|X|Y|Z|W|1||RGV^O15^RGV_O15|2|P|2.6\r", "a second MSH segment"),  # python-hl7 reads it
+    (lambda m: m + b"zsg|1\r", "has no valid segment id"),
+    (lambda m: m.replace(b"RXR|IV", b"RXR|" + b"I" * 2100), "RXR-1 is longer than 2048"),
+])
+def test_checks_around_the_hl7_library_keep_their_reasons(pki, order_type, edit: Any, reason: str) -> None:
+    order, sig = _order(pki, HEPARIN)
+    (reply,), fwd = answer(pki, order_type, edit(rgv(order, sig)))
+    assert fwd == [] and msa_of(reply)[0] == "AR" and reason in msa_of(reply)[1]

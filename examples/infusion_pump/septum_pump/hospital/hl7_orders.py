@@ -1,9 +1,10 @@
 """HL7 v2.5 / v2.6 (IHE PCD PIV) infusion orders: ``RGV^O15`` in, ``RRG^O16`` (or a generic ``ACK``) out.
 
-The parser is deliberately small and strict rather than tolerant: the message must start with
-``MSH|^~\\&``, be UTF-8 without control characters other than the segment separator, contain only the
-segments an RGV^O15 may carry (plus our signature segment ``ZSG``) with one PID, ORC and RXG, at most one
-PV1, and every field we read must be well formed. Anything else is an error answer that says what was wrong.
+Fields are split by python-hl7 (the declared ``hl7`` package); around it the checks are ours and strict:
+the message must start with ``MSH|^~\\&``, be UTF-8 without control characters
+other than the segment separator, contain only the segments an RGV^O15 may carry (plus our signature
+segment ``ZSG``) with one PID, ORC and RXG, at most one PV1, and every field we read must be well formed.
+Anything else is an error answer that says what was wrong.
 
 Fields read (IHE PCD-03 style):
   MSH-9 ``RGV^O15``, MSH-10 control id, MSH-12 version 2.5, 2.5.1 or 2.6, MSH-15/16 acknowledgement types
@@ -28,6 +29,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import hl7
 
 from . import units
 from .tls import SIGNATURE_ALGORITHM
@@ -137,24 +140,29 @@ def parse(data: bytes) -> Hl7Message:
     raw = [s for s in text.split("\r") if s]
     if len(raw) > MAX_SEGMENTS:
         raise Hl7Error(f"more than {MAX_SEGMENTS} segments", hl7_code=ERR_SEGMENT_SEQUENCE, ack="AR")
-    segments: list[tuple[str, list[str]]] = []
+    # our own checks first (python-hl7 is tolerant: it would read a second MSH or a bad segment id)
     for i, seg in enumerate(raw):
-        parts = seg.split("|")
-        seg_id = parts[0]
+        seg_id = seg.split("|", 1)[0]
         if not SEGMENT_ID.fullmatch(seg_id):
             raise Hl7Error(f"segment {i + 1} has no valid segment id ({seg_id[:8]!r})",
                            hl7_code=ERR_SEGMENT_SEQUENCE, ack="AR")
-        if seg_id == "MSH":
-            if i != 0:
-                raise Hl7Error("a second MSH segment", where="MSH", hl7_code=ERR_SEGMENT_SEQUENCE, ack="AR")
-            fields = ["MSH", "|", *parts[1:]]  # MSH-1 is the field separator itself
-        else:
-            fields = parts
+        if seg_id == "MSH" and i != 0:
+            raise Hl7Error("a second MSH segment", where="MSH", hl7_code=ERR_SEGMENT_SEQUENCE, ack="AR")
+    try:
+        parsed = hl7.parse("\r".join(raw))
+    except Exception as exc:  # the library's errors on hostile input are refusals, never a traceback
+        raise Hl7Error(f"not a parsable HL7 v2 message: {str(exc)[:120]}", hl7_code=ERR_DATA_TYPE, ack="AR") from None
+    # python-hl7 numbers fields as the standard does (MSH-1 is the field separator itself); values stay
+    # escaped text, unescaped component by component when read
+    segments = [(str(seg[0]), [str(f) for f in seg]) for seg in parsed]
+    if len(segments) != len(raw):
+        raise Hl7Error("the message's segments could not be read one by one", hl7_code=ERR_SEGMENT_SEQUENCE,
+                       ack="AR")
+    for seg_id, fields in segments:
         for n, value in enumerate(fields):
             if len(value) > MAX_FIELD:
                 raise Hl7Error(f"{seg_id}-{n} is longer than {MAX_FIELD} characters", where=f"{seg_id}-{n}",
                                hl7_code=ERR_DATA_TYPE, ack="AR")
-        segments.append((seg_id, fields))
     return Hl7Message(segments)
 
 
