@@ -46,6 +46,7 @@ demo: $(STAMP)
 
 test: $(STAMP) $(SYSSTAMP)
 	@$(BIN)/ruff check septum tests benchmarks examples
+	@$(BIN)/mypy
 	@$(BIN)/python -m pytest -q
 
 # A Microkit 1.2.6 SDK (qemu_virt_aarch64, debug+release) from SEL4_SRC/MICROKIT_SRC (archive or folder), the
@@ -56,6 +57,7 @@ sel4: $(STAMP) $(SYSSTAMP)
 
 lint: $(STAMP)
 	@$(BIN)/ruff check septum tests benchmarks examples
+	@$(BIN)/mypy
 
 docs: $(STAMP)
 	@$(BIN)/python -m septum.docs_gen

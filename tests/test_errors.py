@@ -42,7 +42,7 @@ USER_FACING: list[tuple[str, str, type[BaseException]]] = [
     ("septum.services.provisioning", "ProvisioningError", Exception),
     ("septum.services.mtls", "MtlsError", Exception),
     ("septum.services.signed_requests", "RequestRefused", Exception),
-    ("septum.services.secrets_at_rest", "SecretsError", ValueError),
+    ("septum.crypto.secrets_at_rest", "SecretsError", ValueError),
     ("septum.services.decommission", "DecommissionError", ValueError),
     ("septum.sel4.wire", "Refusal", ValueError),
     ("septum.sel4.build", "BuildError", RuntimeError),

@@ -15,7 +15,7 @@ import click
 PUMP_DIR = Path(__file__).resolve().parents[2] / "examples" / "infusion_pump"
 
 
-def _suite():  # type: ignore[no-untyped-def]
+def _suite():
     if str(PUMP_DIR) not in sys.path:
         sys.path.insert(0, str(PUMP_DIR))
     import septum_pump.attacks as suite
@@ -45,7 +45,7 @@ def attack(list_: bool, as_json: bool, time_scale: float, scenarios: tuple[str, 
         click.echo(f"unknown scenario(s): {', '.join(unknown)} (see septum attack --list)", err=True)
         sys.exit(2)
 
-    def show(res) -> None:  # type: ignore[no-untyped-def]
+    def show(res) -> None:
         click.echo(json.dumps(res.as_dict()) if as_json else res.line())
 
     results = []

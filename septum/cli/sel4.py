@@ -29,7 +29,7 @@ def _scenario_ids(ids: tuple[str, ...]) -> list[str]:
     return list(ids) or list(SCENARIOS)
 
 
-def _build(model: Path, out: Path | None, scenario: str | None, config: str):  # type: ignore[no-untyped-def]
+def _build(model: Path, out: Path | None, scenario: str | None, config: str):
     from septum.sel4.build import BuildError, ModelRefused, Variant, build_image
     from septum.sel4.scenarios import SCENARIOS
     from septum.sel4.sdk import SdkError
@@ -117,7 +117,7 @@ def scenarios_cmd(list_: bool, as_json: bool, ids: tuple[str, ...]) -> None:
     sys.exit(1 if failed else 0)
 
 
-def run_scenarios(ids: list[str], as_json: bool = False) -> list:  # type: ignore[type-arg]
+def run_scenarios(ids: list[str], as_json: bool = False) -> list:
     """Build and run the given scenarios, printing one line (or JSON object) each; used by ``septum attack``."""
     from septum.sel4 import scenarios
     from septum.sel4.build import BuildError, ModelRefused
@@ -154,7 +154,7 @@ def list_attack_scenarios() -> None:
         click.echo(f"{'':<24} tries: {sc.tries}\n{'':<24} stopped by: {sc.stops}")
 
 
-def run_attack_scenarios(names: list[str], as_json: bool, explicit: bool) -> list:  # type: ignore[type-arg]
+def run_attack_scenarios(names: list[str], as_json: bool, explicit: bool) -> list:
     """For ``septum attack``: run the named seL4 scenarios when an SDK and QEMU are here; else say why not.
 
     Without them the scenarios are skipped with a printed line, or, when the user named them, reported as

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import click
 
+from septum.crypto.keys import KeyFileError, generate_keypair, key_id, load_private_key, load_public_key
 from septum.services import audit_export as ax
 from septum.services import update_bundle as ub
 from septum.services.audit_anchor import Anchor, AnchorError, load_anchor
 from septum.services.audit_log import AuditError, read_entries, verify
-from septum.services.keys import KeyFileError, generate_keypair, key_id, load_private_key, load_public_key
 
 
 class UserError(click.ClickException):
@@ -232,8 +232,8 @@ def audit_compact(log: str, signing_key: str, policy: str | None, now: float | N
     key_path = _existing(signing_key, "key file")
     try:
         if device_key is not None:  # the audit key as provisioning leaves it: sealed under the device key
-            from septum.services.keys import parse_private_key
-            from septum.services.secrets_at_rest import SecretsError, load_device_key
+            from septum.crypto.keys import parse_private_key
+            from septum.crypto.secrets_at_rest import SecretsError, load_device_key
 
             try:
                 pem = load_device_key(_existing(device_key, "device key file")).unseal(
@@ -389,7 +389,7 @@ def provision(model: str, out: str, clinicians: tuple[str, ...], biomeds: tuple[
     try:
         dkey = None
         if device_key is not None:
-            from septum.services.secrets_at_rest import create_device_key, load_device_key
+            from septum.crypto.secrets_at_rest import create_device_key, load_device_key
 
             if Path(device_key).resolve().is_relative_to(Path(out).resolve()):
                 raise UserError(f"--device-key {device_key}: keep the device key outside {out}")

@@ -289,8 +289,8 @@ def plan_system(model: Model, source: SourceMap | None = None, plan: AddressPlan
     devices: list[DevicePlan] = []
     owners: dict[str, list[str]] = {}
     for pname, part in parts.items():
-        for iface in part.owns:
-            owners.setdefault(iface, []).append(pname)
+        for owned in part.owns:
+            owners.setdefault(owned, []).append(pname)
     for index, (iname, iface) in enumerate(model.interfaces.items()):
         owned_by = owners.get(iname, [])
         if len(owned_by) > 1:

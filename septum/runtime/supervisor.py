@@ -190,7 +190,7 @@ class Supervisor:
         self.code_root = self.state_dir / "code"  # per partition, installed code versions (root-owned)
         self._activation: _Activation | None = None
         self._update_keys: list[Any] = []  # the manufacturer key(s) code activations are checked with
-        # the device key (a TPM-sealed key, simulated by a root-only file; septum.services.secrets_at_rest):
+        # the device key (a TPM-sealed key, simulated by a root-only file; septum.crypto.secrets_at_rest):
         # each partition's sealed files are opened here at its start and handed over in its boot config
         self.device_key = self._load_device_key(device_key)
 
@@ -341,7 +341,7 @@ class Supervisor:
     def _load_device_key(self, path: str | Path | None) -> Any:
         if path is None:
             return None
-        from septum.services.secrets_at_rest import SecretsError, load_device_key
+        from septum.crypto.secrets_at_rest import SecretsError, load_device_key
 
         where = Path(path).resolve()
         for inside in [self.state_dir / "data", *self.provision.values()]:
@@ -355,7 +355,7 @@ class Supervisor:
     def _unsealed(self, p: _Proc) -> dict[str, bytes]:
         if self.device_key is None:
             return {}
-        from septum.services.secrets_at_rest import unseal_folder
+        from septum.crypto.secrets_at_rest import unseal_folder
 
         found, problems = unseal_folder(p.data_dir, self.device_key, p.plan.name)
         for problem in problems:  # the partition then starts without it and says what it lacks
@@ -992,7 +992,7 @@ def _service_config(plan: PartitionPlan, model: Model) -> dict[str, Any]:
 def _with_secrets(config: dict[str, Any], unsealed: dict[str, bytes]) -> dict[str, Any]:
     if not unsealed:
         return config
-    from septum.services.secrets_at_rest import SECRETS_CONFIG_KEY
+    from septum.crypto.secrets_at_rest import SECRETS_CONFIG_KEY
 
     return {**config, SECRETS_CONFIG_KEY: unsealed}
 

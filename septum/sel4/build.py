@@ -187,7 +187,7 @@ def system_description_12(model: Model, source: SourceMap, model_file: str) -> t
     from septum.gen import microkit
 
     try:
-        generated = microkit.generate(model, source, model_file=model_file, dialect="1.2")  # type: ignore[call-arg]
+        generated = microkit.generate(model, source, model_file=model_file, dialect="1.2")
     except TypeError:
         # the generator without the 1.2 dialect: remove what 1.2.6 does not know (domains, notify)
         generated = microkit.generate(model, source, model_file=model_file)

@@ -380,9 +380,9 @@ class RingLayout:
 
 
 def decode_header(data: bytes | bytearray) -> RingHeader:
-    fields = struct.unpack_from("<IHHIIII", data, 0)
+    magic, version, header_size, slot_size, slots, payload_size, fingerprint = struct.unpack_from("<IHHIIII", data, 0)
     (write_index,) = struct.unpack_from("<Q", data, OFF_WRITE_INDEX)
-    return RingHeader(*fields, write_index)
+    return RingHeader(magic, version, header_size, slot_size, slots, payload_size, fingerprint, write_index)
 
 
 def seq_writing(index: int) -> int:

@@ -47,11 +47,11 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from septum.crypto.keys import key_id
 from septum.errors import SeptumError
 
 from .audit_anchor import Anchor
 from .durable import fsync_dir, write_atomic
-from .keys import key_id
 
 # Format 2: every commit sealed, pinned flag in the seal, two-slot head file. A format-1 log (sealed only
 # now and then) is refused as "bad-header" rather than judged by rules it was not written under.

@@ -44,6 +44,8 @@ import msgspec
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from septum.crypto.keys import key_id
+
 from .audit_log import (
     _LEN,
     HEAD_SLOT,
@@ -69,7 +71,6 @@ from .audit_log import (
     verify,
 )
 from .durable import fsync_dir, write_atomic
-from .keys import key_id
 
 _COMPACT_DOMAIN = b"septum-audit-compacted-v1\x00"
 _encode = msgspec.msgpack.Encoder().encode

@@ -25,13 +25,13 @@ from typing import Any, cast
 
 import msgspec
 
+from septum.crypto.keys import KeyFileError, parse_private_key
+from septum.crypto.secrets_at_rest import SecretsError, secret
 from septum.runtime.audit_feed import FEED_NAME, encode_ack, event_decoder
 from septum.runtime.events import Event
 from septum.runtime.partition import Partition, Timer
 
 from .audit_log import SEVERITY_RANK, AuditError, AuditWriter, Record, Severity, read_entries_after
-from .keys import KeyFileError, parse_private_key
-from .secrets_at_rest import SecretsError, secret
 from .service_io import ServiceSetupError, service_model, write_state
 
 LOG_NAME = "audit.log"

@@ -24,6 +24,7 @@ from typing import Any
 
 import msgspec
 
+from septum.crypto.secrets_at_rest import SECRETS_CONFIG_KEY
 from septum.runtime.partition import Partition
 
 from . import credentials as cr
@@ -31,7 +32,6 @@ from .auth_routing import RequestChannel, Routes
 from .authorize import ActionRequest, Authorizer, Decision, Principal
 from .mtls import MachinePins, MtlsError
 from .provisioning import CA_FILE, CREDENTIALS_FILE, PINS_FILE
-from .secrets_at_rest import SECRETS_CONFIG_KEY
 from .service_io import Auditor, build, service_model, wall_now, write_state
 from .service_port import ServicePort, load_saved, service_interfaces
 from .signed_requests import NonceGuard, RequestRefused, verify_signed

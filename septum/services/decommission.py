@@ -31,12 +31,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from septum.crypto.keys import KeyFileError, key_id, load_public_key
+from septum.crypto.secrets_at_rest import SEALED_SUFFIX
 from septum.errors import SeptumError
 
 from .audit_anchor import Anchor
 from .audit_log import AuditError, verify
-from .keys import KeyFileError, key_id, load_public_key
-from .secrets_at_rest import SEALED_SUFFIX
 
 KEY_NAMES = {"credentials.json", "machine_pins.json", "lockout.json", "replay.json", "hospital-ca.pem",
              "server.pem", "manufacturer.pub", "audit.pub"}

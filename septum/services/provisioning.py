@@ -30,14 +30,14 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from septum.crypto.keys import generate_keypair, load_private_key, private_pem
+from septum.crypto.secrets_at_rest import DeviceKey, load_device_key, seal_file, write_sealed
 from septum.errors import SeptumError
 from septum.model import load
 from septum.model.schema import Model
 
 from . import credentials as cr
-from .keys import generate_keypair, load_private_key, private_pem
 from .mtls import MachinePins, load_certificates
-from .secrets_at_rest import DeviceKey, load_device_key, seal_file, write_sealed
 from .update_bundle import make_bundle
 
 DRUG_LIBRARY = "drug_library"  # the data item the update service publishes as DrugLibrary messages

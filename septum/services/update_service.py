@@ -31,11 +31,11 @@ import yaml
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from septum.crypto.keys import KeyFileError, load_public_key
 from septum.runtime import protocol as proto
 from septum.runtime.code_update import STAGED_ROOT
 from septum.runtime.partition import Partition
 
-from .keys import KeyFileError, load_public_key
 from .provisioning import DRUG_LIBRARY, INITIAL_DIR, LIBRARY_FILE, MANUFACTURER_PUB, SIGNATURE_FILE
 from .service_io import Auditor, ServiceSetupError, build, service_model
 from .update_bundle import (

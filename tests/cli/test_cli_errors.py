@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 from septum.cli import cli
 from septum.compliance.threat_rules import ThreatRuleError
+from septum.crypto.keys import KeyFileError
 from septum.errors import SeptumError
-from septum.services.keys import KeyFileError
 
 
 def _raising(exc: BaseException) -> click.Command:

@@ -16,14 +16,14 @@ from typing import Any
 
 import pytest
 
+from septum.crypto import secrets_at_rest as sr
+from septum.crypto.keys import load_public_key
 from septum.runtime.sandbox import disk
 from septum.runtime.sandbox.probe import probe
 from septum.runtime.supervisor import remove_state_dir
 from septum.services import audit_log
-from septum.services import secrets_at_rest as sr
 from septum.services.audit_anchor import load_anchor
 from septum.services.credentials import Argon2Params
-from septum.services.keys import load_public_key
 from septum.services.provisioning import provision_device
 
 E2E = Path(__file__).resolve().parents[1] / "services_e2e"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from septum.services import secrets_at_rest as sr
+from septum.crypto import secrets_at_rest as sr
 
 MODEL = Path(__file__).resolve().parents[1] / "services_e2e" / "models" / "auth_device.yaml"
 

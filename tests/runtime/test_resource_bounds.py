@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from runtime_helpers import MODELS
 
+from septum.crypto.keys import load_public_key
 from septum.model import load
 from septum.runtime.sandbox import disk, limits
 from septum.runtime.sandbox.probe import probe
 from septum.runtime.supervisor import Supervisor, remove_state_dir
 from septum.services import audit_log
-from septum.services.keys import load_public_key
 from septum.services.provisioning import provision_device
 
 MODEL = MODELS / "resources.yaml"

@@ -14,8 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from septum.crypto.keys import load_private_key
 from septum.services.audit_log import AuditWriter, Record
-from septum.services.keys import load_private_key
 
 
 def main() -> None:

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from septum.crypto.keys import generate_keypair
 from septum.model import Model, loads
-from septum.services.keys import generate_keypair
 
 # A small device model with the roles and actions the services act on (MODEL.md shapes).
 MODEL_YAML = """

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from septum.crypto.keys import load_private_key, load_public_key
 from septum.services.audit_log import AuditWriter, Checkpoint, Record, read_entries, verify
-from septum.services.keys import load_private_key, load_public_key
 
 WRITER = Path(__file__).with_name("audit_writer_proc.py")
 ITERATIONS = 55

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from septum.cli.services import audit
+from septum.crypto.keys import private_pem
 from septum.services import audit_log as al
 from septum.services.audit_log import AuditWriter, Record, read_entries, verify
 from septum.services.audit_retention import (
@@ -22,7 +23,6 @@ from septum.services.audit_retention import (
     compacted_message,
     open_compacted,
 )
-from septum.services.keys import private_pem
 
 DAY = 86400.0
 T0 = 1_700_000_000.0

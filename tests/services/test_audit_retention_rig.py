@@ -13,11 +13,11 @@ from typing import Any
 import msgspec
 import pytest
 
+from septum.crypto.keys import parse_private_key
+from septum.crypto.secrets_at_rest import unseal_folder
 from septum.runtime.sandbox.probe import probe
 from septum.services import audit_log as al
 from septum.services.audit_retention import RetentionPolicy, compact, open_compacted
-from septum.services.keys import parse_private_key
-from septum.services.secrets_at_rest import unseal_folder
 
 PUMP = Path(__file__).resolve().parents[2] / "examples" / "infusion_pump"
 if str(PUMP) not in sys.path:

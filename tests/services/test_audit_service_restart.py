@@ -12,12 +12,12 @@ from typing import Any
 import msgspec
 import pytest
 
+from septum.crypto.keys import generate_keypair, load_public_key
 from septum.model import Model
 from septum.runtime.audit_feed import _encode_event
 from septum.runtime.events import Event
 from septum.services import audit_service
 from septum.services.audit_log import Record, read_entries, verify
-from septum.services.keys import generate_keypair, load_public_key
 from septum.services.service_io import MODEL_CONFIG_KEY
 
 

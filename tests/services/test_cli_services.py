@@ -9,8 +9,8 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from septum.cli import cli
+from septum.crypto.keys import load_private_key
 from septum.services.audit_log import AuditWriter, Record
-from septum.services.keys import load_private_key
 
 
 def _run(*args: str) -> tuple[int, str, str]:

@@ -11,9 +11,9 @@ from cryptography.hazmat.primitives import serialization
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from septum.services import secrets_at_rest as sr
+from septum.crypto import secrets_at_rest as sr
+from septum.crypto.keys import parse_private_key
 from septum.services.credentials import Argon2Params
-from septum.services.keys import parse_private_key
 from septum.services.provisioning import provision_device
 
 MODEL = Path(__file__).resolve().parents[1] / "services_e2e" / "models" / "auth_device.yaml"

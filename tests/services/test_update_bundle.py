@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from septum.cli import cli
+from septum.crypto.keys import load_public_key
 from septum.services import update_bundle as ub
-from septum.services.keys import load_public_key
 from septum.services.update_bundle import BundleError, SlotInstaller, VersionStore, make_bundle, verify_bundle
 
 FILES = {"main.py": b"print('v')\n", "lib/drugs.json": b'{"morphine": 1}'}

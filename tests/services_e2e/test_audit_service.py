@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from e2e_helpers import require_root, running, tmpdir
 
+from septum.crypto.keys import load_public_key
 from septum.runtime.supervisor import PartitionFailed, remove_state_dir
 from septum.services import audit_log
-from septum.services.keys import load_public_key
 from septum.services.provisioning import provision_device
 
 COUNT = 300

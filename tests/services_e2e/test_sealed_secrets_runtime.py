@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from e2e_helpers import MODELS, require_root, running, tmpdir
 
+from septum.crypto import secrets_at_rest as sr
+from septum.crypto.keys import load_public_key
 from septum.runtime.plan import SetupError
 from septum.runtime.supervisor import PartitionFailed, Supervisor, remove_state_dir
 from septum.services import audit_log
-from septum.services import secrets_at_rest as sr
 from septum.services.credentials import Argon2Params
-from septum.services.keys import load_public_key
 from septum.services.provisioning import provision_device
 
 sys.path.insert(0, str(MODELS))

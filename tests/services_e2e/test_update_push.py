@@ -24,8 +24,8 @@ import yaml
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from septum.crypto.keys import load_private_key
 from septum.runtime.sandbox.probe import probe
-from septum.services.keys import load_private_key
 from septum.services.provisioning import drug_library_bundle
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,9 +17,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from e2e_helpers import MODELS, require_root, running, tmpdir
 
+from septum.crypto.keys import load_private_key, load_public_key
 from septum.runtime import protocol as proto
 from septum.runtime.supervisor import Supervisor, remove_state_dir
-from septum.services.keys import load_private_key, load_public_key
 from septum.services.provisioning import drug_library_bundle, provision_device
 from septum.services.update_bundle import MAGIC, make_bundle, verify_bundle
 

@@ -24,9 +24,9 @@ from typing import Any
 
 import msgspec
 
+from septum.crypto.secrets_at_rest import SECRETS_CONFIG_KEY
 from septum.runtime import liveness
 from septum.runtime.partition import Partition
-from septum.services.secrets_at_rest import SECRETS_CONFIG_KEY
 
 from .hospital.link import HospitalLink, SetupError
 from .hospital.pki import KEY_PASSPHRASE

@@ -93,7 +93,7 @@ class PumpRig:
         self.pki: Any = None  # the bench hospital's PKI (real services only)
         self.provisioned: Any = None  # provisioning.Provisioned (real services only)
         # real services: keys and credentials sealed at rest under this device key (a root-only file standing
-        # in for a TPM-sealed key; septum.services.secrets_at_rest), outside every partition's folder
+        # in for a TPM-sealed key; septum.crypto.secrets_at_rest), outside every partition's folder
         self.device_key: Any = None
         self.hospital_dir: Path | None = None  # the hospital side's CA, client and listener credentials
         self.ports: dict[str, int] = {}  # network interface -> loopback TCP port of this run
@@ -158,7 +158,7 @@ class PumpRig:
         from .hospital import pki as hospital_pki
 
         out = self._mkdtemp("septum-pump-prov-")
-        from septum.services.secrets_at_rest import create_device_key
+        from septum.crypto.secrets_at_rest import create_device_key
 
         self.device_key = create_device_key(out / "device-key" / "device.key")
         data = LIBRARY.read_bytes()

@@ -27,9 +27,9 @@ import msgspec
 import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from septum.crypto.keys import load_private_key, load_public_key
 from septum.runtime.events import Event
 from septum.services import audit_log
-from septum.services.keys import load_private_key, load_public_key
 from septum.services.provisioning import generate_pin
 
 from ..hospital.pki import HospitalPki, provision_network

@@ -34,7 +34,8 @@ def client(rig: AttackRig, cred_dir: Path | None = None) -> HospitalClient:
 
 def order(c: HospitalClient, source: str, oid: str, **over: Any) -> dict[str, Any]:
     fields = dict(order_id=oid, patient_id="MRN-42", drug="normal-saline", concentration=1.0,
-                  concentration_unit="mL/mL", dose_rate=50.0, dose_unit="mL/h", vtbi_ml=100.0, care_area="adult-med-surg")
+                  concentration_unit="mL/mL", dose_rate=50.0, dose_unit="mL/h", vtbi_ml=100.0,
+                  care_area="adult-med-surg")
     return c.order(source, **(fields | over))
 
 

@@ -83,7 +83,7 @@ def bundles(rig: AttackRig) -> ScenarioResult:
     # 2. the update service's own installer, with this device's trusted key and anti-rollback floor, as it
     #    would run if a biomed had opened an install window: each bundle is refused before anything changes
     udir = rig.supervisor.data_dir("update")
-    from septum.services.keys import load_public_key
+    from septum.crypto.keys import load_public_key
 
     trusted = [load_public_key(udir / "manufacturer.pub")]
     with tempfile.TemporaryDirectory() as tmp:

@@ -155,10 +155,10 @@ def provision_network(folder: Path, pki: HospitalPki, *, https_port: int = 0, ml
     if device_key is None:
         pki.pump.write(folder / "server.pem", folder / "server.key")
     else:
-        # at rest under the device key (septum.services.secrets_at_rest): the key file is encrypted PKCS#8
+        # at rest under the device key (septum.crypto.secrets_at_rest): the key file is encrypted PKCS#8
         # with a random passphrase, and only the passphrase's sealed form is stored beside it; the
         # supervisor unseals it at start and the partition gives it to ssl (which needs a key file)
-        from septum.services.secrets_at_rest import write_sealed
+        from septum.crypto.secrets_at_rest import write_sealed
 
         passphrase = secrets.token_urlsafe(32).encode()
         (folder / "server.pem").write_bytes(pki.pump.cert_pem)
