@@ -116,6 +116,9 @@ def test_random_sequences_keep_the_safety_invariants(library, sequence):
                     assert rig.monitor.accept_program(rig.controller.program, rig.now) == ()
             rig.run(PERIOD)
         elif kind == "bad-edit":
+            # an unconfirmed edit expires lazily, when the controller next reads the clock: let it expire
+            # first, so that only the refused request itself is judged
+            rig.controller._expire(rig.now)
             before = (rig.controller.state, rig.controller.program, rig.controller.pending_edit)
             bad = {
                 "rate": morphine_pca(rate=3.0, pca=PCA),
