@@ -102,8 +102,8 @@ def run(*args: str) -> tuple[int, str]:
 
 def test_cli_commands(tmp_path: Path) -> None:
     code, out = run("threats", str(PUMP), "--format", "json")
-    # 60: soft_limit_approvals and the runtime threats (issue 11)
-    assert code == 0 and json.loads(out)["summary"]["mitigated"] == 60
+    # 62: soft_limit_approvals, clinician_boluses and the runtime threats (issues 11, 13)
+    assert code == 0 and json.loads(out)["summary"]["mitigated"] == 62
     code, out = run("sbom", str(PUMP), "-o", str(tmp_path / "s.json"))
     assert code == 0 and json.loads((tmp_path / "s.json").read_text())["bomFormat"] == "CycloneDX"
     code, out = run("mds2", str(PUMP), "-o", str(tmp_path / "m.csv"))

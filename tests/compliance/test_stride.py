@@ -23,13 +23,13 @@ def by_id(model: Model, *extra: object) -> dict[str, object]:
 def test_pump_threats_are_all_mitigated_with_evidence(pump_model: Model) -> None:
     ts = threat_model(pump_model)
     # 44: auth -> safety_monitor soft_limit_approvals (issue 11) adds its UPFLOW-TAMPER and UPFLOW-FLOOD;
-    # 60: the runtime threats of issue 11 (supervisor abuse, sandbox escape, resource exhaustion per
-    # non-safety partition, and a supervisor fault)
-    assert summary(ts) == {"mitigated": 60, "accepted": 0, "not-applicable": 0, "open": 0}
+    # the runtime threats of issue 11 (supervisor abuse, sandbox escape, resource exhaustion per non-safety
+    # partition, and a supervisor fault); 62: auth -> safety_monitor clinician_boluses (issue 13) adds two more
+    assert summary(ts) == {"mitigated": 62, "accepted": 0, "not-applicable": 0, "open": 0}
     per_rule = Counter(t.rule.id for t in ts)
     assert per_rule == {"SPOOF-ROLE": 4, "SPOOF-PRESENCE": 1, "REPUDIATE-ROLE": 5, "NET-TAMPER": 2,
                         "NET-DISCLOSE": 2, "NET-FLOOD": 2, "ENTRY-ELEVATE": 4, "DEBUG-ACCESS": 1,
-                        "UPFLOW-TAMPER": 8, "UPFLOW-FLOOD": 8, "SAFETY-HANG": 2, "UPDATE-TAMPER": 1,
+                        "UPFLOW-TAMPER": 9, "UPFLOW-FLOOD": 9, "SAFETY-HANG": 2, "UPDATE-TAMPER": 1,
                         "AUDIT-TAMPER": 1, "AUDIT-FLOOD": 1, "BREAKGLASS-MISUSE": 1, "REMOTE-SAFETY": 1,
                         "SUPERVISOR-ABUSE": 5, "SANDBOX-ESCAPE": 5, "RESOURCE-EXHAUST": 5, "SUPERVISOR-FAULT": 1}
     t = {x.id: x for x in ts}
