@@ -29,6 +29,12 @@ LIBRARY_PATH = h.REPO / "examples" / "infusion_pump" / "drug_library.yaml"
 TRACES = int(__import__("os").environ.get("SEPTUM_CORE_TRACES", "10000"))
 SCALES = (1.0, 60.0, 1200.0, 12000.0)  # pump_control period 0.05 s, 3 s, 60 s, 600 s of device time
 AREAS = ("adult-med-surg", "icu")
+# The random source of each trace. One trace in ten draws through Hypothesis (st.randoms), which leans towards
+# edge values (zeros, bounds, repeats); the other nine use a seeded random.Random, whose draws cost a small
+# fraction of Hypothesis's (10,000 Hypothesis-drawn traces took ~20 minutes of CI, these ~4). All derandomized.
+SEEDS = st.integers(min_value=0, max_value=9).flatmap(
+    lambda k: st.randoms(use_true_random=False) if k == 0
+    else st.integers(min_value=0, max_value=2**64 - 1).map(random.Random))
 SANITIZED_TRACES = 300  # replayed through the ASan/UBSan driver
 
 
@@ -306,18 +312,21 @@ def run_trace(rnd: random.Random, lib: DrugLibrary, core: h.CCore, probes: list[
 
     def run_event(ev: dict[str, Any]) -> list[tuple[float, float, bool]]:
         events.append(ev)
-        trace = "\n".join(f"  {e}" for e in events)
+
+        def trace() -> str:  # only when reporting a difference: building it per event was quadratic
+            return "\n".join(f"  {e}" for e in events)
+
         try:
             dp = py.handle(ev)
         except h.Unmapped:
             raise
         except Exception as exc:
             raise AssertionError(f"the Python partition raised {type(exc).__name__}: {exc} at event {len(events)}; "
-                                 f"trace (scale {maker.scale}, care area {maker.care_area}):\n{trace}") from exc
+                                 f"trace (scale {maker.scale}, care area {maker.care_area}):\n{trace()}") from exc
         dc = h.c_decision(core.step(h.c_input(ev)))
         if dp != dc:
             raise AssertionError(f"decisions differ at event {len(events)} {ev['kind']}:\n  Python {dp}\n"
-                                 f"  C      {dc}\ntrace (scale {maker.scale}, care area {maker.care_area}):\n{trace}")
+                                 f"  C      {dc}\ntrace (scale {maker.scale}, care area {maker.care_area}):\n{trace()}")
         m = py.mp.monitor
         maker.program_rate = m.program.rate_ml_h if m is not None and m.program is not None else 0.0
         return list(py.p.writes)
@@ -352,7 +361,7 @@ def test_c_core_decides_as_the_python_monitor(library: DrugLibrary, ccore: h.CCo
 
     @settings(max_examples=TRACES, derandomize=True, deadline=None, database=None, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck))
-    @given(st.randoms(use_true_random=False))
+    @given(SEEDS)
     def one(rnd: random.Random) -> None:
         stats["events"] += run_trace(rnd, library, ccore, probes,
                                      recorded if len(recorded) < SANITIZED_TRACES else None)
@@ -462,17 +471,21 @@ def run_control_trace(rnd: random.Random, lib: DrugLibrary, ctrl: h.CControl) ->
 
     def run_op(op: dict[str, Any]) -> None:
         ops.append(op)
-        trace = "\n".join(f"  {o}" for o in ops)
+
+        def trace() -> str:
+            return "\n".join(f"  {o}" for o in ops)
+
         try:
             dp = py.handle(op)
         except h.Unmapped:
             raise
         except Exception as exc:
-            raise AssertionError(f"the Python controller raised {type(exc).__name__}: {exc}; trace:\n{trace}") from exc
+            raise AssertionError(f"the Python controller raised {type(exc).__name__}: {exc}; "
+                                 f"trace:\n{trace()}") from exc
         dc = h.control_c_decision(ctrl.step(h.control_c_input(op)))
         if dp != dc:
             raise AssertionError(f"controller decisions differ at operation {len(ops)} {op['op']}:\n  Python {dp}\n"
-                                 f"  C      {dc}\ntrace (period {maker.pc}):\n{trace}")
+                                 f"  C      {dc}\ntrace (period {maker.pc}):\n{trace()}")
 
     maker.ops(run_op)
     return len(ops)
@@ -485,7 +498,7 @@ def test_c_control_core_decides_as_the_python_controller(library: DrugLibrary, c
 
     @settings(max_examples=TRACES, derandomize=True, deadline=None, database=None, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck))
-    @given(st.randoms(use_true_random=False))
+    @given(SEEDS)
     def one(rnd: random.Random) -> None:
         stats["ops"] += run_control_trace(rnd, library, ctrl)
         stats["traces"] += 1
