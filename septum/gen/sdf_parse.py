@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 from xml.parsers import expat
 
-from septum.errors import SeptumError
+from septum.errors import InvariantBroken, SeptumError
 
 from .sdf_model import (
     DEFAULT_BUDGET_US,
@@ -369,7 +369,8 @@ class _Reader:
         if not self.check_element(el):
             return None
         budget = self.number(el, "budget", DEFAULT_BUDGET_US)
-        assert budget is not None
+        if budget is None:
+            raise InvariantBroken("internal invariant broken: budget is not None")
         period = self.number(el, "period", budget)
         pd = ProtectionDomain(
             name=el.attrs["name"],
@@ -441,7 +442,8 @@ class _Reader:
         if not self.check_element(el) and "name" not in el.attrs:
             return None
         page_size = self.number(el, "page_size", PAGE_SIZES[0])
-        assert page_size is not None
+        if page_size is None:
+            raise InvariantBroken("internal invariant broken: page_size is not None")
         return MemoryRegion(
             name=el.attrs["name"],
             size=self.number(el, "size"),

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
+from septum.errors import InvariantBroken
+
 from .sdf_model import (
     MAX_ID,
     MAX_PDS,
@@ -200,7 +202,8 @@ class _Checker:
                     continue
                 p_caller = self.sys.pd(caller.pd)
                 p_callee = self.sys.pd(callee.pd)
-                assert p_caller is not None and p_callee is not None
+                if p_caller is None or p_callee is None:
+                    raise InvariantBroken("internal invariant broken: p_caller is not None and p_callee is not None")
                 if p_callee.priority <= p_caller.priority:
                     self.error(caller.loc, "ppcall_priority",
                                f"'{caller.pd}' (priority {p_caller.priority}) may make protected calls to "

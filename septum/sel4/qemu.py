@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from septum.errors import SeptumError
+from septum.errors import InvariantBroken, SeptumError
 
 QEMU = "qemu-system-aarch64"
 LOADER_ADDR = "0x70000000"  # where the Microkit loader expects to be placed (docs/sel4.md)
@@ -106,7 +106,8 @@ class Boot:
         threading.Thread(target=self._reader, name="qemu-serial", daemon=True).start()
 
     def _reader(self) -> None:
-        assert self._proc is not None and self._proc.stdout is not None
+        if self._proc is None or self._proc.stdout is None:
+            raise InvariantBroken("internal invariant broken: self._proc is not None and self._proc.stdout is not None")
         for raw in self._proc.stdout:
             text = raw.decode("utf-8", "replace").rstrip("\r\n")
             line = Line(time.monotonic() - self._started, text)

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 
+from septum.errors import InvariantBroken
+
 from .build import PUMP_MODEL, BuiltImage, Variant, build_image
 from .qemu import Boot, QemuError
 from .serial import Event, parse_event, parse_faults
@@ -88,7 +90,8 @@ class _Reader:
             raise ScenarioFailed(f"no '{pd} {event}' line{' (' + why + ')' if why else ''}: "
                                  f"{str(exc).splitlines()[0]}") from None
         ev = parse_event(line.text, line.at)
-        assert ev is not None
+        if ev is None:
+            raise InvariantBroken("internal invariant broken: ev is not None")
         return ev
 
     def motor_running(self) -> Event:

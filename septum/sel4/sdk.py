@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from septum.errors import SeptumError
+from septum.errors import InvariantBroken, SeptumError
 
 __all__ = [
     "BOARD",
@@ -196,7 +196,8 @@ def find_sources() -> SdkSources:
             raise SdkError(f"{var}: {path} does not exist")
         if not (path.is_dir() or path.name.endswith((".tar.gz", ".tgz"))):
             raise SdkError(f"{var}: {path} is neither a folder nor a .tar.gz archive")
-    assert sel4_path is not None and microkit_path is not None
+    if sel4_path is None or microkit_path is None:
+        raise InvariantBroken("internal invariant broken: sel4_path is not None and microkit_path is not None")
     return SdkSources(sel4_path.resolve(), microkit_path.resolve())
 
 

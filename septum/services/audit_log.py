@@ -48,7 +48,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from septum.crypto.keys import key_id
-from septum.errors import SeptumError
+from septum.errors import InvariantBroken, SeptumError
 
 from .audit_anchor import Anchor
 from .durable import fsync_dir, write_atomic
@@ -74,7 +74,8 @@ _ZEROS = bytes(EXTEND_CHUNK)
 # must use the same value: it is part of the format.
 MAX_COMMIT_BYTES = 1 << 20
 SECTOR = 512  # the unit a power cut keeps or loses
-assert _LEN.size + MAX_PAYLOAD + HASH_LEN < MAX_COMMIT_BYTES
+if not (_LEN.size + MAX_PAYLOAD + HASH_LEN < MAX_COMMIT_BYTES):
+    raise InvariantBroken("internal invariant broken: _LEN.size + MAX_PAYLOAD + HASH_LEN < MAX_COMMIT_BYTES")
 
 Severity = Literal["emergency", "alert", "critical", "error", "warning", "notice", "info", "debug"]
 # RFC 5424 numeric severities; lower is more severe.
@@ -639,7 +640,8 @@ def _load_head(head_file: Path, public_key: Ed25519PublicKey) -> Head | Damage:
     cp = entry.body
     valid = isinstance(cp, Checkpoint) and entry.seq == head.seq
     if valid:
-        assert isinstance(cp, Checkpoint)
+        if not isinstance(cp, Checkpoint):
+            raise InvariantBroken("internal invariant broken: isinstance(cp, Checkpoint)")
         try:
             public_key.verify(cp.signature, _seal_message(entry.seq, entry.prev, cp))
         except InvalidSignature:
@@ -949,7 +951,8 @@ class AuditWriter:
             raise self._damaged("old-head", need, -1, f"the head names seal seq {head.seq}, older than pinned "
                                 f"seal seq {need}: the head file was replaced by an older one")
         entry, tip = seal
-        assert isinstance(entry.body, Checkpoint)
+        if not isinstance(entry.body, Checkpoint):
+            raise InvariantBroken("internal invariant broken: isinstance(entry.body, Checkpoint)")
         # The last seal vouches for the whole chain before it: never continue (and so re-seal) a chain
         # whose last seal this key did not make.
         if entry.body.key_id != self._kid:
@@ -1026,7 +1029,8 @@ class AuditWriter:
     def due(self, now: float) -> bool:
         if not self._pending:
             return False
-        assert self._first_pending_at is not None
+        if self._first_pending_at is None:
+            raise InvariantBroken("internal invariant broken: self._first_pending_at is not None")
         return self._pending >= self.max_batch or now - self._first_pending_at >= self.max_delay
 
     def _add(self, body: Record | Checkpoint) -> int:
@@ -1102,9 +1106,11 @@ class AuditWriter:
             # Flush before the next part starts: only the last part written can ever be torn.
             os.fdatasync(self._fd)
             start = stop
-        assert start == len(self._buf), "every commit part ends with a seal"
+        if not (start == len(self._buf)):
+            raise InvariantBroken("every commit part ends with a seal")
         self._end = base + len(self._buf)
-        assert self._tip_in_buf is not None
+        if self._tip_in_buf is None:
+            raise InvariantBroken("internal invariant broken: self._tip_in_buf is not None")
         at, seq = self._tip_in_buf
         (length,) = _LEN.unpack_from(self._buf, at)
         payload = bytes(self._buf[at + _LEN.size : at + _LEN.size + length])

@@ -45,6 +45,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from septum.crypto.keys import key_id
+from septum.errors import InvariantBroken
 
 from .audit_log import (
     _LEN,
@@ -319,7 +320,8 @@ def _compact_locked(log: Path, key: Ed25519PrivateKey, public: Ed25519PublicKey,
     data = log.read_bytes()
     end = _nonzero_end(data, len(MAGIC))
     opened = open_compacted(data, public)
-    assert not isinstance(opened, Damage)  # verify passed
+    if isinstance(opened, Damage):  # verify passed
+        raise InvariantBroken("internal invariant broken: not isinstance(opened, Damage)")
     prior = opened.compacted if opened is not None else None
     carried_before: list[tuple[Record, int, bytes, bytes]] = []  # (record, seq, payload, digest)
     start, index = len(MAGIC), 0
@@ -328,16 +330,20 @@ def _compact_locked(log: Path, key: Ed25519PrivateKey, public: Ed25519PublicKey,
         next(frames)  # the Compacted record itself
         for _ in range(prior.carried if prior else 0):
             item = next(frames)
-            assert isinstance(item, _Frame)
+            if not isinstance(item, _Frame):
+                raise InvariantBroken("internal invariant broken: isinstance(item, _Frame)")
             e = _decode(item)
-            assert e is not None and isinstance(e.body, Record)
+            if not (e is not None and isinstance(e.body, Record)):
+                raise InvariantBroken("internal invariant broken: e is not None and isinstance(e.body, Record)")
             carried_before.append((e.body, e.seq, item.payload, item.digest))
         start, index = opened.offset, opened.index
     chain: list[_Item] = []
     for item in _frames(data[:end], start, index):
-        assert isinstance(item, _Frame)
+        if not isinstance(item, _Frame):
+            raise InvariantBroken("internal invariant broken: isinstance(item, _Frame)")
         e = _decode(item)
-        assert e is not None
+        if e is None:
+            raise InvariantBroken("internal invariant broken: e is not None")
         chain.append(_Item(e, item.payload, item.digest, item.offset, item.end))
     head_file = head_path_for(log)
     raw_head = head_file.read_bytes()

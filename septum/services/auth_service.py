@@ -25,6 +25,7 @@ from typing import Any
 import msgspec
 
 from septum.crypto.secrets_at_rest import SECRETS_CONFIG_KEY
+from septum.errors import InvariantBroken
 from septum.runtime.partition import Partition
 
 from . import credentials as cr
@@ -256,7 +257,8 @@ class AuthService:
                        retry_after_s=round(res.retry_after, 1))
             self.reply(rc, fields, False, res.reason)
             return
-        assert res.role is not None
+        if res.role is None:
+            raise InvariantBroken("internal invariant broken: res.role is not None")
         iface = self.routes.login_interface(res.role, rc.sender)
         if iface is None:
             self.decided(rc, fields, "login", None, who, False,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from septum.errors import InvariantBroken
 from septum.runtime.partition import Partition
 
 from .operational_log import OperationalLog, Snapshot
@@ -149,7 +150,8 @@ class PumpControl:
 
     # ------------------------------------------------------------------ actions
     def _program(self, ctl: Controller, entry: Entry, who: Principal, now: float, reason: str = "") -> tuple[bool, str]:
-        assert self.library is not None
+        if self.library is None:
+            raise InvariantBroken("internal invariant broken: self.library is not None")
         try:
             req = program_request(self.library, drug=entry.drug, care_area=self.care_area,
                                   concentration=entry.concentration, dose_rate=entry.dose_rate,

@@ -25,6 +25,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from septum.errors import InvariantBroken
 from septum.runtime.partition import Partition
 
 from .records import Records
@@ -352,7 +353,8 @@ class MonitorPartition:
 
     def hazard(self, s: SensorReading) -> bool:
         """A reading that shows a stop hazard the monitor has not raised yet (the step then latches it)."""
-        assert self.monitor is not None
+        if self.monitor is None:
+            raise InvariantBroken("internal invariant broken: self.monitor is not None")
         cfg = self.monitor.alarms.config
         if s.problems():
             kinds = {AlarmKind.SENSOR_FAULT}

@@ -45,6 +45,8 @@ from typing import Any, Protocol
 
 from cryptography import x509
 
+from septum.errors import InvariantBroken
+
 from . import answers, httpio
 from .intake import Audit, OrderDesk, Peer
 from .mllp import FrameReader, MllpError, frame
@@ -391,7 +393,8 @@ class Server:
 
     def _loop(self) -> None:
         sel = self._sel
-        assert sel is not None
+        if sel is None:
+            raise InvariantBroken("internal invariant broken: sel is not None")
         next_flush = time.monotonic() + 1.0
         while not self._closed:
             timeout = 0.0 if self._again else TICK_S
@@ -438,7 +441,8 @@ class Server:
                     # than spin on it (the limits are meant to keep this from happening at all)
                     self.fd_exhausted(f"{lst.name}: accept failed: {exc.strerror}", time.monotonic())
                     lst.paused_until = time.monotonic() + PAUSE_S
-                    assert self._sel is not None
+                    if self._sel is None:
+                        raise InvariantBroken("internal invariant broken: self._sel is not None") from None
                     self._sel.unregister(lst.sock)
                     return
                 if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EPERM):
@@ -466,7 +470,8 @@ class Server:
             self._interest(conn, selectors.EVENT_READ)
 
     def _interest(self, conn: _Conn, mask: int) -> None:
-        assert self._sel is not None
+        if self._sel is None:
+            raise InvariantBroken("internal invariant broken: self._sel is not None")
         if mask == conn.mask:
             return
         if conn.mask == 0:
@@ -526,7 +531,8 @@ class Server:
 
     def _advance(self, conn: _Conn) -> None:
         """Run the connection's queued steps; read more only when they are all done (backpressure)."""
-        assert conn.steps is not None and conn.session is not None
+        if conn.steps is None or conn.session is None:
+            raise InvariantBroken("internal invariant broken: a connection without steps or session")
         while conn.state == "open" and not conn.busy and not conn.out:
             if conn.steps:
                 kind, arg = conn.steps.popleft()
@@ -547,7 +553,8 @@ class Server:
 
     def _read(self, conn: _Conn) -> bool:
         """Read what is there; True if steps were produced (or the peer closed)."""
-        assert conn.steps is not None and conn.session is not None
+        if conn.steps is None or conn.session is None:
+            raise InvariantBroken("internal invariant broken: a connection without steps or session")
         got = 0
         while got < READ_BUDGET:
             try:
@@ -577,7 +584,8 @@ class Server:
         return False
 
     def _note_phase(self, conn: _Conn) -> None:
-        assert conn.session is not None
+        if conn.session is None:
+            raise InvariantBroken("internal invariant broken: conn.session is not None")
         phase = conn.session.phase
         if phase != conn.phase:
             conn.phase, conn.phase_since = phase, time.monotonic()
@@ -646,7 +654,8 @@ class Server:
         for lst in self.listeners:
             if lst.paused_until and lst.paused_until <= now:
                 lst.paused_until = 0.0
-                assert self._sel is not None
+                if self._sel is None:
+                    raise InvariantBroken("internal invariant broken: self._sel is not None")
                 self._sel.register(lst.sock, selectors.EVENT_READ, lst)
         for conn in list(self._conns.values()):
             due = self._deadline(conn)
@@ -666,7 +675,8 @@ class Server:
                 self.timeouts(f"{name}: {conn.where}: answer not read within {self.limits.write_timeout_s:g} s", now)
                 self._close(conn)
             else:
-                assert conn.session is not None and conn.steps is not None
+                if conn.session is None or conn.steps is None:
+                    raise InvariantBroken("internal invariant broken: a connection without session or steps")
                 self.timeouts(f"{name}: {conn.where}: {what} not complete in time", now)
                 conn.steps.extend(conn.session.timed_out(conn.phase))
                 conn.close_after_write = True
@@ -700,7 +710,8 @@ class Server:
                                     f"{type(result).__name__}: {str(result)[:300]}", time.monotonic())
                 if conn.state != "open":
                     continue
-                assert conn.steps is not None and conn.session is not None
+                if conn.steps is None or conn.session is None:
+                    raise InvariantBroken("internal invariant broken: a connection without steps or session")
                 conn.steps.clear()
                 conn.steps.extend(conn.session.failed())
                 self._advance(conn)

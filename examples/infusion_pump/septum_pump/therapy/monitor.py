@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from septum.errors import InvariantBroken
+
 from .alarms import (
     ALARM_RULES,
     ActiveAlarm,
@@ -263,7 +265,8 @@ class SafetyMonitor:
 
         valid = self._valid_command(command)
         if valid:
-            assert command is not None
+            if command is None:
+                raise InvariantBroken("internal invariant broken: command is not None")
             self._last_heartbeat = now
             self._last_seq = command.seq
         elif command is not None:
@@ -355,7 +358,8 @@ class SafetyMonitor:
 
     def _permitted(self, now: float, command: RateCommand, reasons: list[str]) -> tuple[float, bool]:
         program = self.program
-        assert program is not None
+        if program is None:
+            raise InvariantBroken("internal invariant broken: program is not None")
         hours = self.config.period_s / SECONDS_PER_HOUR
         settings = program.pca
         grant = self._clinician_grant

@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from septum.errors import InvariantBroken
+
 from .drug_library import DrugEntry, DrugLibrary
 from .errors import TherapyError, require_finite
 from .limits import LimitOutcome, Limits, within
@@ -255,7 +257,8 @@ def _override_issue(request: ProgramRequest) -> Issue | None:
             Severity.UNAUTHORISED,
             "only an authenticated clinician at the pump may confirm a soft-limit excess",
         )
-    assert request.principal is not None  # guaranteed by _is_local_clinician
+    if request.principal is None:  # guaranteed by _is_local_clinician
+        raise InvariantBroken("internal invariant broken: request.principal is not None")
     if override.confirmed_by != request.principal.id:
         return Issue(
             "override", Severity.UNAUTHORISED, "the confirmation must come from the clinician who is programming"

@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from septum.errors import InvariantBroken
+
 from .alarms import AlarmAction
 from .drug_library import DrugLibrary
 from .errors import require_positive_fields, require_time
@@ -202,7 +204,8 @@ class Controller:
         if self.state is InfusionState.ALARM:
             return _refused("program", "clear the alarm before changing the program")
         current = self.program
-        assert current is not None  # RUNNING and PAUSED always have a program
+        if current is None:  # RUNNING and PAUSED always have a program
+            raise InvariantBroken("internal invariant broken: current is not None")
         if (new.drug_id, new.care_area) != (current.drug_id, current.care_area) or not (
             new.concentration.matches(current.concentration)
         ):
