@@ -23,7 +23,8 @@ def network_main(p: Partition) -> None:
     from septum_pump.attacks import inside_network
     from septum_pump.hospital import mllp, tls, validate
 
-    def weak_server_context(ca_pem: Any, cert_pem: Any, key_pem: Any) -> ssl.SSLContext:
+    def weak_server_context(ca_pem: Any, cert_pem: Any, key_pem: Any,
+                            key_password: bytes | None = None) -> ssl.SSLContext:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.verify_mode = ssl.CERT_REQUIRED
@@ -31,7 +32,7 @@ def network_main(p: Partition) -> None:
         extra = Path(ca_pem).parent / EXTRA_CA  # a CA the hospital never provisioned, trusted all the same
         if extra.exists():
             ctx.load_verify_locations(cafile=str(extra))
-        ctx.load_cert_chain(str(cert_pem), str(key_pem))
+        ctx.load_cert_chain(str(cert_pem), str(key_pem), password=key_password)  # the key is sealed at rest
         return ctx
 
     tls.server_context = weak_server_context  # type: ignore[assignment]
