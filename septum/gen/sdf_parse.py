@@ -5,10 +5,12 @@ Two steps: expat reads the XML into a small element tree that keeps each element
 checked against the element and attribute vocabulary and its values are decoded. Problems are
 collected rather than raised, so one run names every mistake it can.
 
-What is accepted is the subset of the Microkit 2.x format that Septum generates and checks (see
-docs/generators.md): ``system`` with ``domains``, ``protection_domain``, ``memory_region`` and
-``channel``. Other Microkit features (virtual machines, child PDs, I/O ports, prefilled regions) are
-reported as unsupported instead of being silently accepted unchecked.
+What is accepted is the Microkit 2.x format (see docs/sel4.md): ``system`` with ``domains``,
+``protection_domain`` (and child protection domains inside one), ``virtual_machine`` with its ``vcpu`` and
+``map``, x86 ``ioport`` and I/O APIC / MSI ``irq`` forms, prefilled ``memory_region``, ``channel``. The
+few real Microkit features it does not check (``io_address_space``, ``cspace`` capability sharing,
+``prefill_bootinfo``) are refused as *not supported by this validator* (rules ``unsupported_element`` and
+``unsupported_attribute``), never as unknown, and never silently accepted unchecked.
 
 The ``"1.2"`` dialect reads what Microkit 1.2.6 (the last release with a Python tool) accepts: no
 ``<domains>`` and no ``domain=``, ``pp`` on the protection domain instead of on a channel end, no
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 from xml.parsers import expat
 
@@ -33,6 +36,7 @@ from .sdf_model import (
     Diagnostic,
     Domain,
     Domains,
+    IoPort,
     Irq,
     Loc,
     Map,
@@ -40,6 +44,7 @@ from .sdf_model import (
     ProtectionDomain,
     ScheduleEntry,
     System,
+    VirtualMachine,
 )
 
 # element -> allowed attributes; required ones listed separately
@@ -53,30 +58,43 @@ ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "protection_domain": (
         "name", "priority", "budget", "period", "passive", "stack_size", "smc", "cpu", "domain", "fpu",
     ),
+    # a child protection domain: the same, plus its id in the parent's id space
+    "child_protection_domain": (
+        "name", "priority", "budget", "period", "passive", "stack_size", "smc", "cpu", "domain", "fpu", "id",
+    ),
     "program_image": ("path", "path_for_symbols"),
-    "map": ("mr", "vaddr", "perms", "cached", "setvar_vaddr", "setvar_size"),
-    "irq": ("irq", "id", "trigger", "setvar_id"),
+    "map": ("mr", "vaddr", "perms", "cached", "setvar_vaddr", "setvar_size", "setvar_prefill_size"),
+    "irq": ("irq", "id", "trigger", "setvar_id", "ioapic", "pin", "polarity", "vector", "pcidev", "handle"),
     "setvar": ("symbol", "region_paddr"),
-    "memory_region": ("name", "size", "page_size", "phys_addr"),
+    "memory_region": ("name", "size", "page_size", "phys_addr", "prefill_path"),
     "channel": (),
     "end": ("pd", "id", "notify", "pp", "setvar_id"),
+    "virtual_machine": ("name", "priority", "budget", "period"),
+    "vcpu": ("id", "cpu"),
+    "ioport": ("id", "addr", "size", "setvar_id", "setvar_addr"),
 }
 REQUIRED: dict[str, tuple[str, ...]] = {
     "domain": ("name",),
     "schedule_entry": ("domain", "duration"),
     "protection_domain": ("name",),
+    "child_protection_domain": ("name", "id"),
     "program_image": ("path",),
     "map": ("mr", "vaddr"),
-    "irq": ("irq", "id"),
+    "irq": ("id",),  # and the attributes of one of the three forms, checked in irq()
     "setvar": ("symbol", "region_paddr"),
-    "memory_region": ("name", "size"),
+    "memory_region": ("name",),  # and 'size' unless prefilled, checked in memory_region()
     "end": ("pd", "id"),
+    "virtual_machine": ("name",),
+    "vcpu": ("id",),
+    "ioport": ("id", "addr", "size"),
 }
 CHILDREN: dict[str, tuple[str, ...]] = {
     "system": ("domains", "protection_domain", "memory_region", "channel"),
     "domains": ("domain", "domain_schedule"),
     "domain_schedule": ("schedule_entry", "schedule_end_marker"),
-    "protection_domain": ("program_image", "map", "irq", "setvar"),
+    "protection_domain": ("program_image", "map", "irq", "setvar", "protection_domain", "virtual_machine",
+                          "ioport"),
+    "virtual_machine": ("vcpu", "map"),
     "channel": ("end",),
 }
 Dialect = Literal["current", "1.2"]
@@ -109,8 +127,13 @@ _NOT_IN_1_2 = {
 }
 MAX_ID_1_2 = 62  # 1.2.6: "id must be < 63"
 
-# Real Microkit elements this validator does not check; named so the message is precise.
-UNSUPPORTED = frozenset({"virtual_machine", "vcpu", "ioport", "cap_map", "iommu", "pci_device"})
+# Real Microkit vocabulary this validator does not check: refused as "not supported by this validator" (the
+# file may well be right), never as "unknown" (the file is wrong), and never accepted unchecked.
+UNSUPPORTED = frozenset({"io_address_space", "iomap", "cspace", "cap_sc", "cap_tcb"})
+UNSUPPORTED_ATTRIBUTES: dict[str, frozenset[str]] = {"memory_region": frozenset({"prefill_bootinfo"})}
+_NOT_CHECKED = "septum validate-sdf does not check it, so the file is refused rather than passed unchecked"
+# 1.2.6 knew none of these elements either; reported there as not part of Microkit 1.2.
+_LATER_THAN_1_2 = frozenset({"virtual_machine", "vcpu", "ioport", *UNSUPPORTED})
 
 
 @dataclass
@@ -193,11 +216,19 @@ def parse_number_1_2(text: str, *, decimal_only: bool = False) -> int | None:
 
 _HEX = re.compile(r"0x[0-9a-fA-F]+")
 _DEC = re.compile(r"[0-9]+")
+_PCI = re.compile(r"([0-9a-fA-F]+):([0-9a-fA-F]+)\.([0-9a-fA-F]+)")
+_IRQ_FORMS: dict[str, tuple[str, ...]] = {
+    "arm": ("irq",), "ioapic": ("ioapic", "pin", "polarity"), "msi": ("pcidev", "handle"),
+}
+_IRQ_REQUIRED: dict[str, tuple[str, ...]] = {
+    "arm": ("irq",), "ioapic": ("ioapic", "pin", "vector"), "msi": ("pcidev", "handle", "vector"),
+}
 
 
 class _Reader:
-    def __init__(self, filename: str, dialect: Dialect = "current") -> None:
+    def __init__(self, filename: str, dialect: Dialect = "current", prefill_dirs: tuple[Path, ...] = ()) -> None:
         self.filename = filename
+        self.prefill_dirs = prefill_dirs
         self.diags: list[Diagnostic] = []
         self.dialect = dialect
         self.attributes = ATTRIBUTES_1_2 if dialect == "1.2" else ATTRIBUTES
@@ -209,19 +240,28 @@ class _Reader:
         self.diags.append(Diagnostic(loc, "error", rule, message))
 
     # -- attribute helpers ------------------------------------------------------------------------
-    def check_element(self, el: Element) -> bool:
-        """Unknown attributes and missing required ones. True if the element is usable."""
+    def check_element(self, el: Element, kind: str | None = None) -> bool:
+        """Unknown attributes and missing required ones. True if the element is usable.
+
+        ``kind`` names the vocabulary when it is not the tag's own (a child protection domain).
+        """
         ok = True
-        allowed = self.attributes[el.tag]
+        kind = kind or el.tag
+        allowed = self.attributes[kind]
         for name in el.attrs:
-            if name not in allowed:
+            if self.dialect == "current" and name in UNSUPPORTED_ATTRIBUTES.get(el.tag, ()):
+                self.error(el.loc, "unsupported_attribute",
+                           f"attribute '{name}' of <{el.tag}> is a Microkit feature not supported by this "
+                           f"validator: {_NOT_CHECKED}")
+                ok = False
+            elif name not in allowed:
                 why = f" ({_NOT_IN_1_2[name]})" if self.dialect == "1.2" and name in _NOT_IN_1_2 else ""
                 self.error(el.loc, "unknown_attribute",
                            f"unknown attribute '{name}' on <{el.tag}>; allowed: {', '.join(allowed) or 'none'}{why}")
         if el.text_loc is not None:
             # Microkit (1.2.6 and current) refuses any non-whitespace text ("unexpected text found in element").
             self.error(el.text_loc, "text_content", f"unexpected text inside <{el.tag}>")
-        for name in REQUIRED.get(el.tag, ()):
+        for name in REQUIRED.get(kind, ()):
             if name not in el.attrs:
                 self.error(el.loc, "missing_attribute", f"<{el.tag}> is missing required attribute '{name}'")
                 ok = False
@@ -258,12 +298,14 @@ class _Reader:
         for child in el.children:
             if child.tag in allowed:
                 out.append(child)
-            elif self.dialect == "1.2" and (child.tag in _NOT_IN_1_2 or child.tag in UNSUPPORTED):
+            elif self.dialect == "1.2" and (child.tag in _NOT_IN_1_2 or child.tag in _LATER_THAN_1_2):
                 why = _NOT_IN_1_2.get(child.tag, "it came in a later Microkit")
                 self.error(child.loc, "unknown_element", f"<{child.tag}> is not part of Microkit 1.2: {why}")
             elif child.tag in UNSUPPORTED:
                 self.error(child.loc, "unsupported_element",
-                           f"<{child.tag}> is a Microkit feature that septum validate-sdf does not check")
+                           f"<{child.tag}> is a Microkit feature not supported by this validator: {_NOT_CHECKED}")
+            elif child.tag == "virtual_machine" and el.tag == "system":
+                self.error(child.loc, "vm_not_child", "a <virtual_machine> must be a child of a <protection_domain>")
             else:
                 where = f"inside <{el.tag}>"
                 hint = f"; allowed: {', '.join(allowed)}" if allowed else "; it takes no child elements"
@@ -289,9 +331,7 @@ class _Reader:
                 sys_.domains = self.domains(child)
             elif child.tag == "protection_domain":
                 seen_pd = True
-                pd = self.protection_domain(child)
-                if pd is not None:
-                    sys_.pds.append(pd)
+                sys_.pds.extend(self.protection_domain(child))
             elif child.tag == "memory_region":
                 mr = self.memory_region(child)
                 if mr is not None:
@@ -300,6 +340,7 @@ class _Reader:
                 ch = self.channel(child)
                 if ch is not None:
                     sys_.channels.append(ch)
+        sys_.paddr_setvars = list(self.setvars)
         for pd_name, region, loc in self.setvars:
             if sys_.region(region) is None:  # the 1.2.6 tool crashes on this ("can't find region")
                 self.error(loc, "setvar_unknown_mr",
@@ -335,9 +376,10 @@ class _Reader:
                     self.error(child.loc, "duplicate_schedule", "<domain_schedule> may appear only once")
                     continue
                 out.has_schedule = True
+                out.schedule_loc = child.loc
                 self.check_element(child)
-                self.number(child, "start_index")
-                self.number(child, "index_shift")
+                out.start_index = self.number(child, "start_index", 0) or 0
+                out.index_shift = self.number(child, "index_shift", 0) or 0
                 entries = self.children(child)
                 if not any(e.tag == "schedule_entry" for e in entries):
                     self.error(child.loc, "empty_schedule", "<domain_schedule> has no <schedule_entry>")
@@ -365,9 +407,10 @@ class _Reader:
             return None
         return ScheduleEntry(el.attrs["domain"], number, unit, el.loc)  # type: ignore[arg-type]
 
-    def protection_domain(self, el: Element) -> ProtectionDomain | None:
-        if not self.check_element(el):
-            return None
+    def protection_domain(self, el: Element, parent: ProtectionDomain | None = None) -> list[ProtectionDomain]:
+        """The PD and, after it, its children (flattened: each child names its parent)."""
+        if not self.check_element(el, "child_protection_domain" if parent else None):
+            return []
         budget = self.number(el, "budget", DEFAULT_BUDGET_US)
         if budget is None:
             raise InvariantBroken("internal invariant broken: budget is not None")
@@ -382,15 +425,42 @@ class _Reader:
             domain=el.attrs.get("domain"),
             program_image=None,
             loc=el.loc,
+            cpu=self.number(el, "cpu", 0) or 0,
+            parent=parent.name if parent else None,
+            child_id=self.number(el, "id") if parent else None,
         )
         self.boolean(el, "smc", False)
         self.boolean(el, "fpu", True)
-        self.number(el, "cpu", 0)
         if self.dialect == "1.2" and self.boolean(el, "pp", False):
             self.pp_pds.add(pd.name)
+        out = [pd]
+        symbols: dict[str, Loc] = {}  # setvar symbols of this PD: each may be patched only once
         for child in self.children(el):
+            if child.tag == "protection_domain":
+                out.extend(self.protection_domain(child, pd))
+                continue
+            if child.tag == "virtual_machine":
+                if pd.vm is not None:
+                    self.error(child.loc, "duplicate_vm", f"protection domain '{pd.name}' has more than one "
+                               "<virtual_machine>")
+                pd.vm = self.virtual_machine(child) or pd.vm
+                continue
             ok = self.check_element(child)
-            if child.tag == "program_image":
+            for attr in ("symbol", "setvar_vaddr", "setvar_size", "setvar_prefill_size", "setvar_id", "setvar_addr"):
+                symbol = child.attrs.get(attr)
+                if symbol is None:
+                    continue
+                if symbol in symbols:
+                    self.error(child.loc, "duplicate_setvar",
+                               f"setvar on symbol '{symbol}' in '{pd.name}' is already set at {symbols[symbol]}; "
+                               "a symbol can be patched only once")
+                else:
+                    symbols[symbol] = child.loc
+            if child.tag == "ioport" and ok:
+                port = self.ioport(child)
+                if port is not None:
+                    pd.ioports.append(port)
+            elif child.tag == "program_image":
                 if pd.program_image is not None:
                     self.error(child.loc, "duplicate_program_image",
                                f"protection domain '{pd.name}' has more than one <program_image>")
@@ -409,7 +479,36 @@ class _Reader:
         if pd.program_image is None and not any(c.tag == "program_image" for c in el.children):
             self.error(el.loc, "missing_program_image",
                        f"protection domain '{pd.name}' needs exactly one <program_image>")
-        return pd
+        return out
+
+    def virtual_machine(self, el: Element) -> VirtualMachine | None:
+        if not self.check_element(el):
+            return None
+        self.number(el, "priority")
+        self.number(el, "budget")
+        self.number(el, "period")
+        vm = VirtualMachine(el.attrs["name"], [], [], el.loc, el.loc if "priority" in el.attrs else None)
+        for child in self.children(el):
+            if not self.check_element(child):
+                continue
+            if child.tag == "vcpu":
+                ident = self.number(child, "id")
+                cpu = self.number(child, "cpu", 0) or 0
+                if ident is not None:
+                    vm.vcpus.append((ident, cpu, child.loc))
+            elif child.tag == "map":
+                m = self.map(child)
+                if m is not None:
+                    vm.maps.append(m)
+        if not any(c.tag == "vcpu" for c in el.children):
+            self.error(el.loc, "vm_missing_vcpu", f"virtual machine '{vm.name}' needs at least one <vcpu>")
+        return vm
+
+    def ioport(self, el: Element) -> IoPort | None:
+        ident, addr, size = self.number(el, "id"), self.number(el, "addr"), self.number(el, "size")
+        if ident is None or addr is None or size is None:
+            return None
+        return IoPort(ident, addr, size, el.loc)
 
     def map(self, el: Element) -> Map | None:
         vaddr = self.number(el, "vaddr")
@@ -425,17 +524,59 @@ class _Reader:
         cached = self.boolean(el, "cached", True)
         if vaddr is None or not perms_ok:
             return None
-        return Map(el.attrs["mr"], vaddr, perms, cached, el.loc, el.attrs.get("setvar_vaddr"))
+        return Map(el.attrs["mr"], vaddr, perms, cached, el.loc, el.attrs.get("setvar_vaddr"),
+                   el.attrs.get("setvar_prefill_size"))
 
     def irq(self, el: Element) -> Irq | None:
-        number = self.number(el, "irq")
+        """One of three forms: ARM/RISC-V (``irq``), x86 I/O APIC (``ioapic``, ``pin``, ``vector``; ``polarity``)
+        or x86 MSI (``pcidev`` bus:device.function, ``handle``, ``vector``). Whether the form suits the
+        architecture is the validator's check."""
+        kind: Literal["arm", "ioapic", "msi"]
+        forms = [k for k, names in _IRQ_FORMS.items() if any(n in el.attrs for n in names)]
+        kind = forms[0] if len(forms) == 1 else "arm"  # type: ignore[assignment]
+        if len(forms) > 1:
+            self.error(el.loc, "irq_mixed_forms",
+                       "an <irq> is one of: 'irq' (ARM/RISC-V), 'ioapic'+'pin'+'vector' (x86 I/O APIC) or "
+                       "'pcidev'+'handle'+'vector' (x86 MSI); this one mixes " + " and ".join(forms))
+            return None
+        for name in _IRQ_REQUIRED[kind]:
+            if name not in el.attrs:
+                self.error(el.loc, "missing_attribute", f"<irq> is missing required attribute '{name}'")
+                return None
         ident = self.number(el, "id")
         trigger = el.attrs.get("trigger", "level")
         if trigger not in ("level", "edge"):
             self.error(el.loc, "bad_trigger", f"trigger must be 'level' or 'edge', not '{trigger}'")
-        if number is None or ident is None:
+        number = self.number(el, "irq") if kind == "arm" else None
+        if kind != "arm":
+            vector = self.number(el, "vector")
+            if vector is not None and vector > 107:
+                self.error(el.loc, "irq_vector_range", f"vector {vector} must be within [0..107]")
+        if kind == "ioapic":
+            self.number(el, "ioapic")
+            self.number(el, "pin")
+            polarity = el.attrs.get("polarity", "high")
+            if polarity not in ("low", "high"):
+                self.error(el.loc, "bad_polarity", f"polarity must be 'low' or 'high', not '{polarity}'")
+        if kind == "msi":
+            self.number(el, "handle")
+            self.pci_address(el, "pcidev")
+        if ident is None or (kind == "arm" and number is None):
             return None
-        return Irq(number, ident, trigger, el.loc)
+        return Irq(number, ident, trigger, el.loc, kind)
+
+    def pci_address(self, el: Element, name: str) -> tuple[int, int, int] | None:
+        raw = el.attrs[name]
+        m = _PCI.fullmatch(raw)
+        if m is None:
+            self.error(el.loc, "bad_pci_address", f"{name} '{raw}' must be a PCI address bus:device.function")
+            return None
+        bus, dev, fn = (parse_number(g) for g in m.groups())
+        for what, value, top in (("bus", bus, 255), ("device", dev, 31), ("function", fn, 7)):
+            if value is None or value > top:
+                self.error(el.loc, "bad_pci_address", f"PCI {what} in {name} '{raw}' must be within [0..{top}]")
+                return None
+        return bus, dev, fn  # type: ignore[return-value]
 
     def memory_region(self, el: Element) -> MemoryRegion | None:
         # Kept without a size when 'size' is missing, so maps of it do not also report "does not exist".
@@ -444,13 +585,37 @@ class _Reader:
         page_size = self.number(el, "page_size", PAGE_SIZES[0])
         if page_size is None:
             raise InvariantBroken("internal invariant broken: page_size is not None")
+        size = self.number(el, "size")
+        prefill = el.attrs.get("prefill_path")
+        if prefill is not None and self.dialect == "current":
+            found = self.prefill_size(el, prefill)
+            if found is not None and size is None:  # the region is as large as its file, in whole pages
+                size = max(page_size, -(-found // page_size) * page_size)
+        elif "size" not in el.attrs and (self.dialect == "1.2" or "prefill_bootinfo" not in el.attrs):
+            self.error(el.loc, "missing_attribute", "<memory_region> is missing required attribute 'size' "
+                       "(it may be left out only when the region is prefilled)")
         return MemoryRegion(
             name=el.attrs["name"],
-            size=self.number(el, "size"),
+            size=size,
             page_size=page_size,
             phys_addr=self.number(el, "phys_addr"),
             loc=el.loc,
+            prefilled=prefill is not None,
         )
+
+    def prefill_size(self, el: Element, name: str) -> int | None:
+        """The size of the prefill file, looked up in the search directories; None (and an error) if unusable."""
+        for folder in self.prefill_dirs:
+            path = folder / name
+            if path.is_file():
+                size = path.stat().st_size
+                if size == 0:
+                    self.error(el.loc, "prefill_empty", f"prefill file '{name}' ({path}) is empty")
+                    return None
+                return size
+        where = ", ".join(str(d) for d in self.prefill_dirs) or "no search directory"
+        self.error(el.loc, "prefill_not_found", f"cannot find prefill file '{name}' (looked in {where})")
+        return None
 
     def channel(self, el: Element) -> Channel | None:
         self.check_element(el)
@@ -475,14 +640,18 @@ class _Reader:
         return Channel(ends, el.loc)
 
 
-def parse(text: str | bytes, filename: str, dialect: Dialect = "current") -> tuple[System | None, list[Diagnostic]]:
-    """Parse SDF text. Returns the system (None if the XML is not well-formed) and the diagnostics."""
+def parse(text: str | bytes, filename: str, dialect: Dialect = "current",
+          prefill_dirs: tuple[Path, ...] = ()) -> tuple[System | None, list[Diagnostic]]:
+    """Parse SDF text. Returns the system (None if the XML is not well-formed) and the diagnostics.
+
+    ``prefill_dirs`` are searched, in order, for a memory region's ``prefill_path`` file.
+    """
     if dialect not in DIALECTS:
         raise ValueError(f"unknown Microkit dialect {dialect!r}; choose one of {', '.join(DIALECTS)}")
     try:
         root = read_tree(text, filename)
     except SdfSyntaxError as exc:
         return None, [exc.diagnostic]
-    reader = _Reader(filename, dialect)
+    reader = _Reader(filename, dialect, prefill_dirs)
     system = reader.system(root)
     return system, reader.diags

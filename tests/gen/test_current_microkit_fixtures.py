@@ -1,75 +1,101 @@
-"""The default dialect against current Microkit's own SDF fixtures (the vendored 2.3-dev archive).
+"""The default dialect against current Microkit's own SDF fixtures and examples (the vendored 2.3-dev archive).
 
-Every error fixture that current Microkit's test.rs expects to fail must fail here too, except the gaps listed
-below (checks our validator does not make yet); every example system that uses only what we check must pass.
-Skipped, with the reason, when the archive is not there.
+Each case of Microkit's ``test.rs`` runs with the kernel configuration test.rs gives it (as a ``Target``): no
+fixture Microkit refuses may be accepted, none it accepts may be refused for anything but a feature this
+validator says it does not support, and a refusal must name the same mistake as Microkit's message, except
+where listed below. Skipped, with the reason, when the archive is not there; read from the archive, never
+copied into the project. ``python -m tests.gen.microkit_agreement`` prints the table in docs/sel4.md.
 """
 
 from __future__ import annotations
 
-import re
-import tarfile
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from septum.gen.sdf_validate import errors, validate_file
-from septum.sel4.sdk import vendor_dir
 
-# Refused by current Microkit, accepted by us: board- or configuration-dependent limits (x86, cores, virtual
-# address width) and domain-schedule details we do not check yet. Each is named so a new gap cannot hide.
-KNOWN_GAPS = {
-    "pd_duplicate_setvar.system",
-    "pd_setvar_no_paddr.system",
-    "irq_arm_on_x86.system",
-    "pd_invalid_cpu.system",
-    "domain_smp.system",
-    "domain_exceed_max_domains.system",
-    "domain_out_of_bounds_start_index.system",
-    "domain_out_of_bounds_shift.system",
-    "sys_map_too_high.system",
-    "sys_map_range_too_high.system",
+from .microkit_agreement import ARCHIVE_GLOB, Outcome, cases, examples, extract, find_archive, judge, vendor_dir
+
+# Refused because they use what this validator does not check (io_address_space, cspace capability sharing,
+# prefill_bootinfo): rule unsupported_element / unsupported_attribute. Named so a new one cannot hide.
+UNSUPPORTED_FIXTURES = {
+    "mr_prefill_bootinfo_valid.system", "mr_prefill_bootinfo_type_invalid.system",
+    "mr_prefill_path_bootinfo_both_specified.system", "iommu_missing_from_config.system",
+    "iommu_out_of_bound.system", "iommu_range_out_of_bound.system", "iommu_address_overflow.system",
+    "iommu_valid_perms_and_bound.system", "iommu_perms_read_write.system", "iommu_perms_write_only.system",
+    "iommu_perms_execute_invalid.system", "iommu_overlap_different_devices.system",
+    "iommu_overlap_same_device.system", "iommu_same_mr_different_devices.system",
+    "iommu_overlap_mixed_page_sizes.system", "iommu_pci_invalid.system", "iommu_pci_negative_bus.system",
+    "iommu_pci_negative_device.system", "iommu_pci_negative_function.system", "iommu_duplicate_device.system",
+    "iommu_duplicate_device_identifier.system", "iommu_duplicate_domain_identifier.system",
+    "pd_cap_mappings_overlapping.system", "cap_mappings_slot_invalid.system", "pd_cap_mappings_invalid.system",
+    "pd_cap_mappings_invalid_pd_ref.system",
 }
-# Current Microkit's examples that use only what septum validate-sdf checks.
-EXAMPLES_WE_CHECK = {"arm_smc", "domains", "ethernet", "hello", "passive_server", "rust", "setvar", "timer"}
+# The upstream examples that use those features; all others must be accepted.
+UNSUPPORTED_EXAMPLES = {"bootinfo", "cap_sharing", "x86_64_iommu_dma_test"}
 
 
 @pytest.fixture(scope="module")
 def fixtures(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    archives = sorted(vendor_dir().glob("microkit-2.3-dev-*-sdf-fixtures.tar.gz"))
-    if not archives:
-        pytest.skip(f"no microkit-2.3-dev-*-sdf-fixtures.tar.gz in {vendor_dir()} (SEPTUM_VENDOR)")
-    out = tmp_path_factory.mktemp("microkit-2.3")
-    with tarfile.open(archives[-1], "r:gz") as tar:
-        if hasattr(tarfile, "data_filter"):
-            tar.extractall(out, filter="data")
-        else:  # an older Python 3.11: the archive is the vendored upstream one
-            tar.extractall(out)
-    (root,) = out.iterdir()
-    return root
+    archive = find_archive()
+    if archive is None:
+        pytest.skip(f"no {ARCHIVE_GLOB} in {vendor_dir()} (SEPTUM_VENDOR): Microkit's fixtures are not vendored here")
+    return extract(archive, tmp_path_factory.mktemp("microkit-2.3"))
 
 
-def _expected_errors(root: Path) -> list[tuple[str, str]]:
-    text = (root / "tool" / "microkit" / "tests" / "test.rs").read_text()
-    return re.findall(r'check_error\(\s*&?\w+,\s*"([^"]+)",\s*"([^"]*)"', text)
+@pytest.fixture(scope="module")
+def outcomes(fixtures: Path) -> list[Outcome]:
+    return [judge(fixtures, c) for c in cases(fixtures)]
 
 
-def test_current_microkit_error_fixtures_are_refused(fixtures: Path) -> None:
-    expected = _expected_errors(fixtures)
-    assert len(expected) >= 100
-    sdf = fixtures / "tool" / "microkit" / "tests" / "sdf"
-    accepted = {name for name, _msg in expected if not errors(validate_file(sdf / name)[1])}
-    assert not accepted - KNOWN_GAPS, f"current Microkit refuses these, we accept them: {sorted(accepted - KNOWN_GAPS)}"
-    assert not KNOWN_GAPS - accepted, f"listed as gaps but now refused (remove them): {sorted(KNOWN_GAPS - accepted)}"
+def test_every_case_of_test_rs_is_read(outcomes: list[Outcome]) -> None:
+    kinds = Counter(o.case.kind for o in outcomes)
+    # test.rs of cfd52163: 132 refusals (check_error + check_missing) and 15 acceptances
+    assert kinds == {"error": 132, "success": 15}
+    assert {o.case.target.arch for o in outcomes} == {"aarch64", "riscv64", "x86_64"}
 
 
-@pytest.mark.parametrize("name", ["sys_no_protection_domains.system", "sys_text_elements.system"])
-def test_no_pds_and_text_are_refused_as_current_microkit_does(fixtures: Path, name: str) -> None:
-    diags = validate_file(fixtures / "tool" / "microkit" / "tests" / "sdf" / name)[1]
-    assert {d.rule for d in errors(diags)} & {"no_pds", "text_content"}
+def test_no_fixture_microkit_refuses_is_accepted(outcomes: list[Outcome]) -> None:
+    wrong = [o.case.fixture for o in outcomes if o.verdict == "false_accept"]
+    assert not wrong, f"current Microkit refuses these, we accept them: {wrong}"
 
 
-def test_current_microkit_examples_we_check_are_valid(fixtures: Path) -> None:
-    for name in sorted(EXAMPLES_WE_CHECK):
-        diags = validate_file(fixtures / "example" / name / f"{name}.system")[1]
-        assert not errors(diags), f"{name}: " + "; ".join(map(str, errors(diags)))
+def test_no_fixture_microkit_accepts_is_refused(outcomes: list[Outcome]) -> None:
+    wrong = [(o.case.fixture, o.rules) for o in outcomes if o.verdict == "false_reject"]
+    assert not wrong, f"current Microkit accepts these, we refuse them: {wrong}"
+
+
+def test_refusals_name_the_same_mistake_as_microkit(outcomes: list[Outcome]) -> None:
+    other = [(o.case.fixture, o.case.expected[:80], o.rules) for o in outcomes if o.verdict == "other_error"]
+    assert not other, f"refused for another reason than Microkit's: {other}"
+
+
+def test_only_the_named_fixtures_are_refused_as_unsupported(outcomes: list[Outcome]) -> None:
+    unsupported = {o.case.fixture for o in outcomes if o.verdict == "unsupported"}
+    assert unsupported == UNSUPPORTED_FIXTURES
+
+
+def test_upstream_examples(fixtures: Path) -> None:
+    results = dict(examples(fixtures))
+    assert len(results) == 14
+    refused = {name for name, rules in results.items() if rules}
+    assert refused == UNSUPPORTED_EXAMPLES, results
+    for name in UNSUPPORTED_EXAMPLES:
+        assert set(results[name]) <= {"unsupported_element", "unsupported_attribute"}, (name, results[name])
+
+
+@pytest.mark.parametrize(("fixture", "rule", "line"), [
+    ("sys_no_protection_domains.system", "no_pds", None),
+    ("sys_text_elements.system", "text_content", None),
+    ("pd_duplicate_setvar.system", "duplicate_setvar", 13),
+    ("domain_out_of_bounds_start_index.system", "schedule_start_index", 11),
+    ("domain_exceed_max_domains.system", "too_many_domains", 8),
+])
+def test_issue_points_on_microkit_fixtures(fixtures: Path, fixture: str, rule: str, line: int | None) -> None:
+    diags = errors(validate_file(fixtures / "tool" / "microkit" / "tests" / "sdf" / fixture)[1])
+    hits = [d for d in diags if d.rule == rule]
+    assert hits, f"{fixture}: expected [{rule}], got " + "; ".join(map(str, diags))
+    if line is not None:
+        assert hits[0].loc.line == line, str(hits[0])
