@@ -1,53 +1,320 @@
-"""Time from Supervisor.start() (analysis gate included) to "all seven partitions ready".
+"""Start-up of the REAL pump: from Supervisor() to ready, against starting seven bare interpreters.
 
-    .venv/bin/python benchmarks/startup.py [--runs 5]
+    .venv/bin/python benchmarks/startup.py [--runs 7] [--profile]
+
+The device is examples/infusion_pump/model.yaml as shipped: 7 partitions (network, ui, pump_control and
+safety_monitor, and the auth, audit and update services) under the full sandbox, at time scale 1, provisioned
+once before the runs (clinician PINs, the hospital PKI, the signed drug library, secrets sealed under a
+device key; the factory's work, not the device's start) with the simulated hardware attached.
+
+Ready, precisely: the supervisor's own ``device_ready`` event (every partition has sent Ready on its control
+channel, i.e. it set up its sandbox, imported its code and entered its loop) AND a ``drug_library_installed``
+event from each partition that verifies the drug library (pump_control and safety_monitor check its
+signature and version; until then nothing can run). The clock starts before ``Supervisor(...)`` is built,
+so it includes the analysis gate, planning, the per-partition disks, cgroups, provisioning copies, unsealing
+and the spawns.
+
+Baseline, interleaved run by run (order alternating): seven ``python -I -c pass`` started together and
+waited for, the floor for any design that starts seven Python processes. Failed runs are counted and shown.
+
+``--profile`` adds where the time goes: supervisor-side steps timed by wrapping them in this process (only
+in the profile runs, which are not the measured ones), each partition's spawn -> Ready and Ready -> library
+from the events, and each entry's import cost (``python -X importtime`` of boot + the entry module, alone).
+
+Profile (2-core host, load ~1; see docs/benchmarks.md for the figures and the proposed fix):
+the children dominate. Each partition is a fresh ``python -I -m septum.runtime.boot``; seven of them
+importing msgspec, cryptography, the runtime and their entry on 2 cores take ~60-100 ms of CPU each, so
+they finish in a wave ~250-350 ms after the first spawn, and the library arrives after update's first tick.
+Supervisor-side, the per-partition ext4 images (``disk.attach``: ``mkfs.ext4 -d`` + loop mount) and the
+analysis gate are the big items. The fix that would close the goal lives in the supervisor (owned by the
+plan/execute refactor, not changed here): a pre-initialised template process (interpreter started, runtime,
+msgspec and cryptography imported, no sandbox, no secrets) forked per partition, which then applies exactly
+the same sandbox (Landlock, seccomp, uid, cgroup, netns) before it reads its Boot config; plus disk images
+made once from a template (or in parallel with the spawns) rather than one mkfs per partition per start.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
+import threading
 import time
+from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from septum.model import loads
-from septum.runtime.supervisor import Supervisor, remove_state_dir
+ROOT = Path(__file__).resolve().parents[1]
+PUMP_DIR = ROOT / "examples" / "infusion_pump"
+sys.path.insert(0, str(PUMP_DIR))
 
-NAMES = ["ui", "network", "auth", "pump", "monitor", "logger", "alarm"]
+from septum_pump.rig import PumpRig  # noqa: E402
+from septum_pump.sim import Simulator  # noqa: E402
+
+from septum.model import load  # noqa: E402
+from septum.runtime import supervisor as supmod  # noqa: E402
+from septum.runtime.supervisor import PartitionFailed, Supervisor, remove_state_dir  # noqa: E402
+
+GOAL_MS = 250.0  # issue 16: real pump ready after start
+LIBRARY_PARTITIONS = ("pump_control", "safety_monitor")  # they verify the signed drug library
+READY_TIMEOUT_S = 30.0
 
 
-def model_text() -> str:
-    parts = "\n".join(f"  {n}: {{runs: 'bench_parts:idle', heartbeat_ms: 500}}" for n in NAMES)
-    return f"septum: 1\ndevice: {{name: startup-bench}}\npartitions:\n{parts}\n"
+def spread(xs: list[float]) -> str:
+    if not xs:
+        return "no samples"
+    return f"median {statistics.median(xs):6.1f} ms (min {min(xs):.1f}, max {max(xs):.1f}, n={len(xs)})"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", type=int, default=5)
-    args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="septum-bench-"))
-    work.chmod(0o755)
-    (work / "bench_parts.py").write_text("def idle(p):\n    pass\n")
-    model, source = loads(model_text(), file=str(work / "model.yaml"))
-    times = []
-    for _ in range(args.runs):
-        state = Path(tempfile.mkdtemp(prefix="septum-bench-state-"))
-        t = time.perf_counter()
-        try:
-            sup = Supervisor(model, source, model_dir=work, state_dir=state)
-            sup.start()
-            ok = sup.wait_ready(10)
-            times.append(time.perf_counter() - t)
-            if not ok:
-                print("not ready within 10 s")
-        finally:
+def baseline_ms(n: int = 7) -> float:
+    """Seven bare interpreters started together, waited for."""
+    t = time.perf_counter()
+    procs = [subprocess.Popen([sys.executable, "-I", "-c", "pass"]) for _ in range(n)]
+    for p in procs:
+        p.wait()
+    return (time.perf_counter() - t) * 1000
+
+
+class Provisioned:
+    """The device as the factory leaves it: made once, started many times."""
+
+    def __init__(self) -> None:
+        self.rig = PumpRig(time_scale=1.0, services="real")
+        from septum_pump.rig import free_tcp_ports
+
+        self.rig.ports = dict(zip(("hospital_https", "hospital_mllp"), free_tcp_ports(2), strict=True))
+        self.model_path, self.provision, self.check = self.rig._real_setup()
+        self.model, self.source = load(self.model_path)
+
+    def close(self) -> None:
+        self.rig.close()
+
+
+def one_start(dev: Provisioned) -> dict[str, Any]:
+    """Start the device once; ms from before Supervisor() to each milestone (raises PartitionFailed/RuntimeError)."""
+    state = Path(tempfile.mkdtemp(prefix="septum-bench-start-"))
+    os.chmod(state, 0o711)  # partitions traverse it
+    sim = Simulator()
+    marks: dict[str, float] = {}
+    libs: set[str] = set()
+    done = threading.Event()
+    sup: Supervisor | None = None
+    t0 = time.perf_counter()
+
+    def on_event(e: Any) -> None:
+        now = (time.perf_counter() - t0) * 1000
+        if e.kind in ("started", "ready") and e.partition:
+            marks.setdefault(f"{e.kind}:{e.partition}", now)
+        elif e.kind == "device_ready":
+            marks.setdefault("device_ready", now)
+        elif e.kind == "drug_library_installed" and e.partition in LIBRARY_PARTITIONS:
+            marks.setdefault(f"library:{e.partition}", now)
+            libs.add(e.partition)
+        if "device_ready" in marks and libs == set(LIBRARY_PARTITIONS):
+            done.set()
+
+    try:
+        sup = Supervisor(dev.model, dev.source, model_dir=dev.model_path.parent, state_dir=state, time_scale=1.0,
+                         provision=dev.provision, hardware=sim, check=dev.check, ready_timeout=READY_TIMEOUT_S,
+                         ports=dev.rig.ports, device_key=dev.rig.device_key.path)
+        sup.events.subscribe(on_event)
+        marks["constructed"] = (time.perf_counter() - t0) * 1000
+        sim.clock = sup.clock
+        sim.start()
+        sup.start()
+        marks["start_returned"] = (time.perf_counter() - t0) * 1000
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not done.wait(0.05):
+            if sup.failures:
+                raise PartitionFailed("; ".join(sup.failures))
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"not ready within {READY_TIMEOUT_S:g} s (marks: {sorted(marks)})")
+        marks["ready"] = max(marks["device_ready"], *(marks[f"library:{p}"] for p in LIBRARY_PARTITIONS))
+        return marks
+    finally:
+        if sup is not None:
             sup.stop()
-            remove_state_dir(state)
-    remove_state_dir(work)
-    print(f"seven partitions ready after start(): median {statistics.median(times) * 1000:.0f} ms, "
-          f"max {max(times) * 1000:.0f} ms over {len(times)} runs")
+        sim.stop()
+        remove_state_dir(state)
+
+
+# ---------------------------------------------------------------------------------------------- profile
+class StepTimer:
+    """Wraps supervisor-side steps by name (skipped, and said so, when a name is not there: the supervisor is
+    being split into plan/execute) and sums their wall time per start."""
+
+    TARGETS = (
+        ("gate (analysis)", supmod, "gate"),
+        ("plan_device", supmod, "plan_device"),
+        ("disk.attach (ext4 image + mount)", getattr(supmod, "disk", None), "attach"),
+        ("copy provisioning", supmod, "_copy_provisioning"),
+        ("cgroup create", getattr(getattr(supmod, "limits", None), "PartitionCgroup", None), "create"),
+        ("unseal secrets", Supervisor, "_unsealed"),
+        ("spawn (Popen incl. preexec)", Supervisor, "_spawn"),
+        ("device key load", Supervisor, "_load_device_key"),
+    )
+
+    def __init__(self) -> None:
+        self.ms: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+        self.missing: list[str] = []
+        self._undo: list[Callable[[], None]] = []
+
+    def __enter__(self) -> StepTimer:
+        for label, owner, name in self.TARGETS:
+            raw = owner.__dict__.get(name) if owner is not None else None
+            if raw is None:
+                self.missing.append(label)
+                continue
+            fn = raw.__func__ if isinstance(raw, (classmethod, staticmethod)) else raw
+            wrapped = self._wrap(label, fn)
+            setattr(owner, name, classmethod(wrapped) if isinstance(raw, classmethod) else wrapped)
+            self._undo.append(functools.partial(setattr, owner, name, raw))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for undo in self._undo:
+            undo()
+
+    def _wrap(self, label: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def timed(*a: Any, **k: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                self.ms[label] += (time.perf_counter() - t) * 1000
+                self.calls[label] += 1
+        return timed
+
+
+def import_cost_ms(entry: str) -> tuple[float, list[tuple[str, float]]]:
+    """(total ms, heaviest top-level packages) of importing boot + ``entry``'s module in a fresh interpreter."""
+    module = entry.partition(":")[0]
+    code = (f"import sys; sys.path.insert(0, {str(PUMP_DIR)!r}); import septum.runtime.boot, "
+            f"septum.runtime.sandbox.landlock, septum.runtime.sandbox.seccomp; import {module}")
+    out = subprocess.run([sys.executable, "-I", "-X", "importtime", "-c", code], capture_output=True, text=True,
+                         check=False)
+    per_pkg: dict[str, float] = defaultdict(float)
+    total = 0.0
+    for line in out.stderr.splitlines():
+        if not line.startswith("import time:") or "self [us]" in line:
+            continue
+        self_us, _cum, name = (x.strip() for x in line[len("import time:"):].split("|"))
+        top = name.strip().split(".")[0]
+        per_pkg[top] += int(self_us) / 1000
+        total += int(self_us) / 1000
+    return total, sorted(per_pkg.items(), key=lambda kv: -kv[1])[:6]
+
+
+def profile(dev: Provisioned, runs: int) -> None:
+    print("== profile (separate runs, steps wrapped: a little slower than the measured runs)")
+    per_run: list[dict[str, float]] = []
+    child: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    missing: list[str] = []
+    for _ in range(runs):
+        with StepTimer() as st:
+            try:
+                marks = one_start(dev)
+            except (PartitionFailed, RuntimeError) as exc:
+                print(f"  profile run failed: {exc}")
+                continue
+        missing = st.missing
+        per_run.append(dict(st.ms) | {"start() returned": marks["start_returned"], "ready": marks["ready"]})
+        for name in dev.model.partitions:
+            s, r = marks.get(f"started:{name}"), marks.get(f"ready:{name}")
+            if s is not None and r is not None:
+                lib = marks.get(f"library:{name}")
+                child[name].append((r - s, (lib - r) if lib is not None else float("nan")))
+    if not per_run:
+        return
+    print("  supervisor side, ms per start (median over runs; summed over the 7 partitions where per partition):")
+    for label in [*[t[0] for t in StepTimer.TARGETS], "start() returned", "ready"]:
+        xs = [r[label] for r in per_run if label in r]
+        if xs:
+            print(f"    {label:<36} {statistics.median(xs):7.1f}")
+    if missing:
+        print(f"    (not found in this supervisor, not timed: {', '.join(missing)})")
+    print("  partition side: spawn -> Ready, Ready -> drug library verified (median ms), and the import cost of")
+    print("  boot + the entry module in a fresh interpreter alone (python -X importtime; heaviest packages):")
+    for name, part in dev.model.partitions.items():
+        entry = part.runs or f"septum.services.{part.service}_service:main"
+        total, heavy = import_cost_ms(entry)
+        xs = child.get(name, [])
+        sr = statistics.median([x[0] for x in xs]) if xs else float("nan")
+        rl = [x[1] for x in xs if x[1] == x[1]]
+        lib = f"{statistics.median(rl):6.1f}" if rl else "     -"
+        pk = ", ".join(f"{k} {v:.0f}" for k, v in heavy)
+        print(f"    {name:<15} spawn->ready {sr:6.1f}  ready->library {lib}  imports {total:5.0f} ms ({pk})")
+
+
+# ---------------------------------------------------------------------------------------------- main
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", type=int, default=7, help="measured starts (and as many baselines), >= 5")
+    ap.add_argument("--profile", action="store_true", help="also print where the start-up time goes")
+    ap.add_argument("--profile-runs", type=int, default=3)
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("needs root (partitions run under their own uids)")
+        return 2
+    load0 = os.getloadavg()
+    dev = Provisioned()
+    pump: list[float] = []
+    base: list[float] = []
+    steps: dict[str, list[float]] = defaultdict(list)
+    failed: list[str] = []
+    try:
+        try:
+            one_start(dev)  # warm the page cache: not counted
+        except (PartitionFailed, RuntimeError) as exc:
+            print(f"  warm-up start failed (not counted): {exc}", file=sys.stderr)
+        for i in range(args.runs):
+            order = ("baseline", "pump") if i % 2 == 0 else ("pump", "baseline")
+            for what in order:
+                if what == "baseline":
+                    base.append(baseline_ms())
+                    continue
+                try:
+                    marks = one_start(dev)
+                except (PartitionFailed, RuntimeError) as exc:
+                    failed.append(str(exc))
+                    print(f"  run {i}: failed: {exc}", file=sys.stderr)
+                    continue
+                pump.append(marks["ready"])
+                for k in ("constructed", "start_returned", "device_ready"):
+                    steps[k].append(marks[k])
+                steps["last library verified"].append(max(marks[f"library:{p}"] for p in LIBRARY_PARTITIONS))
+        if args.profile:
+            profile(dev, args.profile_runs)
+    finally:
+        dev.close()
+    load1 = os.getloadavg()
+    print(f"real pump start-up ({len(dev.model.partitions)} partitions, real services, time scale 1), "
+          f"load average {load0[0]:.2f} before, {load1[0]:.2f} after (1-min)")
+    print(f"  baseline: 7 x python -I -c pass       {spread(base)}")
+    print(f"  Supervisor() built                   {spread(steps['constructed'])}")
+    print(f"  start() returned (gate, plan, setup) {spread(steps['start_returned'])}")
+    print(f"  device_ready (all partitions Ready)  {spread(steps['device_ready'])}")
+    print(f"  last drug library verified           {spread(steps['last library verified'])}")
+    print(f"  READY (both of the above)            {spread(pump)}")
+    print(f"  failed runs: {len(failed)} of {args.runs}")
+    for why in failed:
+        print(f"      failed: {why}")
+    if pump and base:
+        print(f"  ratio to the baseline: {statistics.median(pump) / statistics.median(base):.1f}x (medians)")
+    med = statistics.median(pump) if pump else float("inf")
+    enough = len(pump) >= 5
+    verdict = "met" if enough and med <= GOAL_MS and not failed else "missed"
+    why = "" if enough else f" (only {len(pump)} successful runs, need >= 5)"
+    print(f"GOAL startup_real_pump_ready: median {med:.0f} ms vs <= {GOAL_MS:.0f} ms — {verdict}{why}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -14,6 +14,7 @@ import select
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -59,6 +60,8 @@ class Simulator:
         self._thread: threading.Thread | None = None
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._was_running = False
+        # time.monotonic() of the recent sensor frames sent: a benchmark places an injection within the schedule
+        self.frame_times: deque[float] = deque(maxlen=256)
 
     # ------------------------------------------------------------------ HardwareProvider
     def attach(self, interface: str, sock: socket.socket) -> None:
@@ -111,13 +114,16 @@ class Simulator:
             seq = self._button_seq
         return self._send("pca_button", wire.ButtonPress(seq=seq))
 
-    def inject(self, fault: Fault | str) -> float:
-        """Inject a hardware fault; returns time.monotonic() of the injection (for reaction times)."""
+    def inject(self, fault: Fault | str, *, push: bool = True) -> float:
+        """Inject a hardware fault; returns time.monotonic() of the injection (for reaction times).
+
+        ``push``: send a sensor frame at once; False leaves it to the board's next scheduled frame, as on a
+        real board (a reaction benchmark then counts the wait for that frame)."""
         f = Fault(fault)
         with self._lock:
             self.physics.advance(self.clock.now())
             self.physics.inject(f)
-            self._push_now = True
+            self._push_now = self._push_now or push
             at = time.monotonic()
         self._wake()
         return at
@@ -308,6 +314,7 @@ class Simulator:
                         if sock is not None:
                             try:
                                 sock.send(wire.encode(frame), socket.MSG_DONTWAIT)
+                                self.frame_times.append(now_real)
                             except OSError:
                                 pass  # monitor busy or gone: the next frame follows
 
