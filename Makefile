@@ -62,8 +62,13 @@ lint: $(STAMP)
 docs: $(STAMP)
 	@$(BIN)/python -m septum.docs_gen
 
+# Every benchmark runs (a crash does not hide the others' figures); the exit is non-zero at the end if any failed.
+# The bench extra brings what the comparisons need (pytm). Modules without a __main__ (genmodel.py) are helpers.
 bench: $(STAMP)
-	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@$(BIN)/python -m pip install -q -e '.[bench]'
+	@failed=""; for b in benchmarks/*.py; do grep -q '__name__ == "__main__"' $$b || continue; \
+	  echo "== $$b"; $(BIN)/python $$b || failed="$$failed $$b"; done; \
+	  if [ -n "$$failed" ]; then echo "FAILED benchmarks:$$failed"; exit 1; fi
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
