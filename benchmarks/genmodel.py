@@ -21,6 +21,7 @@ elements, channels and interface inputs its dataflows, criticality levels its tr
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass, field
 
@@ -85,7 +86,7 @@ def topology(n: int, *, seed: int = 7) -> Topology:
     topo = Topology(subsystems=subs)
     flaw_every = 100
     for u in range(subs):
-        p = lambda role: _name(u, role)  # noqa: E731
+        p = functools.partial(_name, u)
         ifaces = [Interface(p("https"), "network", True), Interface(p("keypad"), "keypad", True),
                   Interface(p("button"), "button", True), Interface(p("display"), "display", True),
                   Interface(p("motor"), "actuator", False), Interface(p("sensors"), "sensor", False)]
@@ -203,13 +204,13 @@ def model_yaml(topo: Topology) -> str:
                    f"rate: {_RATE.get(c.purpose, '10/s')}}}")
     out.append("roles:")
     for u in range(topo.subsystems):
-        p = lambda role: _name(u, role)  # noqa: E731
+        p = functools.partial(_name, u)
         out.append(f"  {p('clinician')}: {{kind: human, authenticates_with: [pin], via: [{p('keypad')}]}}")
         out.append(f"  {p('patient')}: {{kind: human, via: [{p('button')}]}}")
         out.append(f"  {p('server')}: {{kind: machine, authenticates_with: [mutual-tls], via: [{p('https')}]}}")
     out.append("actions:")
     for u in range(topo.subsystems):
-        p = lambda role: _name(u, role)  # noqa: E731
+        p = functools.partial(_name, u)
         out.append(f"  {p('program')}: {{handled_by: {p('ctl')}, allowed: [{p('clinician')}], safety: true}}")
         out.append(f"  {p('bolus')}: {{handled_by: {p('ctl')}, allowed: [{p('patient')}], safety: true}}")
         out.append(f"  {p('order')}: {{handled_by: {p('ctl')}, allowed: [{p('server')}], "
@@ -219,7 +220,7 @@ def model_yaml(topo: Topology) -> str:
         out.append(f"  {p('estop')}: {{handled_by: {p('ctl')}, break_glass: true, via: [{p('keypad')}]}}")
     out.append("shared:")
     for u in range(topo.subsystems):
-        p = lambda role: _name(u, role)  # noqa: E731
+        p = functools.partial(_name, u)
         out.append(f"  {p('readings')}: {{kind: memory, writers: [{p('mon')}], readers: [{p('ctl')}, {p('ui')}]}}")
     out.append("components:")
     for u in range(topo.subsystems):

@@ -43,6 +43,34 @@ class Context:
         )
 
     @cached_property
+    def channels_into(self) -> dict[str, list[s.Channel]]:
+        """Receiving partition -> its channels, in model order (rules asking per monitor do not scan all)."""
+        out: dict[str, list[s.Channel]] = {}
+        for ch in self.model.channels:
+            out.setdefault(ch.dst, []).append(ch)
+        return out
+
+    @cached_property
+    def actuator_owners(self) -> list[tuple[str, list[str]]]:
+        """(partition, the actuator interfaces it owns) for each partition owning one, in model order."""
+        ifaces = self.model.interfaces
+        out: list[tuple[str, list[str]]] = []
+        for pname, part in self.model.partitions.items():
+            acts = [i for i in part.owns if ifaces[i].kind == "actuator"]
+            if acts:
+                out.append((pname, acts))
+        return out
+
+    @cached_property
+    def reaches_actuator_owner(self) -> tuple[list[int], dict[str, int]]:
+        """For every node, a bit set of the actuator owners it reaches (bit = ``actuator_owners`` order), and
+        each owner's bit: asks once for all monitors whether a controller could reach an actuator."""
+        g = self.graph
+        owners = [g.part(p) for p, _ in self.actuator_owners]
+        bits = g.reach_bits(owners, reverse=True)
+        return bits, {p: 1 << i for i, (p, _) in enumerate(self.actuator_owners)}
+
+    @cached_property
     def guard_nodes(self) -> frozenset[Node]:
         g = self.graph
         return frozenset(g.part(n) for n, p in self.model.partitions.items() if p.mitigation)

@@ -46,12 +46,12 @@ def is_monitor_of(model: s.Model, monitor: str, watched: str) -> bool:
     return m.criticality == "safety" and bool(m.mitigation) and watched in m.monitors
 
 
-def commands_unchecked(model: s.Model, monitor: str, watched: str) -> list[s.Channel]:
+def commands_unchecked(ctx: Context, monitor: str, watched: str) -> list[s.Channel]:
     """Channels from ``watched`` that carry commands into a monitor that declares no ``gating``."""
-    if "gating" in model.partitions[monitor].mitigation:
+    if "gating" in ctx.model.partitions[monitor].mitigation:
         return []
-    return [ch for ch in model.channels
-            if ch.src == watched and ch.dst == monitor and ch.purpose not in PASSIVE_PURPOSES | {"reset"}]
+    return [ch for ch in ctx.channels_into.get(monitor, ())
+            if ch.src == watched and ch.purpose not in PASSIVE_PURPOSES | {"reset"}]
 
 
 def _actuators(model: s.Model, pname: str) -> list[str]:
@@ -66,16 +66,22 @@ def actuator_bypasses(ctx: Context, monitor: str, watched: str) -> Iterator[Actu
         if sh.kind == "device" and watched in sh.writers:
             yield ActuatorBypass(sname, watched, "shared")
     g = ctx.graph
+    # Only a search that could find something is run: if even with the monitor open the controller reaches
+    # no other actuator owner, no path around the monitor does either.
+    bits, bit = ctx.reaches_actuator_owner
+    others = bits[g.part(watched)] & ~(bit.get(monitor, 0) | bit.get(watched, 0))
+    if not others:
+        return
     mon = g.part(monitor)
     # a path may not pass through the monitor: what goes through it is what it gates
     parent = g.bfs([g.part(watched)], blocked=lambda n: n == mon)
-    for pname in model.partitions:
+    for pname, acts in ctx.actuator_owners:
         if pname in (monitor, watched):
             continue
         node: Node = g.part(pname)
         if node not in parent:
             continue
-        for act in _actuators(model, pname):
+        for act in acts:
             yield ActuatorBypass(act, pname, "path", g.path_to(parent, node))
 
 
@@ -85,21 +91,25 @@ def reachable_resets(ctx: Context, monitor: str, watched: str) -> Iterator[tuple
     Paths through the auth service are mediated: the watched partition cannot forge a clinician.
     """
     g = ctx.graph
+    auth = ctx.auth_nodes
+    # a reset sent by an auth partition is mediated (unless the watched partition is that partition): such
+    # channels are never reported, so when they are all there is no search to run
+    candidates = [ch for ch in ctx.channels_into.get(monitor, ())
+                  if ch.purpose in ("reset", "override") and (ch.src == watched or g.part(ch.src) not in auth)]
+    if not candidates:
+        return
     mon_node = g.part(monitor)
-    parent = g.bfs([g.part(watched)], blocked=lambda n: n == mon_node or n in ctx.auth_nodes)
-    for ch in ctx.model.channels:
-        if ch.dst != monitor or ch.purpose not in ("reset", "override"):
-            continue
+    parent = g.bfs([g.part(watched)], blocked=lambda n: n == mon_node or n in auth)
+    for ch in candidates:
         src = g.part(ch.src)
-        if src not in parent or (src in ctx.auth_nodes and ch.src != watched):
-            continue
-        yield ch, (*g.path_to(parent, src), PathStep(P(monitor), ch.name))
+        if src in parent:
+            yield ch, (*g.path_to(parent, src), PathStep(P(monitor), ch.name))
 
 
 def mediation_gaps(ctx: Context, monitor: str, watched: str) -> list[str]:
     """Why ``monitor`` does not mediate what ``watched`` sends it (empty: it does)."""
     gaps: list[str] = []
-    if commands_unchecked(ctx.model, monitor, watched):
+    if commands_unchecked(ctx, monitor, watched):
         gaps.append("it declares no gating (MED006)")
     if next(actuator_bypasses(ctx, monitor, watched), None) is not None:
         gaps.append(f"'{watched}' also drives an actuator without it (MED006)")

@@ -58,7 +58,7 @@ def _action_entries(model: s.Model, action: s.Action) -> list[str]:
 )
 def med002(ctx: Context) -> Iterator[Finding]:
     g = ctx.graph
-    cache: dict[tuple[str, ...], dict[Node, tuple[Node, str | None] | None]] = {}
+    todo: list[tuple[str, s.Action, Node, tuple[str, ...]]] = []
     for aname, action in ctx.model.actions.items():
         if action.break_glass:
             continue
@@ -66,6 +66,21 @@ def med002(ctx: Context) -> Iterator[Finding]:
         if handler in ctx.auth_nodes:
             continue
         entries = tuple(sorted(e for e in _action_entries(ctx.model, action) if e in ctx.model.interfaces))
+        todo.append((aname, action, handler, entries))
+    if not todo:
+        return
+    # One pass says which entry points reach each handler around auth; the BFS that gives the witness runs
+    # only for an action whose handler one of its entry points does reach.
+    entry_names = sorted({e for *_, entries in todo for e in entries})
+    entry_bit = {e: 1 << i for i, e in enumerate(entry_names)}
+    reached_by = g.reach_bits([g.iface(e) for e in entry_names], blocked=ctx.auth_nodes)
+    cache: dict[tuple[str, ...], dict[Node, tuple[Node, str | None] | None]] = {}
+    for aname, action, handler, entries in todo:
+        mask = 0
+        for e in entries:
+            mask |= entry_bit[e]
+        if not reached_by[handler] & mask:
+            continue
         if entries not in cache:
             sources = [g.iface(e) for e in entries if g.succ[g.iface(e)]]
             cache[entries] = g.bfs(sources, blocked=lambda n: n in ctx.auth_nodes)
@@ -137,19 +152,23 @@ def med004(ctx: Context) -> Iterator[Finding]:
         pname for pname, part in model.partitions.items()
         if any(model.interfaces[i].kind in alert_kinds for i in part.owns)
     }
+    if not any(a.break_glass for a in model.actions.values()):
+        return
+    # the partitions that reach the audit service, and those that reach an alert owner: two searches
+    # backwards for all break-glass actions, not one search forwards per action
+    to_audit = g.reaching([g.part(audit)]) if audit is not None else set()
+    to_alert = g.reaching(g.part(o) for o in alert_owners)
     for aname, action in model.actions.items():
         if not action.break_glass:
             continue
         h = action.handled_by
-        parent = g.bfs([g.part(h)])
         if audit is None:
             yield ctx.finding("MED004", f"break-glass action '{aname}' cannot be audited: the model has no "
                               "audit service", A(aname), P(h))
-        elif g.part(audit) not in parent:
+        elif g.part(h) not in to_audit:
             yield ctx.finding("MED004", f"break-glass action '{aname}': its handler '{h}' has no channel path "
                               f"to the audit service '{audit}'", A(aname), P(h), P(audit))
-        reached = [o for o in sorted(alert_owners) if g.part(o) in parent]
-        if not reached:
+        if g.part(h) not in to_alert:
             yield ctx.finding("MED004", f"break-glass action '{aname}': its handler '{h}' has no path to a "
                               "partition owning a display or network interface, so its use raises no alert",
                               A(aname), P(h))
@@ -191,7 +210,7 @@ def med006(ctx: Context) -> Iterator[Finding]:
         if not mon.mitigation:
             continue
         for watched in mon.monitors:
-            for ch in commands_unchecked(model, mname, watched):
+            for ch in commands_unchecked(ctx, mname, watched):
                 yield ctx.finding(
                     "MED006",
                     f"monitor '{mname}' receives {ch.purpose} channel '{ch.name}' from '{watched}' but declares "

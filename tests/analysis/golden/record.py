@@ -83,7 +83,8 @@ def main() -> None:
     print(f"recording with {Path(septum.__file__).parent}", file=sys.stderr)
     out = {str(p.relative_to(ROOT)): record(p) for p in model_paths()}
     # one line per model and per finding list: small, and a changed model shows in a diff as its own lines
-    lines = [json.dumps(k) + ": " + json.dumps(v, sort_keys=True, separators=(",", ":")) for k, v in sorted(out.items())]
+    lines = [json.dumps(k) + ": " + json.dumps(v, sort_keys=True, separators=(",", ":"))
+             for k, v in sorted(out.items())]
     (HERE / "findings.json").write_text("{\n" + ",\n".join(lines) + "\n}\n")
 
 
