@@ -172,14 +172,24 @@ def c_channels_cmd(model: str, out: str, force: bool, plan: str | None, check: b
               help="Also prove the file grants exactly this model's channels (round trip).")
 @click.option("--strict", is_flag=True, help="Treat warnings as errors.")
 @_dialect_opt
-def validate_sdf(file: str, model_path: str | None, strict: bool, dialect: str) -> None:
+@click.option("--max-domains", type=click.IntRange(1, 256), default=16, show_default=True,
+              help="Scheduling domains the kernel is built for (seL4's KernelNumDomains), the monitor's domain 0 "
+                   "included.")
+@click.option("--arch", type=click.Choice(["aarch64", "riscv64", "x86_64"]), default="aarch64", show_default=True,
+              help="Architecture of the kernel build (interrupt forms, I/O ports, address-space top).")
+@click.option("--cores", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Cores of the kernel build (a PD's 'cpu'; the domain scheduler needs one core).")
+def validate_sdf(file: str, model_path: str | None, strict: bool, dialect: str, max_domains: int, arch: str,
+                 cores: int) -> None:
     """Validate a Microkit system description file (errors name file:line:col)."""
     from septum.gen.microkit import _reverse_notifications
     from septum.gen.roundtrip import compare
+    from septum.gen.sdf_model import Target
     from septum.gen.sdf_validate import validate_file
 
+    target = Target(arch=arch, cores=cores, max_domains=max_domains)  # type: ignore[arg-type]
     try:
-        system, diags = validate_file(file, dialect)  # type: ignore[arg-type]
+        system, diags = validate_file(file, dialect, target)  # type: ignore[arg-type]
     except OSError as exc:
         _fail(f"{file}: error: cannot read: {exc.strerror or exc}", 2)
     for d in diags:

@@ -31,10 +31,10 @@ from .layout import (
     plan_system,
 )
 from .roundtrip import compare, sdf_flows
-from .schedule import IDLE_DOMAIN, shortfalls
+from .schedule import IDLE_DOMAIN, IDLE_DOMAIN_ID, shortfalls
 from .sdf_model import DEFAULT_BUDGET_US, System
 from .sdf_parse import DIALECTS, Dialect
-from .sdf_validate import errors, validate_text
+from .sdf_validate import validate_text
 
 SDF_NAME = "device.system"
 REPORT_NAME = "mapping.md"
@@ -88,15 +88,14 @@ def render_sdf(plan: SystemPlan, model_file: str, dialect: Dialect = "current") 
         out += [INDENT + _comment(TIME_ISOLATION_1_2), INDENT + _comment(NOTIFY_1_2), ""]
     elif plan.schedule is not None:
         out.append(INDENT + _comment(
-            f"one scheduling domain per partition; the table repeats every {plan.frame_us} us (the hyperperiod) "
-            "and gives each partition its budget in every one of its periods (earliest deadline first)"
-            + (f"; '{IDLE_DOMAIN}' holds no partition and takes the time nobody reserved"
-               if _idle_used(plan) else "")))
+            f"one scheduling domain per partition, ids from 1; the table repeats every {plan.frame_us} us (the "
+            "hyperperiod) and gives each partition its budget in every one of its periods (earliest deadline "
+            f"first); '{IDLE_DOMAIN}' is domain {IDLE_DOMAIN_ID}, the Microkit monitor's, holds no partition"
+            + (" and takes the time nobody reserved" if _idle_used(plan) else "")))
         out.append(INDENT + "<domains>")
-        for pd in plan.pds:
-            out.append(INDENT * 2 + f"<domain {_attrs(name=pd.domain)} />")
-        if _idle_used(plan):
-            out.append(INDENT * 2 + f"<domain {_attrs(name=IDLE_DOMAIN)} />")
+        out.append(INDENT * 2 + f"<domain {_attrs(name=IDLE_DOMAIN, id=IDLE_DOMAIN_ID)} />")
+        for number, pd in enumerate(plan.pds, start=IDLE_DOMAIN_ID + 1):
+            out.append(INDENT * 2 + f"<domain {_attrs(name=pd.domain, id=number)} />")
         out.append(INDENT * 2 + "<domain_schedule>")
         for dom, us in plan.schedule:
             out.append(INDENT * 3 + f"<schedule_entry {_attrs(domain=dom, duration=f'{us} us')} />")
@@ -123,6 +122,9 @@ def render_sdf(plan: SystemPlan, model_file: str, dialect: Dialect = "current") 
         out.append(INDENT + "</channel>")
     out.append("</system>")
     return "\n".join(out) + "\n"
+
+
+_DOMAIN_ID_RULES = frozenset({"domain_id_implicit", "monitor_domain_shared"})
 
 
 def _idle_used(plan: SystemPlan) -> bool:
@@ -347,7 +349,9 @@ def generate(model: Model, source: SourceMap | None = None, *, model_file: str =
     plan = plan_system(model, source, address_plan)
     sdf = render_sdf(plan, model_file, dialect)
     system, diags = validate_text(sdf, SDF_NAME, dialect)
-    problems = [str(d) for d in errors(diags)]
+    # The domain warnings too: output that leaves domain ids to the tool, or puts a partition in the monitor's
+    # domain, is a generator bug.
+    problems = [str(d) for d in diags if d.severity == "error" or d.rule in _DOMAIN_ID_RULES]
     widenings: tuple[str, ...] = ()
     if system is not None and not problems:
         problems = compare(model, system)

@@ -10,7 +10,9 @@ the partition that comes first in the model). Adjacent units of one domain are m
 A partition without a period reserves its budget once per frame (a deadline at the frame's end), so it
 runs in whatever time the periodic partitions leave. Time nobody reserved goes to ``IDLE_DOMAIN``, a
 domain with no protection domain in it: the kernel runs its idle thread there, so spare time is never
-silently handed to a partition the model did not give it to.
+silently handed to a partition the model did not give it to. ``IDLE_DOMAIN`` is domain 0, the one the
+Microkit monitor runs in, so no partition ever shares the monitor's domain; it counts against the kernel's
+domain limit (``MAX_DOMAINS``, seL4's default ``KernelNumDomains``) like every partition's domain.
 
 ``shortfalls`` recomputes, from a finished table alone, what each partition receives in every window; the
 generator runs it on the SDF it parsed back, so a bug here cannot ship a schedule that starves anyone.
@@ -26,6 +28,8 @@ from math import gcd, lcm
 from septum.errors import SeptumError
 
 IDLE_DOMAIN = "idle"  # partition domains are all "dom_<name>", so this cannot clash with one
+IDLE_DOMAIN_ID = 0  # the Microkit monitor's domain: partitions are numbered from 1
+MAX_DOMAINS = 16  # seL4's default KernelNumDomains, which the default Microkit SDK is built with
 MAX_FRAME_US = 10_000_000  # 10 s: a longer frame means periods that share no sane common multiple
 MAX_UNITS = 10_000  # grid units per frame: bounds the table and the time to build and check it
 
@@ -69,10 +73,25 @@ def frame_of(reservations: Sequence[Reservation]) -> int:
     return lcm(*windows) if windows else sum(r.budget_us for r in reservations)
 
 
-def build(reservations: Sequence[Reservation]) -> Schedule:
+def domains_needed(reservations: Sequence[Reservation]) -> int:
+    """One domain per partition, and domain 0 for the Microkit monitor and the idle time."""
+    return len({r.domain for r in reservations}) + 1
+
+
+def check_domain_count(reservations: Sequence[Reservation], max_domains: int = MAX_DOMAINS) -> None:
+    needed = domains_needed(reservations)
+    if needed > max_domains:
+        raise ScheduleError([r.partition for r in reservations],
+                            f"{needed - 1} partitions need {needed - 1} scheduling domains plus domain "
+                            f"{IDLE_DOMAIN_ID} for the Microkit monitor, {needed} in all; the kernel is built for "
+                            f"{max_domains} (KernelNumDomains)")
+
+
+def build(reservations: Sequence[Reservation], max_domains: int = MAX_DOMAINS) -> Schedule:
     """The EDF table over one frame, or ScheduleError naming the partitions that make it impossible."""
     if not reservations:
         raise ScheduleError([], "no partition to schedule")
+    check_domain_count(reservations, max_domains)
     for r in reservations:
         if r.budget_us <= 0 or (r.window_us is not None and r.window_us <= 0):
             raise ScheduleError([r.partition], f"partition '{r.partition}' has a zero budget or period")
