@@ -23,10 +23,12 @@ DEBIAN_PACKAGES := chromium chromium-driver graphviz e2fsprogs \
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The reference pump and the demo hospital client are packages of their own (docs/pump.md), installed editable.
+$(STAMP): pyproject.toml examples/infusion_pump/pyproject.toml examples/hospital_client/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --upgrade pip
-	@$(BIN)/python -m pip install -q -e '.[test,compliance,hospital,sel4]'
+	@$(BIN)/python -m pip install -q -e '.[test,compliance,hospital,sel4]' -e examples/hospital_client \
+	  -e examples/infusion_pump
 	@touch $(STAMP)
 
 system-deps: $(SYSSTAMP)

@@ -14,10 +14,11 @@ from rich.console import Console
 from rich.table import Table
 
 from septum.analysis import check
+from septum.device_packages import device_package
+from septum.errors import SeptumError
 from septum.model import ModelError, load
 
 ROOT = Path(__file__).resolve().parents[1]
-PUMP = ROOT / "examples" / "infusion_pump" / "model.yaml"
 FLAWED = ROOT / "examples" / "flawed"
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
@@ -30,11 +31,17 @@ class Step:
     detail: str
 
 
+def _shown(path: Path) -> Path:
+    """A path as the user sees it: relative to the checkout when it is in one (an installed pump is not)."""
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+
+
 def step_check_pump() -> Step:
-    model, source = load(PUMP)
+    pump = device_package().model_path()
+    model, source = load(pump)
     report = check(model, source)
     counts = report.counts()
-    console.print(f"[bold]septum check[/] {PUMP.relative_to(ROOT)}: {len(model.partitions)} partitions, "
+    console.print(f"[bold]septum check[/] {_shown(pump)}: {len(model.partitions)} partitions, "
                   f"{len(model.channels)} channels, {counts['error']} errors, {counts['warning']} warnings")
     return Step("reference pump model passes the analysis", not report.blocking,
                 f"{counts['error']} errors, {counts['warning']} warnings")
@@ -63,19 +70,14 @@ def _log_row(row: tuple[str, bool, str]) -> None:
 
 def device_story() -> list[Step]:
     """The reference pump under the real runtime: therapy, PCA, faults, partition kills."""
-    sys.path.insert(0, str(ROOT / "examples" / "infusion_pump"))
-    from septum_pump.story import run_story
-
     console.print("\n[bold]The reference pump under enforcement[/] (hardware simulated; hours run in seconds)")
-    return [Step(name, ok, detail) for name, ok, detail in run_story(log=_log_row)]
+    return [Step(name, ok, detail) for name, ok, detail in device_package().run_story(log=_log_row)]
 
 
 def hospital_story() -> list[Step]:
     """A signed hospital order is only pre-filled; a clinician confirms it at the pump; unconfirmed ones expire."""
-    from septum_pump.story_hospital import run_hospital_story
-
     console.print("\n[bold]Hospital order -> pre-filled at the pump -> clinician confirmation[/]")
-    rows = run_hospital_story()
+    rows = device_package().run_hospital_story()
     for row in rows:
         _log_row(row)
     return [Step(name, ok, detail) for name, ok, detail in rows]
@@ -83,10 +85,8 @@ def hospital_story() -> list[Step]:
 
 def attack_suite() -> list[Step]:
     """Every attack scenario against the running pump; one line each."""
-    from septum_pump.attacks import run_suite
-
     console.print("\n[bold]septum attack[/]: what an attacker tries, and what stops it")
-    results = run_suite(None, on_result=lambda r: console.print("  " + r.line()))
+    results = device_package().attack_suite().run_suite(None, on_result=lambda r: console.print("  " + r.line()))
     return [Step(f"attack {r.id}", r.ok, "stopped; therapy within limits; audit verified; recorded"
                  if r.ok else "; ".join(r.failures) or r.error or "failed") for r in results]
 
@@ -107,7 +107,7 @@ def sel4_story() -> list[Step]:
     for sid in ("therapy", "hostile-motor"):
         built = scenarios.build([sid])[sid]
         size = f"{built.image_bytes // 1024} KiB, {len(built.elfs)} PDs"
-        console.print(f"  built {built.image.relative_to(ROOT)} ({size})")
+        console.print(f"  built {_shown(built.image)} ({size})")
         out = scenarios.run(sid, built.image)
         console.print("  " + out.line())
         steps.append(Step(f"seL4: {scenarios.SCENARIOS[sid].title}", out.ok,
@@ -116,6 +116,11 @@ def sel4_story() -> list[Step]:
 
 
 def main() -> int:
+    try:  # every story but the flawed model's needs the reference pump: without it, say so once and stop
+        device_package()
+    except SeptumError as exc:
+        console.print(f"[red]septum demo:[/] {exc}")
+        return 2
     results: list[Step] = []
     for fn in STEPS:
         try:

@@ -1,25 +1,33 @@
 """``septum attack [--list] [--json] [SCENARIO...]``: attack the running reference pump and show what stopped it.
 
 Exit codes: 0 every scenario's attack failed and the device stayed safe; 1 at least one scenario failed;
-2 misuse (unknown scenario) or the device could not start.
+2 misuse (unknown scenario), the reference pump (package ``septum-pump``) not installed, or the device could
+not start. The suite is found through the ``septum.devices`` entry point (septum/device_packages.py).
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
+from types import ModuleType
 
 import click
 
-PUMP_DIR = Path(__file__).resolve().parents[2] / "examples" / "infusion_pump"
+from septum.device_packages import device_package
+from septum.errors import SeptumError
 
 
-def _suite():
-    if str(PUMP_DIR) not in sys.path:
-        sys.path.insert(0, str(PUMP_DIR))
-    import septum_pump.attacks as suite
-
+def _suite() -> ModuleType:
+    """The reference pump's attack suite, from the installed ``septum-pump`` (entry point ``septum.devices``)."""
+    try:
+        suite: ModuleType = device_package().attack_suite()
+    except SeptumError as exc:  # not installed, or registered but not importable: say which and how to fix it
+        click.echo(f"septum attack: {exc}", err=True)
+        sys.exit(2)
+    except ImportError as exc:  # installed, but part of the suite (or a dependency of it) is missing
+        click.echo(f"septum attack: the reference pump's attack suite cannot be imported: {exc}; "
+                   "reinstall septum-pump (pip install examples/hospital_client examples/infusion_pump)", err=True)
+        sys.exit(2)
     return suite
 
 

@@ -332,14 +332,13 @@ def _library_version(model_path: Path) -> str:
 
 def _drug_table(model_path: Path) -> str:
     """The C drug table from the drug library next to the model (the one the Python partitions load)."""
-    import sys
-
     library = model_path.parent / "drug_library.yaml"
-    pump = str(ROOT / "examples" / "infusion_pump")
-    if pump not in sys.path:
-        sys.path.insert(0, pump)
-    from septum_pump import sel4_drug_table
-    from septum_pump.therapy.drug_library import load_drug_library
+    try:  # the table is rendered by the pump's own library code (package septum-pump, installed by `make`)
+        from septum_pump import sel4_drug_table
+        from septum_pump.therapy.drug_library import load_drug_library
+    except ImportError as exc:
+        raise BuildError(f"{library}: the drug table is rendered by the reference pump's code, which is not "
+                         f"installed ({exc}): pip install examples/hospital_client examples/infusion_pump") from None
 
     try:
         return sel4_drug_table.render(load_drug_library(library.read_bytes()), library.name)

@@ -1,4 +1,4 @@
-"""``python -m hospital_client`` (run from ``examples/hospital_client``): a hospital server in a terminal.
+"""``python -m hospital_client`` (or ``hospital-client``, once installed): a hospital server in a terminal.
 
   python -m hospital_client pki OUT                      generate a demo hospital CA, pump and hospital
                                                          credentials (OUT/hospital, OUT/network)
@@ -21,9 +21,12 @@ from .listener import EventListener
 
 
 def _pki(args: argparse.Namespace) -> int:
-    # the pump-side provisioning lives with the pump; import it from the example tree
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "infusion_pump"))
-    from septum_pump.hospital.pki import HospitalPki, provision_network
+    try:  # the pump-side provisioning lives with the pump (package septum-pump, which depends on this one)
+        from septum_pump.hospital.pki import HospitalPki, provision_network
+    except ImportError as exc:
+        print(f"hospital_client pki: the reference pump is not installed ({exc}): "
+              "pip install examples/infusion_pump", file=sys.stderr)
+        return 2
 
     out = Path(args.out)
     pki = HospitalPki.generate()

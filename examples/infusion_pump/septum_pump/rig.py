@@ -37,12 +37,14 @@ from septum.model import load
 from septum.runtime.events import Event
 from septum.runtime.supervisor import Supervisor, remove_state_dir
 
+from .device_info import drug_library_path, model_path
 from .sim import Fault, Simulator
 from .therapy.keypad import DEBOUNCE_S, NUMERIC_FIELDS
 
-PUMP_DIR = Path(__file__).resolve().parent.parent
-MODEL = PUMP_DIR / "model.yaml"
-LIBRARY = PUMP_DIR / "drug_library.yaml"
+PUMP_DIR = Path(__file__).resolve().parent.parent  # holds the septum_pump package: a checkout's or site-packages
+MODEL = model_path()  # package data (septum_pump/data), so an installed pump finds its model too
+LIBRARY = drug_library_path()
+# the test doubles live in a checkout's tests/ only (services="doubles"); an installed pump runs real services
 DOUBLES = PUMP_DIR.parent.parent / "tests" / "pump_e2e" / "models" / "pump_test_doubles"
 DOUBLED = {"auth": "auth", "audit": "audit", "update": "update", "network": "network"}
 CLINICIAN = "nurse1"

@@ -6,19 +6,16 @@ import http.client
 import json
 import socket
 import ssl
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from hospital_client.client import HospitalClient, msa  # package septum-hospital-client, a dependency
+from hospital_client.orders import fhir_request, hl7_message, sign
+
 from ..hospital.pki import HospitalPki, issue, make_ca
-from ..rig import PUMP_DIR
 from .base import Check, Scenario, ScenarioResult, event_is
 from .device import AttackRig
-
-sys.path.insert(0, str(PUMP_DIR.parent / "hospital_client"))  # the example hospital client (not installed)
-from hospital_client.client import HospitalClient, msa
-from hospital_client.orders import fhir_request, hl7_message, sign
 
 START, END = b"\x0b", b"\x1c\x0d"
 IO_TIMEOUT = 10.0
