@@ -843,7 +843,9 @@ class AuditWriter:
         self._closed = False
         self._last_pin_at = _time.monotonic()
         self._tip: Head | None = None  # the last seal written (what the head's tip slot holds)
-        self._tip_in_buf: tuple[int, int] | None = None  # (offset in buf, seq) of the last seal not yet written
+        # The last seal not yet written: (offset in buf, seq, its payload); the head is built from it.
+        self._tip_in_buf: tuple[int, int, bytes] | None = None
+        self._last_payload = b""  # the payload of the last frame added (a seal's, right after _seal)
         self._durable_head_seq = -1  # the seal the head's durable slot was last flushed for
         self._head_fd: int | None = None
         # Not O_APPEND: commits overwrite the zero-filled space ahead of the log at ``_end``.
@@ -1045,6 +1047,7 @@ class AuditWriter:
             payload = _encode(Entry(self._next_seq, self._prev, body))
         seq = self._next_seq
         digest = hashlib.sha256(payload).digest()
+        self._last_payload = payload
         self._buf += _LEN.pack(len(payload))
         self._buf += payload
         self._buf += digest
@@ -1072,7 +1075,7 @@ class AuditWriter:
         sig = self._sealer.sign(checkpoint_message(seq, self._prev, wall, self._kid, pinned))
         offset_in_buf = len(self._buf)
         self._add(Checkpoint(time=wall, key_id=self._kid, signature=sig, pinned=pinned))
-        self._tip_in_buf = (offset_in_buf, seq)
+        self._tip_in_buf = (offset_in_buf, seq, self._last_payload)
         self._parts.append(len(self._buf))
         self._part_start = len(self._buf)
         self._since_checkpoint = 0
@@ -1111,11 +1114,9 @@ class AuditWriter:
         self._end = base + len(self._buf)
         if self._tip_in_buf is None:
             raise InvariantBroken("internal invariant broken: self._tip_in_buf is not None")
-        at, seq = self._tip_in_buf
-        (length,) = _LEN.unpack_from(self._buf, at)
-        payload = bytes(self._buf[at + _LEN.size : at + _LEN.size + length])
-        digest = bytes(self._buf[at + _LEN.size + length : at + _LEN.size + length + HASH_LEN])
-        self._write_head(Head(seq=seq, offset=base + at, digest=digest, entry=payload), durable=pin)
+        at, seq, payload = self._tip_in_buf
+        # The seal is the last frame of the batch, so its frame hash is the chain's current digest.
+        self._write_head(Head(seq=seq, offset=base + at, digest=self._prev, entry=payload), durable=pin)
         if pin:
             self._last_pin_at, self._since_pin = now, 0
         self._buf.clear()
@@ -1133,6 +1134,13 @@ class AuditWriter:
         When the batch does not fit in the zero-filled space, the same call also writes zeros up to the
         next ``EXTEND_CHUNK`` boundary, so only one commit in many changes the file's size."""
         end = base + hi - lo
+        if end <= self._size and lo == 0 and hi == len(self._buf):
+            # The common commit: the whole batch into zero-filled space, one call with no views to build.
+            n = os.pwrite(self._fd, self._buf, base)
+            if n == hi:
+                return
+            lo += n
+            base += n
         parts = [memoryview(self._buf)[lo:hi]]
         if end > self._size:
             new_size = (end // EXTEND_CHUNK + 1) * EXTEND_CHUNK
