@@ -155,6 +155,7 @@ def main() -> int:
         print("needs root (partitions run under their own uids)")
         return 2
 
+    load0 = os.getloadavg()
     flood: list[dict[str, float]] = []
     quiet: list[dict[str, float]] = []
     failed_flood = 0
@@ -196,6 +197,7 @@ def main() -> int:
     for kind, xs in times.items():
         print(f"  {kind:<18} {spread(xs)} ms; failed trials {failed[kind]}")
 
+    print(f"load average (1-min) {load0[0]:.2f} at start, {os.getloadavg()[0]:.2f} at end")
     # the budget: CONTROL_MSGS_PER_S sustained plus a burst of one second's worth, over the trial
     budget_per_s = CONTROL_MSGS_PER_S * (args.flood_s + 1) / args.flood_s
     # a dead monitor stops the motor when its lease runs out; the supervisor sees its own fault within one
