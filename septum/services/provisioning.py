@@ -37,7 +37,6 @@ from septum.model import load
 from septum.model.schema import Model
 
 from . import credentials as cr
-from .mtls import MachinePins, load_certificates
 from .update_bundle import make_bundle
 
 DRUG_LIBRARY = "drug_library"  # the data item the update service publishes as DrugLibrary messages
@@ -178,6 +177,10 @@ def provision_device(
         if dkey is not None and (adir / CREDENTIALS_FILE).exists():
             seal_file(adir / CREDENTIALS_FILE, dkey, auth)
         if hospital_ca_pem is not None:
+            # here, not at the top: the update and auth services import this module for its file names at start,
+            # and x509 path verification is a heavy import they would pay for on every start
+            from .mtls import MachinePins, load_certificates
+
             pem = hospital_ca_pem if isinstance(hospital_ca_pem, bytes) else Path(hospital_ca_pem).read_bytes()
             certs = load_certificates(pem, "hospital CA")
             pins = dict(machine_pins or {})
