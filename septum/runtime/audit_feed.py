@@ -18,7 +18,6 @@ from __future__ import annotations
 import socket
 import threading
 from collections import deque
-from typing import Any
 
 import msgspec
 
@@ -69,11 +68,6 @@ class AuditFeed:
         self.acked = 0
         self.dropped = 0  # events not kept because MAX_UNACKED were waiting (they remain in events.jsonl)
         self._dropped_reported = 0
-
-    @classmethod
-    def for_model(cls, model: Any) -> AuditFeed | None:
-        names = [n for n, p in model.partitions.items() if p.service == "audit"]
-        return cls(names[0]) if names else None
 
     def device_end(self) -> proto.DeviceEnd:
         return proto.DeviceEnd(name=FEED_NAME, fd=self.child_end.fileno(), kind=FEED_KIND)

@@ -24,6 +24,7 @@ bounded by ``MAX_DEVICE_PACKET``.
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -58,11 +59,19 @@ def device_interfaces(model: Model, partition: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def create_devices(model: Model) -> dict[str, DevicePair]:
-    """One SEQPACKET pair per owned device interface, keyed by interface name."""
+class PlannedDevice(Protocol):
+    @property
+    def interface(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def owner(self) -> str: ...
+
+
+def create_devices(planned: Iterable[PlannedDevice]) -> dict[str, DevicePair]:
+    """One SEQPACKET pair per planned device (``septum.runtime.plan.DevicePlan``), keyed by interface name."""
     pairs: dict[str, DevicePair] = {}
-    for pname in model.partitions:
-        for iname in device_interfaces(model, pname):
-            part_end, hw_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            pairs[iname] = DevicePair(iname, str(model.interfaces[iname].kind), pname, part_end, hw_end)
+    for d in planned:
+        part_end, hw_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pairs[d.interface] = DevicePair(d.interface, d.kind, d.owner, part_end, hw_end)
     return pairs

@@ -1,5 +1,6 @@
 """``septum run --explain``: per partition, what is enforced, by which mechanism, and what this host
-could not enforce. Built from the same launch plans the supervisor uses."""
+could not enforce. It renders a ``RunPlan`` (``septum.runtime.plan.build_plan``), the very object the
+supervisor executes: ``explain_plan(sup.plan)`` shows what a running supervisor launched."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 from septum.model.schema import Model
 
-from .plan import PartitionPlan, plan_device
+from .plan import PartitionPlan, RunOptions, RunPlan, build_plan
 from .sandbox import seccomp
 from .sandbox.probe import HostSupport, probe
 
@@ -74,20 +75,37 @@ def _lines(plan: PartitionPlan, host: HostSupport) -> list[tuple[str, str, bool]
     return rows
 
 
-def explain(model: Model, model_dir: Path, state_dir: Path) -> tuple[str, int]:
-    """Text for ``--explain`` and the number of rows this host cannot enforce."""
-    host = probe()
-    plans = plan_device(model, model_dir, state_dir / "data")
+def _wiring(plan: RunPlan, name: str) -> list[tuple[str, str, bool]]:
+    """Rows for what the plan hands a partition besides its channels: device links, feed, provisioning."""
+    rows: list[tuple[str, str, bool]] = []
+    devs = [f"{d.interface} ({d.kind})" for d in plan.devices if d.owner == name]
+    if devs:
+        rows.append((f"device links: {', '.join(devs)}; no other partition is handed them",
+                     "SEQPACKET socketpair per owned interface", True))
+    if plan.audit_partition == name:
+        rows.append(("receives the supervisor's event feed (acknowledged, resent after a restart)",
+                     "SEQPACKET socketpair, not a model channel", True))
+    if name in plan.provisioning:
+        rows.append((f"provisioned from {plan.provisioning[name]} (copied into its data folder, its uid only)",
+                     "supervisor at start", True))
+    return rows
+
+
+def explain_plan(plan: RunPlan, host: HostSupport | None = None) -> tuple[str, int]:
+    """Text for ``--explain`` of this plan and the number of rows this host cannot enforce."""
+    host = host or probe()
     out: list[str] = []
     unenforced = 0
-    out.append(f"device {model.device.name} (profile {model.device.profile}) on this host: "
+    out.append(f"device {plan.device} (profile {plan.profile}) on this host: "
                f"root={host.root} seccomp={host.seccomp} landlock_abi={host.landlock_abi} "
                f"netns={host.netns} cgroup=v{host.cgroup.version} {sorted(host.cgroup.bases)} "
                f"disk_quota={host.disk_quota}")
-    for name, plan in plans.items():
+    if plan.ports:
+        out.append("ports of this run: " + ", ".join(f"{i}={p}" for i, p in sorted(plan.ports.items())))
+    for name, part in plan.partitions.items():
         out.append("")
-        out.append(f"partition {name}  [{plan.criticality}]  runs {plan.entry}")
-        for what, how, ok in _lines(plan, host):
+        out.append(f"partition {name}  [{part.criticality}]  runs {part.entry}")
+        for what, how, ok in _lines(part, host) + _wiring(plan, name):
             mark = "enforced    " if ok else "NOT ENFORCED"
             unenforced += not ok
             out.append(f"  {mark}  {what}  -- {how}")
@@ -98,3 +116,8 @@ def explain(model: Model, model_dir: Path, state_dir: Path) -> tuple[str, int]:
     else:
         out.append("this host enforces every mechanism Septum uses")
     return "\n".join(out), unenforced
+
+
+def explain(model: Model, model_dir: Path, state_dir: Path) -> tuple[str, int]:
+    """``explain_plan`` of the plan ``septum run`` would build for this model and state directory."""
+    return explain_plan(build_plan(model, RunOptions(model_dir=model_dir, data_root=state_dir / "data")))

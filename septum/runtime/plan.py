@@ -1,9 +1,23 @@
-"""From the model to a concrete launch plan per partition: entry point, channel ends, sandbox settings.
+"""From the model to the run plan: everything ``septum run`` launches, computed once, before anything starts.
 
-The supervisor launches from these plans and ``--explain`` prints them, so what is explained is what
-is launched. Everything a user can get wrong (an entry module that does not exist, a Septum service
-that is not installed, an unknown syscall group, an unusable message schema) is a ``SetupError`` here,
-before any process starts.
+``build_plan(model, options)`` is the only planner. It turns the model into a ``RunPlan``: per partition its
+entry point, channel ends, sandbox settings (files, network, system-call groups, rlimits, listen ports),
+config (liveness probes, and for a Septum service the model itself); the channels; the owned hardware
+devices; which partition receives the supervisor's audit feed; the provisioning folders and where the
+manufacturer's update key is; the TCP ports of this run. The supervisor executes a ``RunPlan`` and never
+goes back to the model or the planner; ``septum run --explain`` renders the same plan
+(``septum.runtime.explain``), so what is explained is what is launched.
+
+The plan is pure data (frozen dataclasses; built twice from one model it is equal) and building it has no
+effect: it creates no file, folder, socket, process or thread. It does *read*: it looks entry modules up on
+the import path (``importlib`` finders; for a Septum service this imports ``septum.services``) and resolves
+the code and file paths a partition may read, because an entry point that does not exist must be refused
+here, before any process starts. Everything that depends on the host (which mechanisms it enforces, uids,
+cgroups) is the executor's, not the plan's: one plan explains the same on every host.
+
+Everything a user can get wrong (an entry module that does not exist, a Septum service that is not
+installed, an unknown syscall group, an unusable message schema, a port override or provisioning folder for
+something the model does not have) is a ``SetupError`` here, all problems in one message.
 """
 
 from __future__ import annotations
@@ -17,21 +31,46 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from septum.errors import SeptumError
-from septum.model.schema import NETWORK_KINDS, Channel, Model
+from septum.model.schema import NETWORK_KINDS, Model
 
 from . import codec, liveness
 from .devices import device_interfaces
+from .protocol import MODEL_CONFIG_KEY
 from .sandbox import limits, seccomp
 
 SYSTEM_READ_ONLY = ("/usr", "/lib", "/lib64", "/etc/localtime", "/etc/ld.so.cache", "/dev/null",
                     "/dev/urandom", "/proc/self")
 NETWORK_READ_ONLY = ("/etc/hosts", "/etc/resolv.conf", "/etc/nsswitch.conf", "/etc/gai.conf",
                      "/etc/services", "/etc/protocols", "/etc/ssl")
+MANUFACTURER_PUB = "manufacturer.pub"  # the update key in the update service's provisioning folder
 
 
 class SetupError(SeptumError, RuntimeError):
     """The model cannot be launched as written (reported before any process starts)."""
+
+
+@dataclass(frozen=True)
+class ChannelPlan:
+    """One model channel as it is launched: a SEQPACKET pair, the send end to ``src``, the receive end to ``dst``."""
+
+    name: str
+    src: str
+    dst: str
+    message: str
+    rate_per_s: float | None  # enforced by the receiving end (None: unbounded)
+    queue: int
+
+
+@dataclass(frozen=True)
+class DevicePlan:
+    """An owned hardware interface: one link whose partition end only ``owner`` is handed."""
+
+    interface: str
+    kind: str
+    owner: str
 
 
 @dataclass(frozen=True)
@@ -42,19 +81,49 @@ class PartitionPlan:
     criticality: str
     restart_policy: str
     heartbeat_ms: int | None
-    inputs: tuple[Channel, ...]
-    outputs: tuple[Channel, ...]
+    inputs: tuple[ChannelPlan, ...]
+    outputs: tuple[ChannelPlan, ...]
     network: bool  # keeps the host network (owns a network interface or allow.net)
     read_only: tuple[str, ...]
     read_write: tuple[str, ...]
     syscall_groups: tuple[str, ...]
     rlimits: tuple[tuple[int, int], ...]
     resources: Any
+    # what the partition reads as ``p.config``: the model's, its liveness probes, and for a Septum service the
+    # model itself as plain data (a service gets the very model that was checked and runs)
     config: dict[str, Any] = field(default_factory=dict)
     devices: tuple[str, ...] = ()  # owned hardware interfaces, each reached over its own device link
     # TCP ports the partition may listen on: those of the network interfaces it owns (a backdoor listener
     # on any other port is refused by Landlock). Outbound connections are not restricted by port.
     bind_ports: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What a run adds to the model: where it runs from and what this device is given."""
+
+    model_dir: Path  # the model's folder: partitions' code is imported from it, relative paths resolve in it
+    data_root: Path  # each partition's data folder is ``data_root / name`` (the supervisor's state_dir/data)
+    ports: Mapping[str, int] = field(default_factory=dict)  # interface -> TCP port of this run
+    provision: Mapping[str, Path] = field(default_factory=dict)  # partition -> folder copied into its data dir
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """The whole device as the supervisor launches it (the fields are not reassigned once built)."""
+
+    device: str
+    profile: str
+    model_dir: Path
+    data_root: Path
+    partitions: dict[str, PartitionPlan]  # in model order
+    channels: tuple[ChannelPlan, ...]
+    messages: dict[str, dict[str, dict[str, Any]]]  # message -> field specs, as the boot config carries them
+    devices: tuple[DevicePlan, ...]
+    audit_partition: str | None  # receives the supervisor's event feed (the model's ``service: audit``)
+    provisioning: dict[str, Path]  # partition -> folder copied into its data dir before it starts
+    update_keys: tuple[Path, ...]  # where the manufacturer key code activations are checked with may be
+    ports: dict[str, int]  # the port overrides of this run (already applied to bind_ports and probes)
 
 
 def code_paths(model_dir: Path) -> list[str]:
@@ -104,22 +173,37 @@ def _file_path(p: str, model_dir: Path) -> str:
     return p if os.path.isabs(p) else str((model_dir / p).resolve())
 
 
-def plan_device(
-    model: Model, model_dir: Path, data_root: Path, ports: Mapping[str, int] | None = None
-) -> dict[str, PartitionPlan]:
-    """``ports`` maps an interface name to the TCP port it uses in this run (default: the model's ``port``),
-    so a test bench can run a device on free ports; the partition may bind exactly those."""
+def unknown_provisioning(model: Model, provision: Mapping[str, Any]) -> str | None:
+    """The refusal for provisioning folders of partitions the model does not have (None: all known)."""
+    unknown = sorted(set(provision) - set(model.partitions))
+    return f"provisioning for unknown partition(s): {', '.join(unknown)}" if unknown else None
+
+
+def build_plan(model: Model, options: RunOptions) -> RunPlan:
+    """The one plan of a run (see the module docstring); raises ``SetupError`` listing every problem."""
     problems: list[str] = []
-    ports = dict(ports or {})
+    model_dir = options.model_dir
+    ports = dict(options.ports)
+    provision = {k: Path(v) for k, v in options.provision.items()}
     for iname in ports:
         iface = model.interfaces.get(iname)
         if iface is None or iface.kind not in NETWORK_KINDS:
             problems.append(f"port override for {iname!r}, which is not a network interface of the model")
-    for mname in {c.message for c in model.channels}:
+    unknown = unknown_provisioning(model, provision)
+    if unknown:
+        problems.append(unknown)
+    messages: dict[str, dict[str, dict[str, Any]]] = {}
+    for mname in sorted({c.message for c in model.channels}):
         try:
-            codec.message_type(mname, {k: codec.field_spec(v) for k, v in model.message_fields(mname).items()})
+            specs = {k: codec.field_spec(v) for k, v in model.message_fields(mname).items()}
+            codec.message_type(mname, specs)
         except (codec.CodecError, KeyError) as exc:
             problems.append(str(exc))
+            continue
+        messages[mname] = specs
+    channels = tuple(ChannelPlan(name=c.name, src=c.src, dst=c.dst, message=c.message, rate_per_s=c.rate_per_s,
+                                 queue=c.queue) for c in model.channels)
+    model_data: dict[str, Any] | None = None  # the model as plain data, made once for every service
     base_ro = code_paths(model_dir)
     plans: dict[str, PartitionPlan] = {}
     for name, part in model.partitions.items():
@@ -138,9 +222,14 @@ def plan_device(
         )
         network = owns_net or part.allow.net
         ro = list(base_ro) + list(SYSTEM_READ_ONLY) + (list(NETWORK_READ_ONLY) if network else [])
-        rw = [str(data_root / name)]
+        rw = [str(options.data_root / name)]
         for path, mode in part.allow.files.items():
             (rw if mode == "rw" else ro).append(_file_path(path, model_dir))
+        config = {**part.config, **liveness.plan_config(model, name, ports)}
+        if part.service is not None:
+            if model_data is None:
+                model_data = msgspec.to_builtins(model)
+            config[MODEL_CONFIG_KEY] = model_data
         plans[name] = PartitionPlan(
             name=name,
             entry=entry,
@@ -148,15 +237,15 @@ def plan_device(
             criticality=part.criticality,
             restart_policy=part.restart_policy,
             heartbeat_ms=part.heartbeat_ms,
-            inputs=tuple(c for c in model.channels if c.dst == name),
-            outputs=tuple(c for c in model.channels if c.src == name),
+            inputs=tuple(c for c in channels if c.dst == name),
+            outputs=tuple(c for c in channels if c.src == name),
             network=network,
             read_only=tuple(ro),
             read_write=tuple(rw),
             syscall_groups=tuple(part.allow.syscalls),
             rlimits=tuple(limits.rlimits(part.resources)),
             resources=part.resources,
-            config={**part.config, **liveness.plan_config(model, name, ports)},
+            config=config,
             devices=device_interfaces(model, name),
             bind_ports=tuple(sorted(
                 port for i in part.owns
@@ -166,11 +255,14 @@ def plan_device(
         )
     if problems:
         raise SetupError("; ".join(sorted(problems)))
-    return plans
-
-
-def message_specs(model: Model) -> dict[str, dict[str, dict[str, Any]]]:
-    out: dict[str, dict[str, dict[str, Any]]] = {}
-    for mname in {c.message for c in model.channels}:
-        out[mname] = {k: codec.field_spec(v) for k, v in model.message_fields(mname).items()}
-    return out
+    devices = tuple(DevicePlan(interface=i, kind=str(model.interfaces[i].kind), owner=name)
+                    for name, p in plans.items() for i in p.devices)
+    audit = [n for n, p in model.partitions.items() if p.service == "audit"]
+    update_keys = tuple(provision[n] / MANUFACTURER_PUB for n, p in model.partitions.items()
+                        if p.service == "update" and n in provision)
+    return RunPlan(
+        device=model.device.name, profile=str(model.device.profile), model_dir=model_dir,
+        data_root=options.data_root, partitions=plans, channels=channels, messages=messages, devices=devices,
+        audit_partition=audit[0] if audit else None, provisioning=provision, update_keys=update_keys,
+        ports=ports,
+    )

@@ -1,4 +1,4 @@
-"""The supervisor: starts the device from its model, supervises it, and stops it cleanly.
+"""The supervisor: executes a run plan (``septum.runtime.plan``), supervises the device, stops it cleanly.
 
 Usable as a library (tests, the pump rig, services)::
 
@@ -6,13 +6,21 @@ Usable as a library (tests, the pump rig, services)::
         sup.wait_ready(timeout=5)
         sup.events.wait_for(lambda e: e.kind == "safe_state", timeout=10)
 
+Plan, then execute: ``start()`` runs the analysis gate on the model, builds the ``RunPlan`` once
+(``build_plan``; or runs the ``plan=`` it was given) and from then on works from that plan alone: the
+channels, devices, audit feed, provisioning and ports it sets up, the boot configuration each partition
+gets, are the plan's; it never goes back to the model or the planner. ``septum run --explain`` renders the
+same plan. The parts of supervision are units of their own:
+
+* ``septum.runtime.process_table``: the process records and the device's outcome, and the lock
+  discipline for the fields other threads read;
+* ``septum.runtime.restart_policy``: what follows an unexpected exit (pure decisions);
+* ``septum.runtime.activation``: partition code updates (checks, phases, roll-back);
+* this module: the executor: setup from the plan, spawning, the control channels, deadlines, shutdown.
+
 All process creation and supervision happens on one supervisor thread. That is deliberate: the
 parent-death signal of a partition fires when the *thread* that forked it exits, so the thread that
 spawns must be the one that outlives the partitions. Public methods only post requests to it.
-
-Restart policies: ``always`` (restart with backoff, at most ``max_restarts`` per ``restart_window_s``,
-then give up and report), ``never`` (report, do not restart), ``fail-safe`` (never restart; emit
-``safe_state`` and stop every partition except the audit service: the therapy path stops).
 
 Untrusted partitions: every control message is checked and budgeted by ``septum.runtime.control_guard``
 (closed protocol, per-partition rate and read budget, refusals reported at bounded volume); handling a
@@ -24,11 +32,6 @@ A failing supervisor fails safe: any exception on the supervisor thread stops th
 partition but the audit service is killed: the motor lease then runs out), records ``supervisor_fault`` and
 ``safe_state``, gives the audit service a bounded time to make them durable, and sets ``outcome`` to
 ``safe_state`` with the fault in ``failures``.
-
-Partition code updates: the update service asks (``Activate``) to run a staged version of a partition's
-code; the supervisor checks it itself (``septum.runtime.code_update``), restarts the partition from its
-own read-only copy, and returns it to the previous code if the new one is not ready in time or does not
-survive ``HEALTH_PERIODS`` heartbeat periods. One activation at a time; safety partitions are refused.
 """
 
 from __future__ import annotations
@@ -45,17 +48,15 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import msgspec
 
 from septum.errors import InvariantBroken, SeptumError
 from septum.model.schema import Model
 
-from . import code_update
 from . import protocol as proto
+from . import restart_policy
+from .activation import HEALTH_PERIODS, HEALTH_S_NO_HEARTBEAT, CodeActivations
 from .audit_feed import AuditFeed
 from .channel import create_pair
 from .clock import Clock
@@ -63,65 +64,23 @@ from .control_guard import READ_BATCH, ControlGuard, Refused, describe_exit
 from .devices import HardwareProvider, create_devices
 from .events import EventStream
 from .gate import describe, gate
-from .plan import PartitionPlan, SetupError, message_specs, plan_device
+from .plan import MANUFACTURER_PUB, PartitionPlan, RunOptions, RunPlan, SetupError, build_plan, unknown_provisioning
+from .process_table import Proc, ProcessTable
+from .restart_policy import Verdict
 from .sandbox import disk, identity, limits, probe, spawn
-from .states import ActivationPhase, Outcome, ProcState
+from .states import Outcome, ProcState
+
+__all__ = ["CHILD_ENV", "HEALTH_PERIODS", "HEALTH_S_NO_HEARTBEAT", "MANUFACTURER_PUB", "MODEL_CONFIG_KEY",
+           "PartitionFailed", "Supervisor", "remove_state_dir"]
 
 CHILD_ENV = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"}
-MODEL_CONFIG_KEY = proto.MODEL_CONFIG_KEY  # service partitions' config: the model as plain data
+MODEL_CONFIG_KEY = proto.MODEL_CONFIG_KEY  # service partitions' config: the model as plain data (see plan.py)
 FAULT_AUDIT_S = 2.0  # after a supervisor fault: time the audit service gets to make the records durable
 LEFTOVER_BUDGET = 100_000  # messages of a previous instance discarded before a restart (a full socket)
-HEALTH_PERIODS = 3  # heartbeat periods new partition code must survive after ready to be kept
-HEALTH_S_NO_HEARTBEAT = 1.0  # the same probation for a partition without heartbeat_ms
-MANUFACTURER_PUB = "manufacturer.pub"  # the update key in the update service's provisioning folder
 
 
 class PartitionFailed(SeptumError, RuntimeError):
     """The device could not become ready (a partition failed for good, or the device went safe)."""
-
-
-@dataclass
-class _Proc:
-    plan: PartitionPlan
-    uid: int | None
-    gid: int | None
-    control: socket.socket  # supervisor's end
-    child_control: socket.socket  # partition's end (kept for restarts)
-    fds: list[int]
-    data_dir: Path
-    log_path: Path
-    cgroup: limits.PartitionCgroup | None = None
-    popen: subprocess.Popen[bytes] | None = None
-    pidfd: int | None = None
-    state: ProcState = ProcState.NEW  # written only through Supervisor._set_state (under the lock)
-    started: float = 0.0
-    last_beat: float = 0.0
-    stop_requested: bool = False
-    killed_for: str | None = None
-    oom_seen: int = 0
-    restarts: list[float] = field(default_factory=list)
-    restart_at: float | None = None
-    last_fatal: str = ""
-    guard: ControlGuard | None = None  # its control channel, as the supervisor accepts it
-    code_dir: Path | None = None  # installed code folder first on the import path; None: the model's code
-    code_version: str = ""  # "" = the model's own code
-    respawn: bool = False  # stopped to be started again at once (a code activation)
-
-
-@dataclass
-class _Activation:
-    """One code activation in progress: the target runs ``version`` on probation."""
-
-    request_id: str
-    requester: _Proc
-    target: _Proc
-    version: str
-    old_dir: Path | None
-    old_version: str
-    probation_s: float
-    phase: ActivationPhase = ActivationPhase.STOPPING  # -> STARTING -> PROBATION
-    kill_at: float = 0.0
-    ready_at: float = 0.0
 
 
 class Supervisor:
@@ -143,17 +102,18 @@ class Supervisor:
         ports: Mapping[str, int] | None = None,
         hardware: HardwareProvider | None = None,
         device_key: str | Path | None = None,
+        plan: RunPlan | None = None,
     ) -> None:
-        self.model = model
+        self.model = model  # judged by the analysis gate; what runs is the plan built from it (``self.plan``)
         # receives the hardware end of every owned device interface (septum.runtime.devices); None: unplugged
         self.hardware = hardware
         # partition -> folder whose contents are copied into that partition's data dir before it starts
         # (credentials, keys, certificates, signed data provisioned for this device), owned by its uid
         self.provision = {k: Path(v) for k, v in (provision or {}).items()}
         self.ports = dict(ports or {})  # interface -> TCP port for this run (default: the model's)
-        unknown = sorted(set(self.provision) - set(model.partitions))
+        unknown = unknown_provisioning(model, self.provision)
         if unknown:
-            raise SetupError(f"provisioning for unknown partition(s): {', '.join(unknown)}")
+            raise SetupError(unknown)
         self.source = source
         self.model_dir = Path(model_dir).resolve()
         self.run_id = uuid.uuid4().hex[:10]
@@ -172,31 +132,41 @@ class Supervisor:
         self.max_restarts = max_restarts
         self.restart_window_s = restart_window_s
         self.host = probe.probe()
-        self.outcome = Outcome.NEW  # written only through _set_outcome (under the lock)
-        self.failures: list[str] = []
-        self._procs: dict[str, _Proc] = {}
+        # a plan built by the caller (a bench that edits it) is run as given; None: built at start()
+        self.plan: RunPlan | None = plan
+        self.table = ProcessTable()  # processes, outcome, failures; the lock other threads read them with
+        self._procs = self.table.procs
         self._channels: list[socket.socket] = []
         self._leases = identity.UidLeases()
-        self._lock = threading.Lock()
         self._ready = threading.Event()
         self._done = threading.Event()
         self._failed = threading.Event()
-        self._stop_requested = False
+        self._stop_requested = False  # one-way flag: set by stop() (any thread), read by the supervisor thread
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._thread: threading.Thread | None = None
         self._write_errors_seen = 0
         self.fault: str | None = None  # set when the supervisor thread itself failed (see _fail_safe)
         self._feed: AuditFeed | None = None  # supervisor events -> the audit service (septum.runtime.audit_feed)
         self.code_root = self.state_dir / "code"  # per partition, installed code versions (root-owned)
-        self._activation: _Activation | None = None
-        self._update_keys: list[Any] = []  # the manufacturer key(s) code activations are checked with
+        self.activations = CodeActivations(self.table, self.events, self, code_root=self.code_root,
+                                           stop_grace=stop_grace)
         # the device key (a TPM-sealed key, simulated by a root-only file; septum.crypto.secrets_at_rest):
         # each partition's sealed files are opened here at its start and handed over in its boot config
         self.device_key = self._load_device_key(device_key)
 
     # ------------------------------------------------------------------ public API
+    @property
+    def outcome(self) -> Outcome:
+        return self.table.outcome
+
+    @property
+    def failures(self) -> list[str]:
+        """Why the device failed, in order (append-only; see septum.runtime.process_table)."""
+        return self.table.failures
+
     def start(self) -> None:
-        """Gate, plan and set up the device, then launch it on the supervisor thread.
+        """Gate the model, plan the device once, set it up from the plan, then launch it on the supervisor
+        thread.
 
         Raises RefusedToRun (blocking findings) or SetupError (the model cannot be launched)."""
         if self.check:
@@ -208,18 +178,23 @@ class Supervisor:
             self.events.emit("analysis_skipped", severity="warning",
                              note="started without the analysis gate (library use with check=False)")
         data_root = self.state_dir / "data"
-        plans = plan_device(self.model, self.model_dir, data_root, self.ports)
+        if self.plan is None:
+            self.plan = build_plan(self.model, RunOptions(model_dir=self.model_dir, data_root=data_root,
+                                                          ports=self.ports, provision=self.provision))
+        elif self.plan.data_root != data_root or self.plan.model_dir != self.model_dir:
+            raise SetupError(f"the plan given was built for data root {self.plan.data_root} and model folder "
+                             f"{self.plan.model_dir}, not {data_root} and {self.model_dir}")
         if self.host.uid_drop:
             _check_traversable(self.state_dir)
         missing = self.host.missing()
         if missing:
             self.events.emit("host_cannot_enforce", severity="warning", mechanisms=missing)
         try:
-            self._setup(plans, data_root)
+            self._setup(self.plan)
         except (OSError, identity.IdentityError) as exc:
             self._teardown()
             raise SetupError(f"could not set up the device: {exc}") from None
-        self._set_outcome(Outcome.RUNNING)
+        self.table.set_outcome(Outcome.RUNNING)
         self._thread = threading.Thread(target=self._loop, name="septum-supervisor", daemon=True)
         self._thread.start()
 
@@ -230,7 +205,7 @@ class Supervisor:
         deadline = time.monotonic() + timeout
         while not self._ready.is_set():
             if self._failed.is_set():
-                raise PartitionFailed("; ".join(self.failures) or "the device failed before it was ready")
+                raise PartitionFailed(self.table.failures_text() or "the device failed before it was ready")
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
@@ -252,21 +227,14 @@ class Supervisor:
             self._done.set()
 
     def partition_pids(self) -> dict[str, int]:
-        with self._lock:
-            return {n: p.popen.pid for n, p in self._procs.items()
-                    if p.popen is not None and p.popen.returncode is None}
+        return self.table.pids()
 
     def partition_state(self, name: str) -> ProcState:
-        with self._lock:
-            return self._procs[name].state
+        return self.table.state(name)
 
-    def _set_state(self, p: _Proc, state: ProcState) -> None:
-        with self._lock:
-            p.state = state
-
-    def _set_outcome(self, outcome: Outcome) -> None:
-        with self._lock:
-            self.outcome = outcome
+    def code_version(self, name: str) -> str:
+        """The code version partition ``name`` runs ("" = the model's own code)."""
+        return self.table.code_version(name)
 
     def data_dir(self, name: str) -> Path:
         return self.state_dir / "data" / name
@@ -281,21 +249,22 @@ class Supervisor:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    # ------------------------------------------------------------------ setup
-    def _setup(self, plans: dict[str, PartitionPlan], data_root: Path) -> None:
+    # ------------------------------------------------------------------ setup (from the plan alone)
+    def _setup(self, plan: RunPlan) -> None:
+        data_root = plan.data_root
         (self.state_dir / "logs").mkdir(exist_ok=True)
         data_root.mkdir(exist_ok=True)
         os.chmod(data_root, 0o711)  # noqa: S103 - traverse only, no listing
-        uids: list[int | None] = [None] * len(plans)
+        parts = plan.partitions
+        uids: list[int | None] = [None] * len(parts)
         if self.host.uid_drop:
-            uids = list(self._leases.lease(len(plans)))
+            uids = list(self._leases.lease(len(parts)))
         ends: dict[str, tuple[socket.socket, socket.socket]] = {}
-        for ch in self.model.channels:
+        for ch in plan.channels:
             ends[ch.name] = create_pair()
             self._channels += ends[ch.name]
-        devices = create_devices(self.model)
         self._device_fds: dict[str, list[proto.DeviceEnd]] = {}
-        for dev in devices.values():
+        for dev in create_devices(plan.devices).values():
             self._channels.append(dev.partition_end)  # kept for restarts, closed at teardown
             self._device_fds.setdefault(dev.owner, []).append(
                 proto.DeviceEnd(name=dev.interface, fd=dev.partition_end.fileno(), kind=dev.kind))
@@ -303,40 +272,38 @@ class Supervisor:
                 self.hardware.attach(dev.interface, dev.hardware_end)
             else:
                 dev.hardware_end.close()  # unplugged: the owner reads end-of-file
-        self._feed = AuditFeed.for_model(self.model)
+        self._feed = AuditFeed(plan.audit_partition) if plan.audit_partition is not None else None
         if self._feed is not None:  # the audit service gets the event stream on a device-like end of its own
             self._channels += [self._feed.sup_end, self._feed.child_end]  # closed at teardown
             self._device_fds.setdefault(self._feed.partition, []).append(self._feed.device_end())
             for ev in self.events.history:
                 self._feed.offer(ev)
             self.events.subscribe(self._feed.offer)
-        for (name, plan), uid in zip(plans.items(), uids, strict=True):
+        for (name, pplan), uid in zip(parts.items(), uids, strict=True):
             ddir = data_root / name
             ddir.mkdir(exist_ok=True)
-            disk.attach(self.state_dir, name, ddir, plan.resources.disk_mb)  # its own capped filesystem
-            if name in self.provision:
-                _copy_provisioning(self.provision[name], ddir, uid)
+            disk.attach(self.state_dir, name, ddir, pplan.resources.disk_mb)  # its own capped filesystem
+            if name in plan.provisioning:
+                _copy_provisioning(plan.provisioning[name], ddir, uid)
             if uid is not None:
                 os.chown(ddir, uid, uid)
             os.chmod(ddir, 0o700)
             sup_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            fds = [ends[c.name][1].fileno() for c in plan.inputs] + [ends[c.name][0].fileno()
-                                                                    for c in plan.outputs]
+            fds = [ends[c.name][1].fileno() for c in pplan.inputs] + [ends[c.name][0].fileno()
+                                                                     for c in pplan.outputs]
             fds += [d.fd for d in self._device_fds.get(name, [])]
             cg = None
             if self.host.cgroup.bases:
                 cg = limits.PartitionCgroup.create(
-                    self.host.cgroup, self.run_id, name, plan.resources, partitions=len(plans),
-                    cpu_weight=limits.cpu_weight_for(plan.criticality, plan.restart_policy))
-            self._procs[name] = _Proc(
-                plan=plan, uid=uid, gid=uid, control=sup_end, child_control=child_end, fds=fds,
+                    self.host.cgroup, self.run_id, name, pplan.resources, partitions=len(parts),
+                    cpu_weight=limits.cpu_weight_for(pplan.criticality, pplan.restart_policy))
+            self.table.add(Proc(
+                plan=pplan, uid=uid, gid=uid, control=sup_end, child_control=child_end, fds=fds,
                 data_dir=ddir, log_path=self.state_dir / "logs" / f"{name}.log", cgroup=cg,
-                guard=ControlGuard(name, frozenset(c.name for c in plan.inputs)),
-            )
-        self._update_keys = self._load_update_keys()
-        self._messages = message_specs(self.model)
-        self._end_fds = {ch.name: (ends[ch.name][0].fileno(), ends[ch.name][1].fileno())
-                         for ch in self.model.channels}
+                guard=ControlGuard(name, frozenset(c.name for c in pplan.inputs)),
+            ))
+        self.activations.load_keys(plan.update_keys)
+        self._end_fds = {ch.name: (ends[ch.name][0].fileno(), ends[ch.name][1].fileno()) for ch in plan.channels}
 
     def _load_device_key(self, path: str | Path | None) -> Any:
         if path is None:
@@ -352,7 +319,7 @@ class Supervisor:
         except SecretsError as exc:
             raise SetupError(str(exc)) from None
 
-    def _unsealed(self, p: _Proc) -> dict[str, bytes]:
+    def _unsealed(self, p: Proc) -> dict[str, bytes]:
         if self.device_key is None:
             return {}
         from septum.crypto.secrets_at_rest import unseal_folder
@@ -362,30 +329,15 @@ class Supervisor:
             self.events.emit("secret_unusable", partition=p.plan.name, severity="error", error=problem)
         return found
 
-    def _load_update_keys(self) -> list[Any]:
-        """The manufacturer key from the update service's provisioning folder, read once here: the update
-        partition's own copy is in a folder it can write, so it cannot vouch for code it staged."""
-        from septum.crypto.keys import KeyFileError, load_public_key
-
-        for name, part in self.model.partitions.items():
-            folder = self.provision.get(name)
-            if part.service == "update" and folder is not None and (folder / MANUFACTURER_PUB).exists():
-                try:
-                    return [load_public_key(folder / MANUFACTURER_PUB)]
-                except KeyFileError as exc:
-                    self.events.emit("code_key_unusable", severity="warning", error=str(exc))
-        return []
-
-    def code_version(self, name: str) -> str:
-        """The code version partition ``name`` runs ("" = the model's own code)."""
-        with self._lock:
-            return self._procs[name].code_version
-
-    def _boot_config(self, p: _Proc) -> proto.Boot:
+    def _boot_config(self, p: Proc) -> proto.Boot:
         plan = p.plan
+        if self.plan is None:
+            raise InvariantBroken(f"{plan.name}: a boot configuration was asked for before the device was planned")
+        model_dir = str(self.plan.model_dir)
         # installed code first on the path, so its modules shadow the model's; readable, never writable
-        import_path = [str(self.model_dir)] if p.code_dir is None else [str(p.code_dir), str(self.model_dir)]
+        import_path = [model_dir] if p.code_dir is None else [str(p.code_dir), model_dir]
         read_only = list(plan.read_only) + ([] if p.code_dir is None else [str(p.code_dir)])
+        messages = self.plan.messages
 
         def end(ch: Any, fd: int, peer: str) -> proto.ChannelEnd:
             return proto.ChannelEnd(name=ch.name, fd=fd, message=ch.message, peer=peer,
@@ -393,13 +345,13 @@ class Supervisor:
 
         return proto.Boot(
             partition=plan.name, entry=plan.entry, import_path=import_path,
-            data_dir=str(p.data_dir), config=_with_secrets(_service_config(plan, self.model), self._unsealed(p)),
+            data_dir=str(p.data_dir), config=_with_secrets(plan.config, self._unsealed(p)),
             clock_origin=self.clock.origin,
             clock_scale=self.clock.scale, clock_wall=self.clock.wall_origin,
             heartbeat_ms=plan.heartbeat_ms,
             inputs=[end(c, self._end_fds[c.name][1], c.src) for c in plan.inputs],
             outputs=[end(c, self._end_fds[c.name][0], c.dst) for c in plan.outputs],
-            messages={c.message: self._messages[c.message] for c in plan.inputs + plan.outputs},
+            messages={c.message: messages[c.message] for c in plan.inputs + plan.outputs},
             sandbox=proto.SandboxSpec(
                 landlock=self.host.landlock_abi >= 1, seccomp=self.host.seccomp, network=plan.network,
                 read_only=read_only, read_write=list(plan.read_write),
@@ -410,7 +362,7 @@ class Supervisor:
         )
 
     # ------------------------------------------------------------------ process control
-    def _spawn(self, p: _Proc) -> None:
+    def spawn(self, p: Proc) -> None:
         self._drain_control(p, forward=False, budget=LEFTOVER_BUDGET)  # leftovers of a previous instance
         if p.guard is not None:
             p.guard.reset_drops()
@@ -433,25 +385,18 @@ class Supervisor:
                 )
             except (OSError, subprocess.SubprocessError) as exc:
                 self._drain_control(p, forward=False, budget=LEFTOVER_BUDGET)
-                self._set_state(p, ProcState.EXITED)
+                self.table.set_state(p, ProcState.EXITED)
                 self.events.emit("spawn_failed", partition=p.plan.name, severity="error", error=str(exc),
                                  log=str(p.log_path))
                 self._apply_policy(p, f"could not start: {exc}")
                 return
-        with self._lock:
-            p.popen = popen
-            p.pidfd = os.pidfd_open(popen.pid)
-            p.state = ProcState.STARTING
-            p.started = p.last_beat = time.monotonic()
-            p.stop_requested = False
-            p.killed_for = None
-            p.last_fatal = ""  # a Fatal of the previous instance does not explain this one's exit
-        self._poller.register(p.pidfd, select.POLLIN)
-        self._fd_pid[p.pidfd] = p
+        pidfd = self.table.started(p, popen, time.monotonic())
+        self._poller.register(pidfd, select.POLLIN)
+        self._fd_pid[pidfd] = p
         self.events.emit("started", partition=p.plan.name, pid=popen.pid, uid=p.uid,
                          restarts=len(p.restarts))
 
-    def _kill(self, p: _Proc, reason: str | None = None) -> None:
+    def kill(self, p: Proc, reason: str | None = None) -> None:
         if reason is not None and p.killed_for is None:
             p.killed_for = reason
         if p.popen is not None and p.popen.returncode is None:
@@ -462,16 +407,16 @@ class Supervisor:
         if p.cgroup is not None:
             p.cgroup.kill_all()
 
-    def _request_stop(self, p: _Proc) -> None:
+    def request_stop(self, p: Proc) -> None:
         p.stop_requested = True
         p.restart_at = None
         if p.popen is not None and p.popen.returncode is None:
             try:
                 p.control.send(proto.encoder.encode(proto.Stop("supervisor")), socket.MSG_DONTWAIT)
             except OSError:
-                self._kill(p)
+                self.kill(p)
 
-    def _drain_control(self, p: _Proc, *, forward: bool = True, budget: int = READ_BATCH) -> bool:
+    def _drain_control(self, p: Proc, *, forward: bool = True, budget: int = READ_BATCH) -> bool:
         """Read at most ``budget`` of the partition's control messages; True if more may be waiting.
 
         Everything read is untrusted (septum.runtime.control_guard): over its rate budget a message is
@@ -507,23 +452,21 @@ class Supervisor:
             except Exception as exc:  # a message the supervisor could not handle fails its sender only
                 self.events.emit("control_handling_failed", partition=p.plan.name, severity="error",
                                  message=type(msg).__name__, error=f"{type(exc).__name__}: {str(exc)[:300]}")
-                self._kill(p, "its control message could not be handled")
+                self.kill(p, "its control message could not be handled")
                 return False
         return True
 
-    def _on_control(self, p: _Proc, msg: Any) -> None:
+    def _on_control(self, p: Proc, msg: Any) -> None:
         name = p.plan.name
         if isinstance(msg, proto.Beat):
             p.last_beat = time.monotonic()
         elif isinstance(msg, proto.Ready):
             p.last_beat = time.monotonic()
             if p.state == ProcState.STARTING:
-                self._set_state(p, ProcState.READY)
+                self.table.set_state(p, ProcState.READY)
                 self.events.emit("ready", partition=name,
                                  startup_ms=round((time.monotonic() - p.started) * 1000, 1))
-                act = self._activation
-                if act is not None and act.target is p and act.phase == ActivationPhase.STARTING:
-                    act.phase, act.ready_at = ActivationPhase.PROBATION, time.monotonic()
+                self.activations.on_ready(p)
                 self._check_all_ready()
         elif isinstance(msg, proto.Report):
             # kind, severity and field names were checked by the guard: none collides with the record's own
@@ -540,21 +483,24 @@ class Supervisor:
             self.events.emit("partition_error", partition=name, severity="error", reason=msg.reason,
                              detail=msg.detail)
         elif isinstance(msg, proto.Activate):
-            self._on_activate(p, msg)
+            self.activations.request(p, msg, stopping=self._stop_requested, outcome=self.outcome)
 
     def _check_all_ready(self) -> None:
-        if not self._ready.is_set() and all(q.state == ProcState.READY for q in self._procs.values()):
+        if not self._ready.is_set() and all(q.state == ProcState.READY for q in self.table):
             self._ready.set()
             self.events.emit("device_ready", ms=round(self.clock.to_real(self.clock.now()) * 1000, 1))
 
-    def _on_exit(self, p: _Proc) -> None:
+    def _on_exit(self, p: Proc) -> None:
+        """A partition process ended: reap it, say why, then let the code activation in progress or the
+        restart policy decide what follows."""
         if p.popen is None or p.pidfd is None:
             raise InvariantBroken(f"{p.plan.name}: an exit was seen for a process that was never started")
         code = p.popen.wait()
-        self._poller.unregister(p.pidfd)
-        del self._fd_pid[p.pidfd]
-        os.close(p.pidfd)
-        p.pidfd = None
+        pidfd = p.pidfd
+        self._poller.unregister(pidfd)
+        del self._fd_pid[pidfd]
+        self.table.exited(p)
+        os.close(pidfd)
         self._drain_control(p)  # Fatal and last reports arrive before the exit is processed
         try:  # children the partition forked die with it
             os.killpg(p.popen.pid, signal.SIGKILL)
@@ -564,176 +510,52 @@ class Supervisor:
             p.cgroup.kill_all()
         oom = p.cgroup is not None and p.cgroup.oom_kills() > p.oom_seen
         how = describe_exit(code)  # any exit code, any signal number (real-time signals included)
-        if oom or code == proto.EXIT_MEMORY:
-            reason = "memory_limit"
-        elif p.killed_for is not None:
-            reason = p.killed_for
-        elif code in proto.EXIT_REASONS:
-            reason = proto.EXIT_REASONS[code]
-        else:
-            reason = "exited"
+        reason = restart_policy.exit_reason(code, oom=oom, killed_for=p.killed_for)
         expected = p.stop_requested
-        self._set_state(p, ProcState.STOPPED if expected else ProcState.EXITED)
+        self.table.set_state(p, ProcState.STOPPED if expected else ProcState.EXITED)
         self.events.emit("exited", partition=p.plan.name, severity="info" if expected else "error",
                          how=how, reason=reason, expected=expected, error=p.last_fatal)
         why = f"{reason} ({how}){': ' + p.last_fatal if p.last_fatal else ''}"
-        act = self._activation
-        if act is not None and act.target is p:
-            if self._stop_requested or self.outcome != Outcome.RUNNING:
-                self._end_activation(act, "refused", "the device stopped during the code activation",
-                                     restore=True)
-            elif expected and p.respawn:  # the old code stopped: start the new one
-                p.respawn = False
-                act.phase = ActivationPhase.STARTING
-                self._spawn(p)
-                return
-            elif not expected and act.phase in (ActivationPhase.STARTING, ActivationPhase.PROBATION):
-                self._roll_back(act, why)
-                return
+        running = not self._stop_requested and self.outcome == Outcome.RUNNING
+        if self.activations.on_exit(p, expected=expected, why=why, device_running=running):
+            return
         if not expected:
             self._apply_policy(p, why)
 
-    def _apply_policy(self, p: _Proc, why: str) -> None:
+    def _apply_policy(self, p: Proc, why: str) -> None:
         name, policy = p.plan.name, p.plan.restart_policy
         if self._stop_requested:
             return
-        if policy == "always":
-            now = time.monotonic()
-            p.restarts = [t for t in p.restarts if now - t < self.restart_window_s]
-            if len(p.restarts) >= self.max_restarts:
-                self._set_state(p, ProcState.FAILED)
-                self._fail(f"{name}: {why}; gave up after {len(p.restarts)} restarts")
-                self.events.emit("restart_limit", partition=name, severity="error", why=why,
-                                 restarts=len(p.restarts))
-                return
-            p.restarts.append(now)
-            delay = min(2.0, 0.05 * (2 ** (len(p.restarts) - 1)))
-            p.restart_at = now + delay
+        now = time.monotonic()
+        d = restart_policy.decide(policy, p.restarts, now,
+                                  restart_policy.Limits(self.max_restarts, self.restart_window_s))
+        p.restarts = list(d.restarts)
+        if d.verdict == Verdict.RESTART:
+            p.restart_at = now + d.delay_s
             self.events.emit("restart", partition=name, severity="warning", policy=policy, why=why,
-                             attempt=len(p.restarts), delay_s=delay)
-        elif policy == "never":
-            self._set_state(p, ProcState.FAILED)
+                             attempt=d.attempt, delay_s=d.delay_s)
+        elif d.verdict == Verdict.GIVE_UP:
+            self.table.set_state(p, ProcState.FAILED)
+            self._fail(f"{name}: {why}; gave up after {len(p.restarts)} restarts")
+            self.events.emit("restart_limit", partition=name, severity="error", why=why,
+                             restarts=len(p.restarts))
+        elif d.verdict == Verdict.NOT_RESTARTED:
+            self.table.set_state(p, ProcState.FAILED)
             self._fail(f"{name}: {why}")
             self.events.emit("not_restarted", partition=name, severity="error", policy=policy, why=why)
         else:  # fail-safe: never silently restarted; the device goes to its safe state
-            self._set_state(p, ProcState.FAILED)
+            self.table.set_state(p, ProcState.FAILED)
             self._fail(f"{name}: {why}; device in safe state")
-            self._set_outcome(Outcome.SAFE_STATE)
-            kept = [n for n, q in self._procs.items() if q.plan.service == "audit"]
+            self.table.set_outcome(Outcome.SAFE_STATE)
+            kept = [q.plan.name for q in self.table.audit()]
             self.events.emit("safe_state", partition=name, severity="critical", policy=policy, why=why,
                              kept_running=kept)
-            for q in self._procs.values():
+            for q in self.table:
                 if q is not p and q.plan.service != "audit":
-                    self._request_stop(q)
-
-    # ------------------------------------------------------------------ code activation
-    def _on_activate(self, requester: _Proc, msg: proto.Activate) -> None:
-        """An ``Activate`` request: every check is the supervisor's own; a refusal is answered and audited."""
-        target_name, version = msg.target[:64], msg.version[:32]
-        t = self._procs.get(msg.target)
-        try:
-            if requester.plan.service != "update":
-                raise code_update.CodeUpdateError(
-                    f"only the update service may activate partition code; {requester.plan.name} is not it")
-            code_update.check_name(msg.target)
-            if t is None:
-                raise code_update.CodeUpdateError(f"{target_name} is not a partition of this device")
-            new_key = code_update.version_key(msg.version)
-            if t.plan.service is not None:
-                raise code_update.CodeUpdateError(
-                    f"{target_name} runs Septum's {t.plan.service} service, which is updated with Septum itself")
-            if t.plan.criticality == "safety" or t.plan.restart_policy == "fail-safe":
-                raise code_update.CodeUpdateError(
-                    f"{target_name} is a safety partition: its code is not swapped while the device runs "
-                    "(update the device software while it is stopped)")
-            if t.plan.restart_policy == "never":
-                raise code_update.CodeUpdateError(
-                    f"{target_name} has restart policy 'never', so it is not restarted with new code")
-            if self._activation is not None:
-                raise code_update.CodeUpdateError(
-                    f"an activation of {self._activation.target.plan.name} is in progress; retry later")
-            if self._stop_requested or self.outcome != Outcome.RUNNING:
-                raise code_update.CodeUpdateError(f"the device is not running ({self.outcome})")
-            if t.state != ProcState.READY or t.stop_requested:
-                raise code_update.CodeUpdateError(f"{target_name} is not running normally (state {t.state})")
-            if t.code_version and new_key <= code_update.version_key(t.code_version):
-                raise code_update.CodeUpdateError(
-                    f"version {version} is not newer than the running code {t.code_version} (anti-rollback)")
-            files = code_update.verify_request(msg.target, msg.version, msg.manifest, msg.signature,
-                                               self._update_keys)
-            data = code_update.read_staged(requester.data_dir, msg.target, msg.version, files)
-            try:
-                new_dir = code_update.write_code(self.code_root, msg.target, msg.version, data, t.gid)
-            except OSError as exc:
-                raise code_update.CodeUpdateError(f"could not write the code folder: {exc}") from None
-        except code_update.CodeUpdateError as exc:
-            self.events.emit("code_activation_refused", partition=requester.plan.name, severity="warning",
-                             target=target_name, version=version, reason=str(exc))
-            self._answer(requester, msg.request_id, target_name, version, "refused", str(exc),
-                         t.code_version if t is not None else "")
-            return
-        if t is None:
-            raise InvariantBroken("a code activation without a target passed its checks")
-        probation = (HEALTH_PERIODS * t.plan.heartbeat_ms / 1000 if t.plan.heartbeat_ms
-                     else HEALTH_S_NO_HEARTBEAT)
-        act = _Activation(msg.request_id, requester, t, msg.version, t.code_dir, t.code_version, probation,
-                          kill_at=time.monotonic() + self.stop_grace)
-        self._activation = act
-        self.events.emit("code_activating", partition=t.plan.name, severity="notice", version=msg.version,
-                         previous=t.code_version or "model", requester=requester.plan.name,
-                         files=len(data), probation_s=probation)
-        t.code_dir, t.code_version, t.respawn = new_dir, msg.version, True
-        self._request_stop(t)
-
-    def _answer(self, to: _Proc, request_id: str, target: str, version: str, status: str, reason: str,
-                running: str) -> None:
-        reply = proto.ActivateResult(request_id=request_id[:64], target=target, version=version,
-                                     status=status, reason=reason[:500], running=running)
-        try:
-            to.control.send(proto.encoder.encode(reply), socket.MSG_DONTWAIT)
-        except OSError as exc:  # the requester is gone or not reading: the outcome stays in the events
-            self.events.emit("code_answer_lost", partition=to.plan.name, severity="warning",
-                             request_id=request_id[:64], error=str(exc))
-
-    def _check_activation(self, now: float) -> None:
-        act = self._activation
-        if act is None:
-            return
-        t = act.target
-        alive = t.popen is not None and t.popen.returncode is None
-        if act.phase == ActivationPhase.STOPPING and now >= act.kill_at and alive:
-            self._kill(t, "did not stop for a code update")
-        elif (act.phase == ActivationPhase.PROBATION and now - act.ready_at >= act.probation_s
-              and t.state == ProcState.READY and t.killed_for is None and alive):
-            # ready in time and alive (heartbeats on time, or it would have been killed) for the probation
-            code_update.remove_code(self.code_root, t.plan.name, keep={act.version})
-            self.events.emit("code_activated", partition=t.plan.name, severity="notice", version=act.version,
-                             previous=act.old_version or "model", requester=act.requester.plan.name)
-            self._end_activation(act, "activated", f"{t.plan.name} runs {act.version}")
-
-    def _roll_back(self, act: _Activation, why: str) -> None:
-        t = act.target
-        failed = act.version
-        t.code_dir, t.code_version = act.old_dir, act.old_version
-        code_update.remove_code(self.code_root, t.plan.name, keep={act.old_version})
-        reason = f"{failed} failed its health check ({why}); returned to {act.old_version or 'the model code'}"
-        self.events.emit("code_rolled_back", partition=t.plan.name, severity="error", version=failed,
-                         running=act.old_version or "model", why=why)
-        self._end_activation(act, "rolled-back", reason)
-        # the return to the previous code is part of the update, not a policy restart; if the old code
-        # fails in turn, its restart policy applies as usual
-        self._spawn(t)
-
-    def _end_activation(self, act: _Activation, status: str, reason: str, *, restore: bool = False) -> None:
-        if restore:
-            act.target.code_dir, act.target.code_version = act.old_dir, act.old_version
-        act.target.respawn = False
-        self._activation = None
-        self._answer(act.requester, act.request_id, act.target.plan.name, act.version, status, reason,
-                     act.target.code_version)
+                    self.request_stop(q)
 
     def _fail(self, text: str) -> None:
-        self.failures.append(text)
+        self.table.fail(text)
         if not self._ready.is_set():
             self._failed.set()
 
@@ -748,20 +570,20 @@ class Supervisor:
         # the supervisor judges the safety partitions' heartbeats: it runs at their priority (if permitted)
         spawn.set_nice(spawn.SAFETY_NICE)
         self._poller = select.poll()
-        self._fd_pid: dict[int, _Proc] = {}
-        fd_ctl = {p.control.fileno(): p for p in self._procs.values()}
+        self._fd_pid: dict[int, Proc] = {}
+        fd_ctl = {p.control.fileno(): p for p in self.table}
         for fd in fd_ctl:
             self._poller.register(fd, select.POLLIN)
         self._poller.register(self._wake_r, select.POLLIN)
         if self._feed is not None:
             self._poller.register(self._feed.fileno(), select.POLLIN)
         # safety partitions' control channels are read first in every turn (see _priority)
-        prio = {p.control.fileno(): _priority(p.plan) for p in self._procs.values()}
+        prio = {p.control.fileno(): _priority(p.plan) for p in self.table}
         try:
-            order = sorted(self._procs.values(), key=lambda q: q.plan.service != "audit")
+            order = sorted(self.table, key=lambda q: q.plan.service != "audit")
             for p in order:
                 if not self._stop_requested:
-                    self._spawn(p)
+                    self.spawn(p)
             while not self._stop_requested:
                 ready = self._poller.poll(self._next_timeout())
                 ready.sort(key=lambda r: prio.get(r[0], 0))
@@ -779,10 +601,9 @@ class Supervisor:
                         self._feed.on_readable()
                 self._check_deadlines()
                 self._check_feed()
-                if not any((q.popen is not None and q.popen.returncode is None) or q.restart_at is not None
-                           for q in self._procs.values()):
+                if not self.table.any_alive_or_due():
                     if self.outcome == Outcome.RUNNING:
-                        self._set_outcome(Outcome.HALTED)
+                        self.table.set_outcome(Outcome.HALTED)
                     self.events.emit("halted", severity="error" if self.failures else "info",
                                      failures=self.failures)
                     break
@@ -805,15 +626,15 @@ class Supervisor:
 
         where = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-3:])[-1500:]
         self.fault = f"{type(exc).__name__}: {str(exc)[:300]}"
-        self._set_outcome(Outcome.SAFE_STATE)
-        self.failures.append(f"supervisor: {self.fault}; device in safe state")
+        self.table.set_outcome(Outcome.SAFE_STATE)
+        self.table.fail(f"supervisor: {self.fault}; device in safe state")
         self._failed.set()
-        audit = [p for p in self._procs.values() if p.plan.service == "audit"]
-        for p in self._procs.values():
+        audit = self.table.audit()
+        for p in self.table:
             if p not in audit:
                 p.stop_requested = True
                 p.restart_at = None
-                _best_effort(self._kill, p, "supervisor fault")
+                _best_effort(self.kill, p, "supervisor fault")
         kept = [p.plan.name for p in audit]
         _best_effort(self.events.emit, "supervisor_fault", severity="critical", error=self.fault, where=where)
         _best_effort(self.events.emit, "safe_state", severity="critical", policy="supervisor",
@@ -829,10 +650,10 @@ class Supervisor:
                 feed.on_readable()
             except Exception:
                 break
-        for p in self._procs.values():
+        for p in self.table:
             p.stop_requested = True
-            _best_effort(self._kill, p, "supervisor fault")
-        for p in self._procs.values():
+            _best_effort(self.kill, p, "supervisor fault")
+        for p in self.table:
             if p.popen is not None:
                 _best_effort(p.popen.wait, 2.0)
 
@@ -841,18 +662,18 @@ class Supervisor:
 
     def _check_deadlines(self) -> None:
         now = time.monotonic()
-        for p in list(self._procs.values()):
+        for p in self.table:
             self._report_guard(p, now)
             if p.restart_at is not None and now >= p.restart_at:
                 p.restart_at = None
-                self._spawn(p)
+                self.spawn(p)
                 continue
             if p.popen is None or p.popen.returncode is not None or p.stop_requested or p.killed_for is not None:
                 continue  # not running, or already being killed (its exit is on its way)
             if p.state == ProcState.STARTING and now - p.started > self.ready_timeout:
                 self.events.emit("ready_timeout", partition=p.plan.name, severity="error",
                                  timeout_s=self.ready_timeout)
-                self._kill(p, "not ready in time")
+                self.kill(p, "not ready in time")
             elif p.state == ProcState.READY and p.plan.heartbeat_ms is not None:
                 late = now - p.last_beat
                 if late > 2 * p.plan.heartbeat_ms / 1000:
@@ -863,10 +684,10 @@ class Supervisor:
                 if late > 2 * p.plan.heartbeat_ms / 1000 and p.popen.returncode is None:
                     self.events.emit("heartbeat_missed", partition=p.plan.name, severity="error",
                                      silent_ms=round(late * 1000), heartbeat_ms=p.plan.heartbeat_ms)
-                    self._kill(p, "heartbeat missed")
-        self._check_activation(now)
+                    self.kill(p, "heartbeat missed")
+        self.activations.check(now)
 
-    def _report_guard(self, p: _Proc, now: float) -> None:
+    def _report_guard(self, p: Proc, now: float) -> None:
         """Coalesced drop reports and the summaries of refused and throttled control messages."""
         g = p.guard
         if g is None:
@@ -899,10 +720,10 @@ class Supervisor:
     def _shutdown(self) -> None:
         self.events.emit("stopping", reason="stop requested" if self._stop_requested else self.outcome)
         # the audit service stops last, so that the other partitions' exits reach the audit log
-        last = [p for p in self._procs.values() if p.plan.service == "audit"]
-        for p in self._procs.values():
+        last = self.table.audit()
+        for p in self.table:
             if p not in last:
-                self._request_stop(p)
+                self.request_stop(p)
         deadline = time.monotonic() + self.stop_grace
         while last and any(q not in last for q in self._fd_pid.values()) and time.monotonic() < deadline:
             for fd, _ in self._poller.poll(50):
@@ -923,7 +744,7 @@ class Supervisor:
                 elif fd in self._fd_pid:
                     self._on_exit(self._fd_pid[fd])
         for p in last:
-            self._request_stop(p)
+            self.request_stop(p)
         deadline = time.monotonic() + self.stop_grace
         while self._fd_pid and time.monotonic() < deadline:
             for fd, _ in self._poller.poll(50):
@@ -932,13 +753,13 @@ class Supervisor:
         for p in list(self._fd_pid.values()):
             self.events.emit("kill", partition=p.plan.name, severity="warning",
                              why=f"did not stop within {self.stop_grace}s")
-            self._kill(p)
+            self.kill(p)
             self._on_exit(p)
         if self.outcome == Outcome.RUNNING:
-            self._set_outcome(Outcome.STOPPED)
+            self.table.set_outcome(Outcome.STOPPED)
 
     def _teardown(self) -> None:
-        for p in self._procs.values():
+        for p in self.table:
             if p.cgroup is not None:
                 for _ in range(100):  # killed tasks leave the cgroup asynchronously
                     p.cgroup.kill_all()
@@ -979,14 +800,6 @@ def _best_effort(fn: Any, *args: Any, **kwargs: Any) -> None:
         fn(*args, **kwargs)
     except Exception:  # noqa: S110 - nothing more can be done about it here
         pass
-
-
-def _service_config(plan: PartitionPlan, model: Model) -> dict[str, Any]:
-    """A Septum service partition is driven by the model itself (roles, actions, channels): it gets the
-    very model the supervisor checked and runs, never a copy that could differ from it."""
-    if plan.service is None:
-        return plan.config
-    return {**plan.config, MODEL_CONFIG_KEY: msgspec.to_builtins(model)}
 
 
 def _with_secrets(config: dict[str, Any], unsealed: dict[str, bytes]) -> dict[str, Any]:

@@ -190,10 +190,10 @@ def test_explain_shows_every_bound_and_says_what_a_host_lacks(tmp_path: Path) ->
     import dataclasses
 
     from septum.runtime import explain as ex
-    from septum.runtime.plan import plan_device
+    from septum.runtime.plan import RunOptions, build_plan
 
     model, _src = load(MODEL)
-    plans = plan_device(model, MODELS, tmp_path / "data")
+    plans = build_plan(model, RunOptions(model_dir=MODELS, data_root=tmp_path / "data")).partitions
     full = dataclasses.replace(probe(), root=True, seccomp=True, disk_unavailable=None,
                                cgroup=limits.CgroupHost(1, {c: tmp_path for c in limits.CONTROLLERS}))
     rows = {what: ok for what, _how, ok in ex._lines(plans["disk_hog"], full)}

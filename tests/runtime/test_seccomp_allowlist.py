@@ -15,7 +15,7 @@ from runtime_helpers import MODELS, require, running
 
 from septum.model import load
 from septum.runtime.explain import explain, policy_of
-from septum.runtime.plan import plan_device
+from septum.runtime.plan import RunOptions, build_plan
 from septum.runtime.sandbox import seccomp
 
 N = seccomp.NUMBERS
@@ -43,7 +43,7 @@ def _expected(policy: seccomp.Policy, nr: int, args: list[int]) -> str:
 def test_every_syscall_number_answers_as_the_model_grants(tmp_path: Path) -> None:
     require("root", "seccomp", "landlock")
     model, _src = load(MODELS / "syscalls.yaml")
-    plans = plan_device(model, MODELS, tmp_path / "data")
+    plans = build_plan(model, RunOptions(model_dir=MODELS, data_root=tmp_path / "data")).partitions
     with running("syscalls.yaml", tmp_path) as sup:
         for name in ("plain", "granted"):
             assert sup.events.wait_for(lambda e, n=name: e.kind == "probed" and e.partition == n, timeout=30), \
@@ -135,7 +135,7 @@ def test_compiled_filter_matches_the_policy(network: bool, groups: tuple[str, ..
 def test_reference_pump_partitions_get_only_what_they_are_declared_to_do() -> None:
     pump = Path(__file__).resolve().parents[2] / "examples" / "infusion_pump"
     model, _src = load(pump / "model.yaml")
-    plans = plan_device(model, pump, Path("/nonexistent/data"))
+    plans = build_plan(model, RunOptions(model_dir=pump, data_root=Path("/nonexistent/data"))).partitions
     for name, plan in plans.items():
         pol = policy_of(plan)
         assert pol.network == plan.network, name
