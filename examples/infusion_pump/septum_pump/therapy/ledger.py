@@ -5,7 +5,9 @@ part of it that lies inside the window, so basal, KVO and boluses all count at t
 and a bolus that was cut short counts for exactly what was delivered. Amounts are stored in canonical
 units (mg, units or mL) per drug, so switching concentration does not reset or distort a window.
 
-The controller and the safety monitor each keep their own ledger: the monitor never reads the controller's.
+This is the controller's ledger (it books the rates it asked for). The safety monitor keeps its own account in
+``monitor_ledger``, written separately and sharing no code with this one, so that a bug here cannot be one the
+monitor shares.
 """
 
 from __future__ import annotations

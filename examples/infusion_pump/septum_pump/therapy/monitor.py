@@ -7,9 +7,10 @@ run at, and for how long (a lease of one period: if the monitor does not renew i
 It does not trust the controller:
   * a program is re-checked against the drug library and rebuilt from the values the clinician entered;
     the monitor uses its own rebuilt copy (its own mL/h, ceilings, PCA volumes), never the controller's;
-  * it keeps its own delivery ledger from the volume it actually allowed, and its own bolus history, and
-    applies the rate ceiling, the PCA lockout, count and 1 h / 4 h windows, the dose hard maximum and the
-    volume to be infused to every command, whatever the controller asked for;
+  * it keeps its own account of the volume it actually allowed (monitor_ledger.py: its own grants on its own
+    clock, no code shared with the controller's ledger), and its own bolus history, and applies the rate
+    ceiling, the PCA lockout, count and 1 h / 4 h windows, the dose hard maximum and the volume to be
+    infused to every command, whatever the controller asked for;
   * a command that is malformed, replayed (sequence number not increasing) or missing stops the motor for
     that period; commands missing for ``heartbeat_timeout_s`` latch a fault that only a clinician restart
     clears. So does its own watchdog (a step later than ``watchdog_timeout_s`` after the previous one) and
@@ -42,7 +43,7 @@ from .alarms import (
 from .drug_library import DrugLibrary
 from .errors import ClockError, TherapyError, require_finite, require_positive_fields, require_time
 from .excess import ExcessConfig, ExcessDetector
-from .ledger import DeliveryLedger
+from .monitor_ledger import MonitorLedger
 from .pca import (
     BOLUS_MIN_RESERVOIR_ML,
     PcaTracker,
@@ -93,14 +94,6 @@ class MotorDecision:
         return self.rate_ml_h == 0.0
 
 
-@dataclass
-class _Lease:
-    start: float
-    end: float
-    rate_ml_h: float
-    bolus: bool
-
-
 class SafetyMonitor:
     def __init__(
         self,
@@ -115,11 +108,9 @@ class SafetyMonitor:
         self._air = AirInLineDetector(self.alarms.config)
         self._now = require_time(now, None)
         self.program: Program | None = None
-        self.ledger = DeliveryLedger()
+        self.ledger = MonitorLedger()  # what this monitor granted; never the controller's account
         self.pca = PcaTracker()
         self.rates = RateHistory()  # accepted rates, for the titration limit
-        self.delivered_ml = 0.0  # under the accepted program
-        self.allowed_total_ml = 0.0  # everything allowed since the motor counter baseline
         self._motor_baseline: float | None = None
         cfg = self.config
         self._excess = ExcessDetector(ExcessConfig(
@@ -131,7 +122,6 @@ class SafetyMonitor:
         self._last_step: float | None = None
         self._last_heartbeat = self._now
         self._last_seq: int | None = None
-        self._lease: _Lease | None = None
         self._paused_since: float | None = None
         self._advisories: set[AlarmKind] = set()
         self._held: dict[AlarmKind, float] = {}  # advisories raised from outside the step, shown until then
@@ -146,31 +136,26 @@ class SafetyMonitor:
     def bolus_hold_off_until(self) -> float | None:
         return self.alarms.bolus_hold_off_until
 
-    def _catch_up(self, now: float) -> None:
-        lease = self._lease
-        if lease is None or self.program is None:
-            return
-        end = min(now, lease.end)
-        start = lease.start
-        booked = self.ledger.last_end
-        if booked is not None and start < booked:
-            # already booked as possibly delivered (the clock-fault path books a whole grant): never twice
-            start = booked
-        if end > start:
-            self.ledger.record(
-                self.program.drug_id,
-                start,
-                end,
-                lease.rate_ml_h,
-                self.program.canonical_per_ml,
-                bolus=lease.bolus,
-            )
-            volume = lease.rate_ml_h * (end - start) / SECONDS_PER_HOUR
-            self.delivered_ml += volume
-            self.allowed_total_ml += volume
-            if lease.bolus:
-                self.pca.add_delivered(volume)
-        lease.start = max(lease.start, end)
+    @property
+    def delivered_ml(self) -> float:
+        """Volume allowed under the accepted program."""
+        return self.ledger.delivered_ml
+
+    @property
+    def allowed_total_ml(self) -> float:
+        """Everything allowed since the monitor started (the motor counter is compared with it)."""
+        return self.ledger.allowed_total_ml
+
+    def _book(self, now: float) -> None:
+        """Book the grant in force up to ``now``; a bolus's share goes to the bolus in progress."""
+        self._count_bolus(self.ledger.book(now))
+
+    def _book_whole_grant(self) -> None:
+        self._count_bolus(self.ledger.book_whole_grant())
+
+    def _count_bolus(self, bolus_ml: float | None) -> None:
+        if bolus_ml is not None:
+            self.pca.add_delivered(bolus_ml)
 
     def _latch(self, kind: AlarmKind, now: float) -> None:
         self.alarms.update(now, {kind, *self._present_conditions()})
@@ -219,10 +204,9 @@ class SafetyMonitor:
         if raised is not None:
             return (raised,)
         self.rates.record(self._now, rebuilt.drug_id, rebuilt.rate)
-        self._catch_up(self._now)
+        self._book(self._now)
         self.program = rebuilt
-        self.delivered_ml = 0.0
-        self._lease = None
+        self.ledger.accept_program(rebuilt.drug_id, rebuilt.canonical_per_ml)
         self.pca.end_bolus()
         self.pca.new_prescription()
         return ()
@@ -234,9 +218,9 @@ class SafetyMonitor:
         except ClockError:
             self._latch(AlarmKind.CLOCK_FAULT, self._now)
             return
-        self._catch_up(self._now)
+        self._book(self._now)
         self.program = None
-        self._lease = None
+        self.ledger.clear_program()
         self.pca.end_bolus()
 
     # ---------------------------------------------------------------------------------------- step
@@ -246,14 +230,12 @@ class SafetyMonitor:
         try:
             now = require_time(now, self._now)
         except ClockError as exc:
-            if self._lease is not None:
-                self._catch_up(self._lease.end)  # book the whole last grant: it may all have run
-            self._lease = None
+            self._book_whole_grant()  # the last grant may all have run
             self.pca.end_bolus()
             self._latch(AlarmKind.CLOCK_FAULT, self._now)
             return self._decision(self._now, 0.0, False, [str(exc)])
         self._now = now
-        self._catch_up(now)
+        self._book(now)
 
         conditions: set[AlarmKind] = set(self._advisories)
         self._held = {k: until for k, until in self._held.items() if now < until}
@@ -298,7 +280,7 @@ class SafetyMonitor:
             self.pca.end_bolus()
         else:
             rate, bolus = self._permitted(now, command, reasons)
-        self._lease = _Lease(now, now + self.config.period_s, rate, bolus)
+        self.ledger.grant(now, rate, bolus, self.config.period_s)
         self._excess.granted(now, rate, self.config.period_s)
         return self._decision(now, rate, bolus, reasons)
 
@@ -440,8 +422,8 @@ class SafetyMonitor:
             self._now = require_time(now, self._now)
         except ClockError:
             kind = AlarmKind.CLOCK_FAULT
-        self._catch_up(self._now)
-        self._lease = None
+        self._book(self._now)
+        self.ledger.withdraw()
         self.pca.end_bolus()
         self._latch(kind, self._now)
         return self._decision(self._now, 0.0, False, [reason])
@@ -509,8 +491,8 @@ class SafetyMonitor:
         if not self.latched_fault:
             return Outcome(False, "no latched fault")
         self._now = now
-        self._catch_up(now)
-        self._lease = None
+        self._book(now)
+        self.ledger.withdraw()
         self.alarms.clear_faults()
         self._last_heartbeat = now
         self._last_step = now

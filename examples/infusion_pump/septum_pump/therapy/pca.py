@@ -18,12 +18,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Protocol
 
-from .ledger import FOUR_HOURS_S, ONE_HOUR_S, DeliveryLedger
+from .ledger import FOUR_HOURS_S, ONE_HOUR_S
 from .program import PcaSettings, Program
 from .units import SECONDS_PER_HOUR
 
 _VOLUME_EPS_ML = 1e-9
+
+
+class DoseHistory(Protocol):
+    """What the PCA rules read of a dose history: the controller passes its ``ledger.DeliveryLedger``, the
+    safety monitor its own ``monitor_ledger.MonitorLedger`` (no accounting code in common)."""
+
+    def amount_in_window(self, drug_id: str, now: float, window_s: float) -> float: ...
 
 
 class BolusSource(StrEnum):
@@ -80,7 +88,7 @@ class PcaTracker:
     def check(
         self,
         settings: PcaSettings,
-        ledger: DeliveryLedger,
+        ledger: DoseHistory,
         program: Program,
         now: float,
         hold_off_until: float | None = None,
@@ -141,7 +149,7 @@ class PcaTracker:
         self.active = None
 
 
-def clinician_bolus_denial(program: Program, ledger: DeliveryLedger, tracker: PcaTracker, dose: float, now: float,
+def clinician_bolus_denial(program: Program, ledger: DoseHistory, tracker: PcaTracker, dose: float, now: float,
                            hold_off_until: float | None = None, reservoir_ml: float | None = None) -> str | None:
     """Why a clinician bolus of ``dose`` (the drug's amount unit) must be refused now, or None.
 
@@ -175,7 +183,7 @@ def clinician_bolus_ml(program: Program, dose: float) -> float:
     return dose * program.amount_unit.to_canonical / program.canonical_per_ml
 
 
-def window_headroom_ml(program: Program, ledger: DeliveryLedger, now: float) -> float:
+def window_headroom_ml(program: Program, ledger: DoseHistory, now: float) -> float:
     """Volume that may still be delivered before either PCA window limit is reached (inf without PCA).
 
     Conservative over the next period: it ignores delivery that will slide out of the window during the
@@ -204,7 +212,7 @@ class PeriodPlan:
 
 def plan_period(
     program: Program,
-    ledger: DeliveryLedger,
+    ledger: DoseHistory,
     tracker: PcaTracker,
     now: float,
     period_s: float,
