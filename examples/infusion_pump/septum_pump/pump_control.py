@@ -28,13 +28,12 @@ from .therapy.state_machine import Controller, ControllerConfig, InfusionState
 from .therapy_io import (
     DEFAULT_CARE_AREA,
     PCA_FIELDS,
-    LibraryRefused,
     control_period,
+    install_library,
     load_manufacturer_key,
     pca_fields,
     program_request,
     send_message,
-    verify_library,
 )
 
 ORDER_TTL_S = 600.0  # an unconfirmed remote order expires after 10 minutes of device time
@@ -94,11 +93,9 @@ class PumpControl:
 
     # ------------------------------------------------------------------ inputs
     def on_library(self, msg: Any) -> None:
-        try:
-            lib = verify_library(self.key, msg.version, msg.data, msg.signature, self.library)
-        except LibraryRefused as exc:
-            self.record("drug_library_refused", "warning", version=msg.version, reason=str(exc))
-            return
+        install_library(self.key, msg, self.library, self.record, self._use_library)
+
+    def _use_library(self, lib: DrugLibrary) -> None:
         self.library = lib
         if self.ctl is None:
             self.ctl = Controller(lib, ControllerConfig(period_s=self.period, paused_too_long_s=self.paused_too_long_s),
@@ -106,7 +103,6 @@ class PumpControl:
             self.say("ready")
         else:
             self.ctl.library = lib
-        self.record("drug_library_installed", version=lib.version)
 
     def on_monitor(self, msg: Any) -> None:
         self.monitor_alarm, self.monitor_priority = msg.alarm, msg.alarm_priority

@@ -41,13 +41,12 @@ from .therapy_io import (
     DEFAULT_CARE_AREA,
     HEARTBEATS_MISSED,
     LEASE_PERIODS,
-    LibraryRefused,
     control_period,
+    install_library,
     load_manufacturer_key,
     monitor_period,
     pca_fields,
     program_request,
-    verify_library,
 )
 
 # no sensor frame for this long (real time): sensor fault. The sensor board sends a frame every few
@@ -188,16 +187,13 @@ class MonitorPartition:
 
     # ------------------------------------------------------------------ inputs
     def on_library(self, msg: Any) -> None:
-        try:
-            lib = verify_library(self.key, msg.version, msg.data, msg.signature, self.library)
-        except LibraryRefused as exc:
-            self.record("drug_library_refused", "warning", version=msg.version, reason=str(exc))
-            return
+        install_library(self.key, msg, self.library, self.record, self._use_library)
+
+    def _use_library(self, lib: DrugLibrary) -> None:
         self.library = lib
         if self.monitor is not None:
             self.monitor.library = lib  # a running program stays; a new one is checked against the new library
         self.ensure_monitor()
-        self.record("drug_library_installed", version=lib.version)
 
     def ensure_monitor(self) -> None:
         """The SafetyMonitor starts once it has a verified library and pump_control has spoken: the

@@ -5,6 +5,7 @@ own library, its own key file); nothing here is shared at run time.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,21 @@ def verify_library(
         raise LibraryRefused(f"drug library says version {library.version}, its envelope {version}")
     if current is not None and library.version < current.version:
         raise LibraryRefused(f"drug library version {library.version} is older than {current.version} (rollback)")
+    return library
+
+
+def install_library(key: Ed25519PublicKey | None, msg: Any, current: DrugLibrary | None,
+                    record: Callable[..., None], install: Callable[[DrugLibrary], None]) -> DrugLibrary | None:
+    """A drug library message as pump_control and safety_monitor take it: verified (``verify_library``),
+    handed to ``install`` (what the partition does with it), and recorded. A refusal installs nothing and is
+    recorded as ``drug_library_refused`` (warning, with the reason); the library in use stays."""
+    try:
+        library = verify_library(key, msg.version, msg.data, msg.signature, current)
+    except LibraryRefused as exc:
+        record("drug_library_refused", "warning", version=msg.version, reason=str(exc))
+        return None
+    install(library)
+    record("drug_library_installed", version=library.version)
     return library
 
 
