@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import gc
+import operator
 import os
 import re
 import stat
@@ -53,18 +54,41 @@ _INT_TAG = _TAG_PREFIX + "int"
 _SCALAR_TAGS = frozenset(_TAG_PREFIX + t for t in ("str", "int", "float", "bool", "null", "timestamp"))
 
 
+# The tag a plain (unquoted, untagged) scalar gets while composing. Which YAML type it has is decided only
+# where the scalar is used as a value (``_plain_value``): keys, most of the scalars, are names and never need
+# it. Compared by identity: a document that spells this tag explicitly gets an equal string, not this object,
+# and its tag is refused like any other unknown one.
+_PLAIN = "tag:septum.invalid,2026:plain"
+
+
 class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
-    """Safe loader with a fast path for the most common scalar: a plain name.
+    """Safe loader that leaves the typing of plain scalars to ``_construct``.
 
     PyYAML resolves every plain scalar by trying regular expressions in Python; on a large model that is
-    most of the load time. Names (partition, channel and field names) never need it.
+    most of the load time. Names (partition, channel and field names, and every key) never need it.
     """
 
     def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
-        if kind is yaml.ScalarNode and implicit[0] and value and (value[0].isalpha() or value[0] == "_") \
-                and value not in _SPECIAL_WORDS:
-            return _STR_TAG
+        if kind is yaml.ScalarNode:
+            return _PLAIN if implicit[0] else _STR_TAG
         return super().resolve(kind, value, implicit)
+
+    # The composer calls these two for every node, for path resolvers, which a model never registers (the
+    # inherited methods return at once). Builtins that do nothing cost far less per call than a Python method:
+    # they are not descriptors, so they are called with the composer's arguments only.
+    descend_resolver = operator.is_  # (parent, index) -> a discarded bool
+    ascend_resolver = int  # () -> a discarded 0
+
+
+def _resolve_plain(loader: Any, node: yaml.ScalarNode) -> str:
+    """The YAML 1.1 type of a plain scalar that is not a name (a number, a boolean, null, a date)."""
+    value = node.value
+    if value and (value[0].isalpha() or value[0] == "_") and value not in _SPECIAL_WORDS:
+        tag = _STR_TAG
+    else:
+        tag = _BaseLoader.resolve(loader, yaml.ScalarNode, value, (True, False))
+    node.tag = tag  # an alias shares the node: decided once
+    return tag  # type: ignore[no-any-return]
 
 
 class _Collector:
@@ -127,22 +151,29 @@ class _TooLarge(Exception):
         self.issue = issue
 
 
+_ScalarNode, _MappingNode, _SequenceNode = yaml.ScalarNode, yaml.MappingNode, yaml.SequenceNode
+
+
 def _construct(loader: Any, node: yaml.Node, path: tuple[PathItem, ...], col: _Collector) -> Any:
-    if isinstance(node, yaml.MappingNode):
+    kind = type(node)
+    if kind is _MappingNode:
         col.nodes += 2 * len(node.value)
         if col.nodes > MAX_NODES or len(path) >= MAX_DEPTH or node.tag != _MAP_TAG:
-            _over_limit(node, path, col)
+            _over_limit(cast(yaml.CollectionNode, node), path, col)
         out: dict[str, Any] = {}
         for knode, vnode in node.value:
-            if knode.tag == "tag:yaml.org,2002:merge":
+            ktag = knode.tag
+            if ktag is _PLAIN:
+                ktag = _resolve_plain(loader, knode)
+            if ktag == "tag:yaml.org,2002:merge":
                 col.issues.append(
                     ModelIssue(col.source._loc(knode), "YAML merge keys ('<<') are not supported")
                 )
                 continue
-            if not isinstance(knode, yaml.ScalarNode):
+            if type(knode) is not _ScalarNode:
                 col.issues.append(ModelIssue(col.source._loc(knode), "a key must be a plain name"))
                 continue
-            if knode.tag != _STR_TAG:
+            if ktag != _STR_TAG:
                 # keys are names (strings); a typed key is only checked so a bad tag on it is reported
                 _scalar(loader, knode, col)
             k = knode.value
@@ -151,14 +182,31 @@ def _construct(loader: Any, node: yaml.Node, path: tuple[PathItem, ...], col: _C
                     ModelIssue(col.source._loc(knode), f"duplicate key '{k}' in {_describe(path)}")
                 )
                 continue
-            out[k] = _construct(loader, vnode, (*path, k), col)
+            # scalars (most values) are handled here: no call and no path for them
+            vtag = vnode.tag
+            if vtag is _PLAIN:
+                vtag = _resolve_plain(loader, vnode)
+            if vtag == _STR_TAG and type(vnode) is _ScalarNode:
+                out[k] = vnode.value
+            else:
+                out[k] = _construct(loader, vnode, (*path, k), col)
         return out
-    if isinstance(node, yaml.SequenceNode):
+    if kind is _SequenceNode:
         col.nodes += len(node.value)
         if col.nodes > MAX_NODES or len(path) >= MAX_DEPTH or node.tag != _SEQ_TAG:
-            _over_limit(node, path, col)
-        return [_construct(loader, v, (*path, i), col) for i, v in enumerate(node.value)]
-    if node.tag == _STR_TAG:
+            _over_limit(cast(yaml.CollectionNode, node), path, col)
+        items: list[Any] = []
+        for i, v in enumerate(node.value):
+            vtag = v.tag
+            if vtag is _PLAIN:
+                vtag = _resolve_plain(loader, v)
+            items.append(v.value if vtag == _STR_TAG and type(v) is _ScalarNode
+                         else _construct(loader, v, (*path, i), col))
+        return items
+    tag = node.tag
+    if tag is _PLAIN:
+        tag = _resolve_plain(loader, cast(yaml.ScalarNode, node))
+    if tag == _STR_TAG:
         return node.value
     return _scalar(loader, cast(yaml.ScalarNode, node), col)  # mappings and sequences returned above
 
@@ -536,7 +584,8 @@ def loads(text: str, file: str = "<model>") -> tuple[s.Model, SourceMap]:
         if col.issues:
             raise ModelError(col.issues)
         model = model_from_data(data, source, col)
-        source.freeze()
+        # positions are found again from the text when something must be located (most checks never do)
+        source.freeze(text)
         return model, source
     finally:
         if gc_was_enabled:
