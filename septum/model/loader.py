@@ -88,7 +88,7 @@ def _resolve_plain(loader: Any, node: yaml.ScalarNode) -> str:
     else:
         tag = _BaseLoader.resolve(loader, yaml.ScalarNode, value, (True, False))
     node.tag = tag  # an alias shares the node: decided once
-    return tag  # type: ignore[no-any-return]
+    return tag
 
 
 class _Collector:
