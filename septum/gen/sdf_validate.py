@@ -51,6 +51,7 @@ class _Checker:
         self.sys = system
         self.diags: list[Diagnostic] = []
         self.max_id = MAX_ID_1_2 if dialect == "1.2" else MAX_ID
+        self.dialect = dialect
         self.target = target or Target()
 
     def error(self, loc: Loc, rule: str, message: str) -> None:
@@ -166,6 +167,8 @@ class _Checker:
                 self.warning(mr.loc, "unused_mr", f"memory region '{mr.name}' is not mapped by any protection domain")
 
     def _map_top(self, m: Map, size: int | None, top: int, owner: str) -> None:
+        if self.dialect == "1.2":
+            return  # the limit is current Microkit's (measured on its fixtures); the 1.2.6 tool does not check it
         if m.vaddr >= top:
             self.error(m.loc, "map_vaddr_too_high",
                        f"vaddr {m.vaddr:#x} of the map of '{m.mr}' in '{owner}' must be less than {top:#x} "

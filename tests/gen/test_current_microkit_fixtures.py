@@ -16,7 +16,19 @@ import pytest
 
 from septum.gen.sdf_validate import errors, validate_file
 
-from .microkit_agreement import ARCHIVE_GLOB, Outcome, cases, examples, extract, find_archive, judge, vendor_dir
+from .microkit_agreement import (
+    ARCHIVE_GLOB,
+    Outcome,
+    cases,
+    examples,
+    extract,
+    find_archive,
+    judge,
+    table,
+    vendor_dir,
+)
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "sel4.md"
 
 # Refused because they use what this validator does not check (io_address_space, cspace capability sharing,
 # prefill_bootinfo): rule unsupported_element / unsupported_attribute. Named so a new one cannot hide.
@@ -99,3 +111,12 @@ def test_issue_points_on_microkit_fixtures(fixtures: Path, fixture: str, rule: s
     assert hits, f"{fixture}: expected [{rule}], got " + "; ".join(map(str, diags))
     if line is not None:
         assert hits[0].loc.line == line, str(hits[0])
+
+
+def test_the_agreement_table_in_the_docs_is_current(fixtures: Path) -> None:
+    text = DOCS.read_text()
+    begin = text.index("<!-- microkit-agreement:begin")
+    body = text[text.index("\n", begin) + 1:text.index("<!-- microkit-agreement:end -->")]
+    documented = body.split("\n", 2)[2]  # after the "Measured against" line and its blank line
+    assert documented.rstrip("\n") == table(fixtures), (
+        "docs/sel4.md's agreement table is stale: paste `python -m tests.gen.microkit_agreement` between the markers")
