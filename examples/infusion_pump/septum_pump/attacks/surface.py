@@ -8,7 +8,7 @@ import ssl
 from pathlib import Path
 from typing import Any
 
-from ..rig import PUMP_DIR
+from ..rig import LIBRARY, MODEL, PUMP_DIR
 from .base import Check, Scenario, ScenarioResult, event_is
 from .device import AttackRig
 
@@ -195,11 +195,15 @@ def _scan(root: Path) -> list[tuple[Path, str]]:
 def credentials(rig: AttackRig) -> ScenarioResult:
     res = ScenarioResult("credential-search", "search of the built device for hard-coded credentials")
     chk = Check(rig, res)
-    roots = [PUMP_DIR / "model.yaml", PUMP_DIR / "drug_library.yaml", PUMP_DIR / "septum_pump", PUMP_DIR / "sel4"]
+    # the model and library wherever the package has them (a checkout's files, or an installed pump's package
+    # data); the seL4 sources exist in a checkout only (a wheel does not carry them)
+    sel4 = PUMP_DIR / "sel4"
+    roots = [MODEL, LIBRARY, PUMP_DIR / "septum_pump", *([sel4] if sel4.is_dir() else [])]
     for root in roots:
         hits = _scan(root) if root.is_dir() else [(root, lbl) for lbl, rx in SECRET_PATTERNS
                                                   if rx.search(root.read_bytes())]
-        chk.expect(f"search {root.relative_to(PUMP_DIR.parent.parent)} for keys/passwords/PINs/tokens", not hits,
+        shown = root.relative_to(PUMP_DIR.parent.parent) if root.is_relative_to(PUMP_DIR.parent.parent) else root
+        chk.expect(f"search {shown} for keys/passwords/PINs/tokens", not hits,
                    "nothing built in: every secret is generated per device at provisioning",
                    ", ".join(f"{p.name}: {lbl}" for p, lbl in hits[:5]))
     # the provisioned state: secrets may exist only as per-device hashes or generated keys, and each PIN
