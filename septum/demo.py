@@ -1,6 +1,8 @@
 """`make demo`: the reference device story, end to end, printed step by step.
 
-Each step prints what it did and whether the device behaved; the demo exits non-zero if any step did not.
+Each step prints what it did and whether the device behaved; the demo exits 1 if any step did not, and 2
+(saying how to install it) when the reference pump, package ``septum-pump``, is not installed: it is found
+through the ``septum.devices`` entry point (septum/device_packages.py), not in the checkout.
 """
 
 from __future__ import annotations
