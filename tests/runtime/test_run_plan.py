@@ -230,3 +230,24 @@ def test_explain_renders_the_plan_that_runs(tmp_path: Path) -> None:
         assert "partition producer" in ran[0] and "numbers->consumer (Number)" in ran[0]
     finally:
         remove_state_dir(state)
+
+
+def test_the_executor_reads_the_model_only_to_gate_and_plan_it() -> None:
+    """After ``start`` has gated the model and built the plan, nothing in the supervisor reads the model:
+    every use of ``self.model`` is in ``__init__`` (kept) or ``start`` (gate, build_plan), and the
+    supervisor's units do not import the model at all."""
+    import ast
+
+    runtime = Path(plan_mod.__file__).parent
+    tree = ast.parse((runtime / "supervisor.py").read_text())
+    users: set[str] = set()
+    for func in ast.walk(tree):
+        if isinstance(func, ast.FunctionDef):
+            for node in ast.walk(func):
+                if isinstance(node, ast.Attribute) and node.attr == "model" and ast.unparse(node.value) == "self":
+                    users.add(func.name)
+    assert users == {"__init__", "start"}, users
+    for unit in ("process_table.py", "restart_policy.py", "activation.py"):
+        imported = {n.module for n in ast.walk(ast.parse((runtime / unit).read_text()))
+                    if isinstance(n, ast.ImportFrom) and n.module}
+        assert not any(m.startswith("septum.model") for m in imported), unit
