@@ -40,6 +40,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from septum.errors import SeptumError
+from septum.staged_write import write_atomic
 
 MAGIC = b"SEPTSEAL\x01"
 KEY_FILE_HEADER = "septum-device-key-1"
@@ -170,14 +171,7 @@ def load_device_key(path: str | Path, *, require_root_owner: bool = True) -> Dev
 def write_sealed(path: Path, plaintext: bytes, key: DeviceKey, partition: str) -> Path:
     """Write ``path.sealed`` (0600) holding ``plaintext`` for ``partition``; ``path`` itself is never written."""
     out = path.with_name(path.name + SEALED_SUFFIX)
-    tmp = out.with_name(out.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    try:
-        os.write(fd, key.seal(plaintext, partition, path.name))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, out)
+    write_atomic(out, key.seal(plaintext, partition, path.name))
     return out
 
 

@@ -49,9 +49,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from septum.crypto.keys import key_id
 from septum.errors import InvariantBroken, SeptumError
+from septum.staged_write import fsync_dir, write_atomic
 
 from .audit_anchor import Anchor
-from .durable import fsync_dir, write_atomic
 
 # Format 2: every commit sealed, pinned flag in the seal, two-slot head file. A format-1 log (sealed only
 # now and then) is refused as "bad-header" rather than judged by rules it was not written under.

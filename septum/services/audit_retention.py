@@ -46,6 +46,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from septum.crypto.keys import key_id
 from septum.errors import InvariantBroken
+from septum.staged_write import fsync_dir, write_atomic
 
 from .audit_log import (
     _LEN,
@@ -71,7 +72,6 @@ from .audit_log import (
     head_path_for,
     verify,
 )
-from .durable import fsync_dir, write_atomic
 
 _COMPACT_DOMAIN = b"septum-audit-compacted-v1\x00"
 _encode = msgspec.msgpack.Encoder().encode

@@ -22,8 +22,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from septum.errors import SeptumError
 from septum.model.schema import Model
-
-from .durable import write_atomic
+from septum.staged_write import write_atomic
 
 Factor = Literal["pin", "badge"]
 FACTORS: tuple[str, ...] = ("pin", "badge")

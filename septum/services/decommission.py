@@ -34,6 +34,7 @@ from pathlib import Path
 from septum.crypto.keys import KeyFileError, key_id, load_public_key
 from septum.crypto.secrets_at_rest import SEALED_SUFFIX
 from septum.errors import SeptumError
+from septum.staged_write import write_atomic
 
 from .audit_anchor import Anchor
 from .audit_log import AuditError, verify
@@ -177,9 +178,7 @@ def export_anchor(state_dir: Path, anchor_out: Path, audit_pub: Path | None) -> 
         return None, f"the audit log does not verify: {res.damage.describe() if res.damage else 'no seal'}"
     anchor = Anchor(res.last_checkpoint_seq, res.last_checkpoint_digest, key_id(key), res.last_checkpoint_time,
                     res.records)
-    tmp = anchor_out.with_name(anchor_out.name + ".tmp")
-    tmp.write_text(anchor.to_json())
-    os.replace(tmp, anchor_out)
+    write_atomic(anchor_out, anchor.to_json().encode(), 0o644)
     return anchor, f"final audit anchor: seal {anchor.seq} of {log}"
 
 

@@ -7,7 +7,6 @@ runs (handed over in its boot configuration under ``MODEL_CONFIG_KEY``), never f
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +18,7 @@ from septum.errors import InvariantBroken, SeptumError
 from septum.model.schema import Model
 from septum.runtime.partition import Partition
 from septum.runtime.protocol import MODEL_CONFIG_KEY
+from septum.staged_write import write_atomic
 
 # Fields never copied from a request into anything the service sends on (credentials stay in auth).
 SECRET_FIELDS = frozenset({"pin", "badge", "secret", "password", "session", "cert", "signature"})
@@ -147,16 +147,8 @@ class Auditor:
 
 
 def write_state(path: Path, data: bytes, *, sync: bool = True) -> None:
-    """Replace a small state file atomically (temp file + rename), fsynced unless ``sync`` is False."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        if sync:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    """Replace a small state file atomically (``septum.staged_write``), fsynced unless ``sync`` is False."""
+    write_atomic(path, data, sync=sync)
 
 
 def wall_now() -> float:

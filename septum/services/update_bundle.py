@@ -44,9 +44,7 @@ from septum.crypto.manifest import (  # the signed manifest's format and its sig
     parse_version,
     verify_manifest,
 )
-from septum.staged_write import stage_tree
-
-from .durable import fsync_dir
+from septum.staged_write import fsync_dir, stage_tree, write_atomic
 
 MAGIC = b"SEPTUPD\x01"
 
@@ -230,12 +228,7 @@ class VersionStore:
         if old is not None and parse_version(old) >= parse_version(version):
             return
         state[target] = version
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_bytes(msgspec.json.encode(state))
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        fsync_dir(self.path.parent)
+        write_atomic(self.path, msgspec.json.encode(state), 0o644)
 
 
 InstallStatus = Literal["installed", "rolled-back", "refused"]
