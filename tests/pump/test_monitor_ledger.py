@@ -255,6 +255,9 @@ _ORIGINAL_CATCH_UP = Controller._catch_up
 
 @pytest.mark.parametrize("bug", ["halved windows", "boluses not booked"])
 def test_a_bug_in_the_controllers_accounting_is_caught_by_the_monitor(library, monkeypatch, bug):
+    """The "halved windows" bug is in the ledger class: a monitor that used the controller's ``DeliveryLedger`` (as
+    it did) inherits it, lets the boluses through and agrees with the controller. "boluses not booked" is a bug in
+    the controller's own ``_catch_up``, which the monitor copied but did not share."""
     if bug == "halved windows":
         monkeypatch.setattr(DeliveryLedger, "amount_between", _halved_windows)
     else:
@@ -310,7 +313,7 @@ def test_the_monitor_books_with_its_own_ledger():
     assert mine and not any(id(v) in theirs for v in mine)
 
 
-def test_monitor_ledger_books_a_clock_faults_grant_once(library):
+def test_monitor_ledger_books_a_clock_faults_grant_once():
     """G-6: after a clock fault booked a whole grant, a grant starting inside it books only the rest."""
     led = monitor_ledger.MonitorLedger()
     led.accept_program(DRUG, 1.0)

@@ -60,7 +60,8 @@ class AllowedStretch:
 
 @dataclass
 class Grant:
-    """The rate the monitor granted at ``made``; booked up to ``booked_to``, it runs out at ``end``."""
+    """A rate the monitor granted: booked up to ``booked_to`` (at first, when it was granted), it runs out at
+    ``end``."""
 
     booked_to: float
     end: float
@@ -83,10 +84,6 @@ class MonitorLedger:
         self.allowed_total_ml = 0.0
 
     # --------------------------------------------------------------------------------------- grants
-
-    @property
-    def grant_in_force(self) -> Grant | None:
-        return self._grant
 
     def accept_program(self, drug_id: str, canonical_per_ml: float) -> None:
         """A new program runs from now: its volume counts from zero and no earlier grant carries over.
