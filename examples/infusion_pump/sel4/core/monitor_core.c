@@ -176,7 +176,7 @@ static int sensor_problems(const sm_sensors *s) { /* SensorReading.problems() is
 /* ============================================================================ monitor.py SafetyMonitor */
 static void pca_end_bolus(sm_monitor *m) { m->pca.active = 0; }
 
-static void catch_up(sm_monitor *m, double now) { /* SafetyMonitor._catch_up */
+static void catch_up(sm_monitor *m, double now) { /* MonitorLedger.book (therapy/monitor_ledger.py) */
     if (!m->has_lease || !m->has_program) return;
     double end = sm_pymin(now, m->lease_end);
     double start = m->lease_start;

@@ -364,7 +364,7 @@ int sm_evaluate(const sm_library *lib, int drug, int area, double concentration,
     return 1;
 }
 
-/* ------------------------------------------------------------------------------------------ ledger.py */
+/* ---------------------------------------- ledger.py (controller), monitor_ledger.py (monitor): same arithmetic */
 #define KEEP_S (4 * 3600.0 + 60.0)
 
 void sm_ledger_init(sm_ledger *l) {
