@@ -7,7 +7,7 @@ A partition therefore cannot send on a channel it was not granted (it holds no h
 backwards on one it receives from (EPIPE).
 
 The receiving end enforces the channel's contract, in this order, for every message:
-size (at most the schema's maximum encoded size), rate (token bucket on the runtime clock), strict
+size (at most the schema's maximum encoded size), rate (``token_bucket.TokenBucket`` on device time), strict
 typed decoding, and the queue bound (tail drop). Every dropped message is counted by reason; the
 partition runtime reports the counters to the supervisor, which turns them into events.
 Sends never block: a full channel makes ``send`` return False and count a ``full`` drop, so a stuck
@@ -24,6 +24,7 @@ import msgspec
 
 from .clock import Clock
 from .codec import Codec, DecodeErrors
+from .token_bucket import TokenBucket
 
 DROP_REASONS = ("malformed", "oversize", "rate", "overflow")
 _DONTWAIT = socket.MSG_DONTWAIT
@@ -36,32 +37,6 @@ def create_pair() -> tuple[socket.socket, socket.socket]:
     rcv.shutdown(socket.SHUT_WR)
     snd.shutdown(socket.SHUT_RD)
     return snd, rcv
-
-
-class TokenBucket:
-    """Admits ``rate`` messages per second of device time, with a burst of one second's worth."""
-
-    __slots__ = ("capacity", "clock", "last", "rate", "tokens")
-
-    def __init__(self, rate: float, clock: Clock) -> None:
-        self.rate = rate
-        self.capacity = max(1.0, rate)
-        self.tokens = self.capacity
-        self.clock = clock
-        self.last = clock.now()
-
-    def admit(self, now: float | None = None) -> bool:
-        """Take one token. ``now`` is the device time when the caller read the clock for a whole batch
-        of messages (they arrived together; the refill differs by nanoseconds)."""
-        if now is None:
-            now = self.clock.now()
-        tokens = self.tokens + (now - self.last) * self.rate
-        self.tokens = tokens if tokens < self.capacity else self.capacity
-        self.last = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return True
-        return False
 
 
 class SendEnd:
@@ -120,7 +95,8 @@ class ReceiveEnd:
         self.codec = codec
         self.queue_limit = queue
         self.queue: deque[Any] = deque()
-        self.bucket = TokenBucket(rate_per_s, clock) if rate_per_s is not None else None
+        self.clock = clock  # rate limits count device time
+        self.bucket = TokenBucket(rate_per_s, clock.now()) if rate_per_s is not None else None
         # one byte more than the largest valid message, so an oversized one is visible as such
         self._buf = bytearray(codec.max_size + 1)
         self._view = memoryview(self._buf)
@@ -152,8 +128,8 @@ class ReceiveEnd:
         bucket = self.bucket
         queue = self.queue
         drops = self.drops
-        # one clock reading for the batch (device time, as TokenBucket.admit would read it)
-        now = bucket.clock.now() if bucket is not None else 0.0
+        # one clock reading for the batch (they arrived together; the refill differs by nanoseconds)
+        now = self.clock.now() if bucket is not None else 0.0
         read = 0
         while read < budget:
             if read == 1 and self._probe_skip:

@@ -25,15 +25,15 @@ Nothing here raises on hostile input: every outcome is a verdict the supervisor 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
 from . import protocol as proto
-from .channel import TokenBucket
-from .clock import Clock
 from .events import SUPERVISOR_KINDS
+from .token_bucket import TokenBucket
 
 CONTROL_MSGS_PER_S = 400.0  # control messages a partition may send per second, heartbeats included (burst: 1 s)
 READ_BATCH = 64  # messages of one partition read per supervisor loop turn (fairness between partitions)
@@ -101,12 +101,12 @@ class ControlGuard:
     buffer: bytearray = field(default_factory=lambda: bytearray(proto.MAX_FROM_PARTITION + 1))
 
     def __post_init__(self) -> None:
-        self.bucket = TokenBucket(self.rate, Clock.start())  # real seconds: the supervisor's own clock
+        self.bucket = TokenBucket(self.rate, time.monotonic())  # real seconds: the supervisor's own clock
 
     # ------------------------------------------------------------------ admission
     def admit(self) -> bool:
         """Take one message's token; False: over budget (discard it unread and count it)."""
-        return self.bucket.admit()
+        return self.bucket.admit(time.monotonic())
 
     def decode(self, data: memoryview | bytes) -> Any:
         """Decode and check one message; raises Refused with the reason."""

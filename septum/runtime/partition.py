@@ -10,14 +10,16 @@ A partition's entry point (``runs: module:function`` in the model) is called wit
 
 When the entry point returns, the runtime runs the partition's event loop (``p.run()``) until the
 supervisor stops it; ``ready()`` is sent when the loop starts unless the entry point sent it earlier.
-The loop reads input channels (enforcing each channel's size, rate, type and queue bounds), calls one
-handler per message (one message per channel per turn), runs due timers and sends heartbeats. A handler
+The loop reads input channels (enforcing each channel's size, rate and type bounds; what waits is held in
+the channel's socket, never in the process), calls one handler per message (one message per ready channel
+per turn), runs due timers and sends heartbeats. A handler
 that raises ends the partition (exit code 70), so the supervisor applies its restart policy: errors are
 never swallowed.
 """
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import os
@@ -40,11 +42,14 @@ from .codec import DecodeErrors
 Handler = Callable[[Any], None]
 DeviceHandler = Callable[[bytes], None]
 MAX_DEVICE_PACKET = 64 * 1024  # same bound as septum.runtime.devices (not imported: keep boot lean)
-DRAIN_BUDGET = 256  # messages read per channel per loop turn, so timers and heartbeats keep running
+DRAIN_BUDGET = 256  # packets read per device per loop turn, so timers and heartbeats keep running
 REPORT_INTERVAL_S = 0.2  # at most this often, changed drop counters are reported to the supervisor
 SERVICE_INTERVAL_S = 0.001  # single-input loop: control, devices, timers looked at this often while busy
 SMALL_MESSAGE = 4096  # single-input loop: channels whose messages fit are read with recv(), not recv_into()
 WAKE_SIGNAL = signal.SIGRTMIN + 3  # single-input loop: the waker thread interrupts the blocking read with it
+# the event loops' clock (real seconds, as time.monotonic): a module name so that a test can drive the loops
+# with arrival times of its choosing (tests/runtime/test_token_bucket.py)
+_loop_clock = time.monotonic
 
 
 def _check_report_names(kind: str, fields: dict[str, Any]) -> None:
@@ -382,7 +387,7 @@ class Partition:
             dev_fd[self._devices[dname].fileno()] = dname
             poller.register(self._devices[dname].fileno(), select.POLLIN)
         in_fd = r.fileno()
-        monotonic = time.monotonic
+        monotonic = _loop_clock
         poll = poller.poll
         timers = self._timers
         beat_s = self._heartbeat_s
@@ -447,10 +452,10 @@ class Partition:
                 return view[:recv_into(buf)]
         decode = r.codec.decoder.decode
         bucket = r.bucket
-        rate = cap = origin = 0.0
-        scale = 1.0
-        if bucket is not None:  # TokenBucket.admit, inlined (same arithmetic, same state)
-            rate, cap, origin, scale = bucket.rate, bucket.capacity, bucket.clock.origin, bucket.clock.scale
+        rate = cap = 0.0
+        origin, scale = r.clock.origin, r.clock.scale
+        if bucket is not None:  # TokenBucket.admit, inlined below (same arithmetic, same state)
+            rate, cap = bucket.rate, bucket.capacity
         drops = r.drops
         if service():
             return
@@ -468,10 +473,12 @@ class Partition:
             else:
                 if bucket is not None:
                     dev_now = (now - origin) * scale
-                    tokens = bucket.tokens + (dev_now - bucket.last) * rate
-                    if tokens > cap:
-                        tokens = cap
-                    bucket.last = dev_now
+                    tokens = bucket.tokens
+                    if dev_now > bucket.last:
+                        tokens += (dev_now - bucket.last) * rate
+                        if tokens > cap:
+                            tokens = cap
+                        bucket.last = dev_now
                     if tokens >= 1.0:
                         bucket.tokens = tokens - 1.0
                     else:
@@ -492,72 +499,109 @@ class Partition:
                 handler(msg)
 
     def _run_polling(self) -> None:
-        """The loop of a partition with several (or no) input channels.
+        """The loop of a partition with several (or no) input channels, or one whose waker cannot run.
 
-        One turn: heartbeat if due, one ``poll`` (blocking until the next timer or heartbeat unless
-        messages are queued), drain the ready channels, one message per channel to its handler, due
-        timers, drop reports. The turn is on the path of every message, so it is written to do little:
-        local names instead of attribute look-ups, one clock read when nothing else needs a fresh one.
+        One turn: one ``poll`` over control, devices and every input (blocking until the next timer,
+        heartbeat or drop report is due), one clock reading, then control and devices, then **one message
+        from each ready input**, read, checked inline in the order ``ReceiveEnd.drain`` applies (size,
+        rate, strict decoding; every drop counted) and handed straight to its handler, then due timers and
+        drop reports. A flooded input therefore gets one message per turn like any other ready input and
+        cannot starve them; what it sent beyond that waits in its socket, whose bound makes the sender's
+        ``send`` refuse (and count) rather than block. Nothing is queued in the process and no read is
+        made that is not known to succeed: the turn is on the path of every message.
         """
-        poller = select.poll()  # poll, not epoll: it holds no file descriptor of its own
-        by_fd: dict[int, ReceiveEnd] = {}
-        for r in self._inputs.values():
-            poller.register(r.fileno(), select.POLLIN)
-            by_fd[r.fileno()] = r
+        poller = select.poll()  # poll, not epoll: it holds no file descriptor of its own, and is cheaper here
         control_fd = self._control.fileno()
-        poller.register(control_fd, select.POLLIN)
+        poller.register(control_fd, select.POLLIN)  # first: a Stop is seen before that turn's messages
         dev_fd: dict[int, str] = {}
         for dname in self._device_handlers:
             dev_fd[self._devices[dname].fileno()] = dname
             poller.register(self._devices[dname].fileno(), select.POLLIN)
-        monotonic = time.monotonic
+        ins: dict[int, _Input] = {}
+        for r in self._inputs.values():
+            ins[r.fileno()] = _Input(r)
+            poller.register(r.fileno(), select.POLLIN)
+        monotonic = _loop_clock
         poll = poller.poll
         timers = self._timers
         handlers = self._handlers
         beat_s = self._heartbeat_s
-        ends = [(name, r.queue) for name, r in self._inputs.items()]
         next_beat = monotonic()
         next_report = self._last_report + REPORT_INTERVAL_S
-        pending = False
+        timeout_ms = 0  # the first turn: whatever is waiting already
+        hup = select.POLLHUP | select.POLLERR
         while not self._stopping:
-            now = monotonic()
+            events = poll(timeout_ms)
+            now = monotonic()  # the turn's one clock reading: rate limits and what else is due
+            for fd, ev in events:
+                c = ins.get(fd)
+                if c is None:
+                    if fd == control_fd:
+                        self._on_control()
+                        if self._stopping:
+                            break
+                    elif fd in dev_fd and not self._on_device_readable(dev_fd[fd]):
+                        poller.unregister(fd)
+                        del dev_fd[fd]
+                    continue
+                try:
+                    data = c.read()
+                except BlockingIOError:  # readable a moment ago, and we are its only reader: not expected
+                    continue
+                if not data and ev & hup:  # end of file: no sender left (the supervisor keeps one open)
+                    poller.unregister(fd)
+                    del ins[fd]
+                    c.end.last_error = "the channel's sending end was closed"
+                    continue
+                if len(data) >= c.size:
+                    c.drops["oversize"] += 1
+                    continue
+                bucket = c.bucket
+                if bucket is not None:  # TokenBucket.admit, inlined (same arithmetic, same state)
+                    dev_now = (now - c.origin) * c.scale
+                    tokens = bucket.tokens
+                    if dev_now > bucket.last:
+                        tokens += (dev_now - bucket.last) * c.rate
+                        if tokens > c.cap:
+                            tokens = c.cap
+                        bucket.last = dev_now
+                    if tokens >= 1.0:
+                        bucket.tokens = tokens - 1.0
+                    else:
+                        bucket.tokens = tokens
+                        c.drops["rate"] += 1
+                        continue
+                try:
+                    msg = c.decode(data)
+                except DecodeErrors as exc:
+                    c.drops["malformed"] += 1
+                    c.end.last_error = str(exc)[:200]
+                    continue
+                c.end.received += 1
+                fn = handlers.get(c.name)
+                if fn is not None:
+                    fn(msg)
+                    if self._stopping:  # a handler stopped the loop: no further message this turn
+                        break
+            if self._stopping:
+                break
             if beat_s is not None and now >= next_beat:
                 self.heartbeat()
                 next_beat = now + beat_s
-            if pending:
-                timeout_ms = 0
-            else:
-                deadline = next_beat if beat_s is not None else now + 1.0
-                if timers and timers[0][0] < deadline:
-                    deadline = timers[0][0]
-                timeout_ms = max(0, int((deadline - now) * 1000) + 1)
-            for fd, _ in poll(timeout_ms):
-                ready = by_fd.get(fd)
-                if ready is not None:
-                    ready.drain(DRAIN_BUDGET)
-                elif fd == control_fd:
-                    self._on_control()
-                elif fd in dev_fd:
-                    if not self._on_device_readable(dev_fd[fd]):
-                        poller.unregister(fd)
-                        del dev_fd[fd]
-            if self._stopping:
-                break
-            # one message per channel per turn: a flooded channel cannot starve the others
-            pending = False
-            for name, q in ends:
-                if q:
-                    msg = q.popleft()
-                    fn = handlers.get(name)
-                    if fn is not None:
-                        fn(msg)
-                    if q:
-                        pending = True
-            if timers and timers[0][0] <= (now := monotonic()):
+            if timers and timers[0][0] <= now:
                 self._run_timers(now)
             if now >= next_report:  # the turn's clock reading is recent enough for a 0.2 s interval
                 self._report_drops()
                 next_report = self._last_report + REPORT_INTERVAL_S
+            # the next poll waits for the heartbeat or the next timer; anything still ready (a message
+            # beyond the one read per input, a backlog) makes it return at once
+            deadline = next_beat if beat_s is not None else now + 1.0
+            if timers and timers[0][0] < deadline:
+                deadline = timers[0][0]
+            if events:  # handlers ran since the turn's clock reading
+                now = monotonic()
+            # poll's timeout is in ms: rounded up, so that it never wakes before the deadline
+            timeout_ms = int((deadline - now) * 1000) + 1 if deadline > now else 0
 
     def _run_timers(self, now: float) -> None:
         timers = self._timers
@@ -571,6 +615,33 @@ class Partition:
                 if t.deadline < now:  # fell behind: skip missed ticks rather than bursting
                     t.deadline = now + t.period
                 self._add_timer(t)
+
+
+class _Input:
+    """What the polling loop needs of one input channel at hand, read once before the loop starts."""
+
+    __slots__ = ("bucket", "cap", "decode", "drops", "end", "name", "origin", "rate", "read", "scale", "size")
+
+    def __init__(self, r: ReceiveEnd) -> None:
+        self.end = r
+        self.name = r.name
+        # one byte more than the largest valid message, so that an oversized one is visible as such
+        self.size = r.codec.max_size + 1
+        if self.size <= SMALL_MESSAGE:  # a bytes object of the message's size: cheapest
+            self.read: Callable[[], Any] = functools.partial(r.sock.recv, self.size, socket.MSG_DONTWAIT)
+        else:  # not a large buffer per message
+            recv_into, buf, view = r.sock.recv_into, r._buf, r._view
+
+            def read() -> memoryview:
+                return view[:recv_into(buf, 0, socket.MSG_DONTWAIT)]
+            self.read = read
+        self.decode = r.codec.decoder.decode
+        self.drops = r.drops
+        self.bucket = r.bucket
+        self.rate = self.cap = 0.0
+        self.origin, self.scale = r.clock.origin, r.clock.scale
+        if r.bucket is not None:
+            self.rate, self.cap = r.bucket.rate, r.bucket.capacity
 
 
 class _Waker:

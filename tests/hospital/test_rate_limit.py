@@ -20,8 +20,7 @@ from septum_pump.hospital.pki import HospitalPki
 from septum_pump.hospital.ratelimit import OrderRate, RefusalSummary, retry_after_s
 
 from septum.model import load
-from septum.runtime.channel import TokenBucket
-from septum.runtime.clock import Clock
+from septum.runtime.token_bucket import TokenBucket
 
 from .conftest import MODEL, basic_order
 from .intake_helpers import Recorder, peer_of
@@ -89,8 +88,7 @@ def test_what_the_sender_admits_the_receiver_never_drops(gaps: list[float], lags
     token means auth drops none of them."""
     clock = FakeClock()
     rate = OrderRate(RATE, clock=clock)
-    receiver = TokenBucket(RATE, Clock(origin=0.0))
-    receiver.last = clock.t  # both buckets start full at the same moment
+    receiver = TokenBucket(RATE, clock.t)  # both buckets start full at the same moment
     sent: list[float] = []
     for gap in gaps:
         clock.t += gap
@@ -104,8 +102,7 @@ def test_what_the_sender_admits_the_receiver_never_drops(gaps: list[float], lags
 
 def test_without_the_headroom_a_queued_burst_makes_auth_drop() -> None:
     """Why the sender keeps one token back: the same bucket on both sides is not enough."""
-    receiver = TokenBucket(RATE, Clock(origin=0.0))
-    receiver.last = 0.0
+    receiver = TokenBucket(RATE, 0.0)
     # a full burst sent at 0 sits 50 ms in the queue; the next order, sent when a token is due, does not
     assert all(receiver.admit(0.05) for _ in range(int(RATE)))
     assert not receiver.admit(1 / RATE)

@@ -17,18 +17,21 @@ import threading
 import time
 from collections.abc import Callable
 
+from septum.runtime.token_bucket import TokenBucket, default_capacity
+
 Clock = Callable[[], float]
 
 
 class OrderRate:
     """Admits orders at the channel's declared rate, in the same clock the receiving end uses.
 
-    The receiver's bucket (``septum.runtime.channel.TokenBucket``) holds ``max(1, rate)`` tokens and refills
-    at ``rate`` per second of device time. Ours refills at the same rate but holds one token less (never
-    under one): an order waits in the channel queue for a moment before auth reads it, and if an earlier
-    burst waited longer than a later order, the receiver would see them closer together than we sent them
-    and drop the later one. One token of headroom absorbs up to ``1/rate`` seconds of such queueing
-    jitter, so an order we forward is an order auth does not drop for its rate.
+    Both sides use the runtime's one ``septum.runtime.token_bucket.TokenBucket``. The receiver's holds
+    ``default_capacity(rate)`` tokens (one second's worth) and refills at ``rate`` per second of device time.
+    Ours refills at the same rate but holds one token less (never under one): an order waits in the channel
+    queue for a moment before auth reads it, and if an earlier burst waited longer than a later order, the
+    receiver would see them closer together than we sent them and drop the later one. One token of headroom
+    absorbs up to ``1/rate`` seconds of such queueing jitter, so an order we forward is an order auth does not
+    drop for its rate.
     """
 
     def __init__(self, rate_per_s: float, *, clock: Clock = time.monotonic,
@@ -37,33 +40,25 @@ class OrderRate:
                 or not math.isfinite(rate_per_s) or rate_per_s <= 0):
             raise ValueError(f"orders rate must be a positive number of orders per second, not {rate_per_s!r}")
         self.rate = float(rate_per_s)
-        self.receiver_capacity = max(1.0, self.rate)
+        self.receiver_capacity = default_capacity(self.rate)
         self.capacity = max(1.0, self.receiver_capacity - 1.0)
         self._clock = clock
         self._to_real = to_real  # device seconds -> real seconds, for the hospital's Retry-After
         self._lock = threading.Lock()
-        self._tokens = self.capacity
-        self._last = clock()
-
-    def _refill(self) -> None:
-        now = self._clock()
-        self._tokens = min(self.capacity, self._tokens + max(0.0, now - self._last) * self.rate)
-        self._last = now
+        self._bucket = TokenBucket(self.rate, clock(), capacity=self.capacity)
 
     def take(self) -> float | None:
         """Take a token: None if the order may be forwarded, else the real seconds until one is free."""
         with self._lock:
-            self._refill()
-            if self._tokens >= 1.0:
-                self._tokens -= 1.0
+            if self._bucket.admit(self._clock()):
                 return None
-            wait = (1.0 - self._tokens) / self.rate
+            wait = self._bucket.wait()
         return self._to_real(wait)
 
     def refund(self) -> None:
         """Give back a token whose order never entered the channel (it was full), so it cost auth nothing."""
         with self._lock:
-            self._tokens = min(self.capacity, self._tokens + 1.0)
+            self._bucket.refund()
 
 
 def retry_after_s(real_seconds: float) -> int:
