@@ -55,6 +55,11 @@ class Target:
     def user_top(self) -> int:
         return _USER_TOP[self.arch]
 
+    @property
+    def io_top(self) -> int:
+        """The end of a device's I/O address space: x86's IOMMU page tables have three 9-bit levels."""
+        return 1 << 39
+
     def max_map_vaddr(self, stack_size: int) -> int:
         """The highest address a PD's map may reach: the stack sits at the very top of the address space."""
         return self.user_top - stack_size - ABOVE_STACK
@@ -139,6 +144,25 @@ class VirtualMachine:
 
 
 @dataclass
+class IoMap:
+    mr: str
+    iovaddr: int
+    perms: str
+    loc: Loc
+
+
+@dataclass
+class IoAddressSpace:
+    """A PCI device's IOMMU address space: the regions it may reach by DMA, and where."""
+
+    name: str
+    pci: tuple[int, int, int] | None  # bus, device, function; None if it did not parse
+    domain_id: int | None
+    maps: list[IoMap]
+    loc: Loc
+
+
+@dataclass
 class ProtectionDomain:
     name: str
     priority: int
@@ -208,6 +232,7 @@ class System:
     channels: list[Channel] = field(default_factory=list)
     domains: Domains | None = None
     paddr_setvars: list[tuple[str, str, Loc]] = field(default_factory=list)  # (pd, region, where)
+    io_spaces: list[IoAddressSpace] = field(default_factory=list)
 
     def pd(self, name: str) -> ProtectionDomain | None:
         return next((p for p in self.pds if p.name == name), None)

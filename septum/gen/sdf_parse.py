@@ -7,10 +7,10 @@ collected rather than raised, so one run names every mistake it can.
 
 What is accepted is the Microkit 2.x format (see docs/sel4.md): ``system`` with ``domains``,
 ``protection_domain`` (and child protection domains inside one), ``virtual_machine`` with its ``vcpu`` and
-``map``, x86 ``ioport`` and I/O APIC / MSI ``irq`` forms, prefilled ``memory_region``, ``channel``. The
-few real Microkit features it does not check (``io_address_space``, ``cspace`` capability sharing,
-``prefill_bootinfo``) are refused as *not supported by this validator* (rules ``unsupported_element`` and
-``unsupported_attribute``), never as unknown, and never silently accepted unchecked.
+``map``, x86 ``ioport`` and I/O APIC / MSI ``irq`` forms, ``io_address_space`` with ``iomap`` (IOMMU),
+prefilled ``memory_region``, ``channel``. The few real Microkit features it does not check (``cspace``
+capability sharing, ``prefill_bootinfo``) are refused as *not supported by this validator* (rules
+``unsupported_element`` and ``unsupported_attribute``), never as unknown, and never silently accepted unchecked.
 
 The ``"1.2"`` dialect reads what Microkit 1.2.6 (the last release with a Python tool) accepts: no
 ``<domains>`` and no ``domain=``, ``pp`` on the protection domain instead of on a channel end, no
@@ -36,6 +36,8 @@ from .sdf_model import (
     Diagnostic,
     Domain,
     Domains,
+    IoAddressSpace,
+    IoMap,
     IoPort,
     Irq,
     Loc,
@@ -72,6 +74,8 @@ ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "virtual_machine": ("name", "priority", "budget", "period"),
     "vcpu": ("id", "cpu"),
     "ioport": ("id", "addr", "size", "setvar_id", "setvar_addr"),
+    "io_address_space": ("name", "peripheral_id", "domain_id"),
+    "iomap": ("mr", "iovaddr", "perms"),
 }
 REQUIRED: dict[str, tuple[str, ...]] = {
     "domain": ("name",),
@@ -87,14 +91,17 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "virtual_machine": ("name",),
     "vcpu": ("id",),
     "ioport": ("id", "addr", "size"),
+    "io_address_space": ("name", "peripheral_id", "domain_id"),
+    "iomap": ("mr", "iovaddr"),
 }
 CHILDREN: dict[str, tuple[str, ...]] = {
-    "system": ("domains", "protection_domain", "memory_region", "channel"),
+    "system": ("domains", "protection_domain", "memory_region", "channel", "io_address_space"),
     "domains": ("domain", "domain_schedule"),
     "domain_schedule": ("schedule_entry", "schedule_end_marker"),
     "protection_domain": ("program_image", "map", "irq", "setvar", "protection_domain", "virtual_machine",
                           "ioport"),
     "virtual_machine": ("vcpu", "map"),
+    "io_address_space": ("iomap",),
     "channel": ("end",),
 }
 Dialect = Literal["current", "1.2"]
@@ -129,11 +136,11 @@ MAX_ID_1_2 = 62  # 1.2.6: "id must be < 63"
 
 # Real Microkit vocabulary this validator does not check: refused as "not supported by this validator" (the
 # file may well be right), never as "unknown" (the file is wrong), and never accepted unchecked.
-UNSUPPORTED = frozenset({"io_address_space", "iomap", "cspace", "cap_sc", "cap_tcb"})
+UNSUPPORTED = frozenset({"cspace", "cap_sc", "cap_tcb"})
 UNSUPPORTED_ATTRIBUTES: dict[str, frozenset[str]] = {"memory_region": frozenset({"prefill_bootinfo"})}
 _NOT_CHECKED = "septum validate-sdf does not check it, so the file is refused rather than passed unchecked"
 # 1.2.6 knew none of these elements either; reported there as not part of Microkit 1.2.
-_LATER_THAN_1_2 = frozenset({"virtual_machine", "vcpu", "ioport", *UNSUPPORTED})
+_LATER_THAN_1_2 = frozenset({"virtual_machine", "vcpu", "ioport", "io_address_space", "iomap", *UNSUPPORTED})
 
 
 @dataclass
@@ -340,6 +347,10 @@ class _Reader:
                 ch = self.channel(child)
                 if ch is not None:
                     sys_.channels.append(ch)
+            elif child.tag == "io_address_space":
+                space = self.io_address_space(child)
+                if space is not None:
+                    sys_.io_spaces.append(space)
         sys_.paddr_setvars = list(self.setvars)
         for pd_name, region, loc in self.setvars:
             if sys_.region(region) is None:  # the 1.2.6 tool crashes on this ("can't find region")
@@ -504,6 +515,25 @@ class _Reader:
             self.error(el.loc, "vm_missing_vcpu", f"virtual machine '{vm.name}' needs at least one <vcpu>")
         return vm
 
+    def io_address_space(self, el: Element) -> IoAddressSpace | None:
+        if not self.check_element(el):
+            return None
+        space = IoAddressSpace(el.attrs["name"], self.pci_address(el, "peripheral_id"), self.number(el, "domain_id"),
+                               [], el.loc)
+        for child in self.children(el):
+            if not self.check_element(child):
+                continue
+            iovaddr = self.number(child, "iovaddr")
+            perms = child.attrs.get("perms", "rw")
+            if not perms or any(c not in "rw" for c in perms):
+                self.error(child.loc, "iomap_perms",
+                           f"perms '{perms}' of an <iomap> must be a combination of 'r' and 'w' (a device never "
+                           "executes)")
+                continue
+            if iovaddr is not None:
+                space.maps.append(IoMap(child.attrs["mr"], iovaddr, "".join(c for c in "rw" if c in perms), child.loc))
+        return space
+
     def ioport(self, el: Element) -> IoPort | None:
         ident, addr, size = self.number(el, "id"), self.number(el, "addr"), self.number(el, "size")
         if ident is None or addr is None or size is None:
@@ -571,12 +601,12 @@ class _Reader:
         if m is None:
             self.error(el.loc, "bad_pci_address", f"{name} '{raw}' must be a PCI address bus:device.function")
             return None
-        bus, dev, fn = (parse_number(g) for g in m.groups())
+        bus, dev, fn = (int(g, 16) for g in m.groups())  # the lspci form: hexadecimal
         for what, value, top in (("bus", bus, 255), ("device", dev, 31), ("function", fn, 7)):
             if value is None or value > top:
                 self.error(el.loc, "bad_pci_address", f"PCI {what} in {name} '{raw}' must be within [0..{top}]")
                 return None
-        return bus, dev, fn  # type: ignore[return-value]
+        return bus, dev, fn
 
     def memory_region(self, el: Element) -> MemoryRegion | None:
         # Kept without a size when 'size' is missing, so maps of it do not also report "does not exist".

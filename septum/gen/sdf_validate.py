@@ -69,6 +69,7 @@ class _Checker:
         self.domains()
         self.children_and_vms()
         self.x86_io()
+        self.io_spaces()
         return self.diags
 
     # -- protection domains -------------------------------------------------------------------------
@@ -162,6 +163,7 @@ class _Checker:
                 self.error(loc, "overlapping_maps",
                            f"in '{pd.name}' the map of '{name}' at {start:#x} overlaps the map of '{other}'")
         used |= {m.mr for pd in self.sys.pds if pd.vm for m in pd.vm.maps}
+        used |= {m.mr for space in self.sys.io_spaces for m in space.maps}  # a device's DMA is a use too
         for mr in self.sys.regions:
             if mr.name not in used:
                 self.warning(mr.loc, "unused_mr", f"memory region '{mr.name}' is not mapped by any protection domain")
@@ -413,6 +415,65 @@ class _Checker:
                     self.error(loc, "setvar_paddr_x86",
                                f"<setvar region_paddr='{region_name}'> in '{pd_name}': on x86_64 the region "
                                "needs a 'phys_addr' (the tool cannot give it a physical address there)")
+
+
+    # -- IOMMU ----------------------------------------------------------------------------------------
+    def io_spaces(self) -> None:
+        names: dict[str, Loc] = {}
+        devices: dict[tuple[int, int, int], str] = {}
+        domain_ids: dict[int, str] = {}
+        top = self.target.io_top
+        for space in self.sys.io_spaces:
+            if not self.target.iommu:
+                self.error(space.loc, "iommu_unavailable", f"<io_address_space> '{space.name}' needs seL4 built "
+                           "with IOMMU support")
+            elif self.target.arch != "x86_64":
+                self.error(space.loc, "iommu_arch", f"<io_address_space> '{space.name}': IOMMU device identifiers "
+                           f"(PCI) are not supported on {self.target.arch}")
+            if space.name in names:
+                self.error(space.loc, "duplicate_io_space", f"I/O address space name '{space.name}' is already "
+                           f"used at {names[space.name]}")
+            names.setdefault(space.name, space.loc)
+            if space.pci is not None:
+                if space.pci in devices:
+                    bus, dev, fn = space.pci
+                    self.error(space.loc, "duplicate_io_device", f"PCI device {bus:02x}:{dev:02x}.{fn:x} already "
+                               f"has an I/O address space, '{devices[space.pci]}'")
+                devices.setdefault(space.pci, space.name)
+            if space.domain_id is not None:
+                if space.domain_id in domain_ids:
+                    self.error(space.loc, "duplicate_io_domain_id", f"IOMMU domain id {space.domain_id} is already "
+                               f"used by '{domain_ids[space.domain_id]}'")
+                domain_ids.setdefault(space.domain_id, space.name)
+            spans: list[tuple[int, int, str, Loc]] = []
+            for m in space.maps:
+                mr = self.sys.region(m.mr)
+                if mr is None:
+                    self.error(m.loc, "map_unknown_mr", f"<iomap> in '{space.name}' refers to memory region "
+                               f"'{m.mr}', which does not exist")
+                    continue
+                if mr.page_size != PAGE_SIZES[0]:
+                    self.error(m.loc, "iomap_large_page", f"'{m.mr}' uses {mr.page_size:#x} pages; seL4 has no "
+                               "large-page support for the IOMMU")
+                    continue
+                size = mr.size or 0
+                if m.iovaddr >= top:
+                    self.error(m.loc, "iovaddr_too_high", f"iovaddr {m.iovaddr:#x} of '{m.mr}' in '{space.name}' "
+                               f"must be less than {top:#x}")
+                elif m.iovaddr + size >= 1 << 64:
+                    self.error(m.loc, "iovaddr_overflow", f"the iomap of '{m.mr}' in '{space.name}' overflows the "
+                               "64-bit address range")
+                elif m.iovaddr + size > top:
+                    self.error(m.loc, "iovaddr_range_too_high", f"the iomap of '{m.mr}' in '{space.name}' covers "
+                               f"[{m.iovaddr:#x}..{m.iovaddr + size:#x}), beyond the I/O address space [0..{top:#x})")
+                if m.iovaddr % PAGE_SIZES[0]:
+                    self.error(m.loc, "map_vaddr_alignment", f"iovaddr {m.iovaddr:#x} of '{m.mr}' in "
+                               f"'{space.name}' is not page-aligned")
+                if size:
+                    spans.append((m.iovaddr, m.iovaddr + size, m.mr, m.loc))
+            for start, name, loc, other in _overlaps(spans):
+                self.error(loc, "overlapping_maps", f"in I/O address space '{space.name}' the iomap of '{name}' at "
+                           f"{start:#x} overlaps the iomap of '{other}'")
 
 
 def validate_system(system: System, dialect: Dialect = "current", target: Target | None = None) -> list[Diagnostic]:

@@ -30,23 +30,16 @@ from .microkit_agreement import (
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "sel4.md"
 
-# Refused because they use what this validator does not check (io_address_space, cspace capability sharing,
-# prefill_bootinfo): rule unsupported_element / unsupported_attribute. Named so a new one cannot hide.
+# Refused because they use what this validator does not check (cspace capability sharing, prefill_bootinfo):
+# rule unsupported_element / unsupported_attribute. Named so a new one cannot hide.
 UNSUPPORTED_FIXTURES = {
     "mr_prefill_bootinfo_valid.system", "mr_prefill_bootinfo_type_invalid.system",
-    "mr_prefill_path_bootinfo_both_specified.system", "iommu_missing_from_config.system",
-    "iommu_out_of_bound.system", "iommu_range_out_of_bound.system", "iommu_address_overflow.system",
-    "iommu_valid_perms_and_bound.system", "iommu_perms_read_write.system", "iommu_perms_write_only.system",
-    "iommu_perms_execute_invalid.system", "iommu_overlap_different_devices.system",
-    "iommu_overlap_same_device.system", "iommu_same_mr_different_devices.system",
-    "iommu_overlap_mixed_page_sizes.system", "iommu_pci_invalid.system", "iommu_pci_negative_bus.system",
-    "iommu_pci_negative_device.system", "iommu_pci_negative_function.system", "iommu_duplicate_device.system",
-    "iommu_duplicate_device_identifier.system", "iommu_duplicate_domain_identifier.system",
+    "mr_prefill_path_bootinfo_both_specified.system",
     "pd_cap_mappings_overlapping.system", "cap_mappings_slot_invalid.system", "pd_cap_mappings_invalid.system",
     "pd_cap_mappings_invalid_pd_ref.system",
 }
 # The upstream examples that use those features; all others must be accepted.
-UNSUPPORTED_EXAMPLES = {"bootinfo", "cap_sharing", "x86_64_iommu_dma_test"}
+UNSUPPORTED_EXAMPLES = {"bootinfo", "cap_sharing"}
 
 
 @pytest.fixture(scope="module")
