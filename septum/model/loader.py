@@ -81,7 +81,7 @@ class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
 
 
 def _resolve_plain(loader: Any, node: yaml.ScalarNode) -> str:
-    """The YAML 1.1 type of a plain scalar that is not a name (a number, a boolean, null, a date)."""
+    """The YAML 1.1 type of a plain scalar: a name is a string without PyYAML's regular expressions."""
     value = node.value
     if value and (value[0].isalpha() or value[0] == "_") and value not in _SPECIAL_WORDS:
         tag = _STR_TAG
@@ -89,6 +89,28 @@ def _resolve_plain(loader: Any, node: yaml.ScalarNode) -> str:
         tag = _BaseLoader.resolve(loader, yaml.ScalarNode, value, (True, False))
     node.tag = tag  # an alias shares the node: decided once
     return tag
+
+
+_DIGITS = frozenset("0123456789")
+
+
+def _plain_value(loader: Any, node: yaml.ScalarNode, col: _Collector) -> Any:
+    """The value of a plain scalar. Names and small decimal integers (most of a model) are read directly;
+    anything else is typed by PyYAML's resolver and constructor, with their errors located."""
+    value = node.value
+    if value:
+        c = value[0]
+        if (c.isalpha() or c == "_") and value not in _SPECIAL_WORDS:
+            return value
+        # YAML 1.1 reads a leading 0 as octal, so only 0 itself and digits from 1 on take the short way;
+        # 18 digits always fit the 64-bit range the slow way checks
+        if c in _DIGITS and (c != "0" or len(value) == 1) and len(value) <= 18 and value.isascii() \
+                and value.isdigit():
+            node.tag = _INT_TAG
+            return int(value)
+    if _resolve_plain(loader, node) == _STR_TAG:
+        return value
+    return _scalar(loader, node, col)
 
 
 class _Collector:
@@ -182,11 +204,11 @@ def _construct(loader: Any, node: yaml.Node, path: tuple[PathItem, ...], col: _C
                     ModelIssue(col.source._loc(knode), f"duplicate key '{k}' in {_describe(path)}")
                 )
                 continue
-            # scalars (most values) are handled here: no call and no path for them
+            # scalars (most values) are handled here: no path for them
             vtag = vnode.tag
             if vtag is _PLAIN:
-                vtag = _resolve_plain(loader, vnode)
-            if vtag == _STR_TAG and type(vnode) is _ScalarNode:
+                out[k] = _plain_value(loader, vnode, col)
+            elif vtag == _STR_TAG and type(vnode) is _ScalarNode:
                 out[k] = vnode.value
             else:
                 out[k] = _construct(loader, vnode, (*path, k), col)
@@ -199,13 +221,15 @@ def _construct(loader: Any, node: yaml.Node, path: tuple[PathItem, ...], col: _C
         for i, v in enumerate(node.value):
             vtag = v.tag
             if vtag is _PLAIN:
-                vtag = _resolve_plain(loader, v)
-            items.append(v.value if vtag == _STR_TAG and type(v) is _ScalarNode
-                         else _construct(loader, v, (*path, i), col))
+                items.append(_plain_value(loader, v, col))
+            elif vtag == _STR_TAG and type(v) is _ScalarNode:
+                items.append(v.value)
+            else:
+                items.append(_construct(loader, v, (*path, i), col))
         return items
     tag = node.tag
     if tag is _PLAIN:
-        tag = _resolve_plain(loader, cast(yaml.ScalarNode, node))
+        return _plain_value(loader, cast(yaml.ScalarNode, node), col)
     if tag == _STR_TAG:
         return node.value
     return _scalar(loader, cast(yaml.ScalarNode, node), col)  # mappings and sequences returned above
