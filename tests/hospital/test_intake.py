@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from hospital_client import orders
-from septum_pump.hospital import answers, hl7_orders, httpio
+from septum_pump.hospital import answers, hl7_orders, hl7_writer, httpio
 from septum_pump.hospital.mllp import FrameReader, MllpError, frame
 from septum_pump.hospital.pki import HospitalPki
 
@@ -112,6 +112,7 @@ def test_fhir_unsigned_and_not_json_are_refused(pki, order_type) -> None:
 @pytest.mark.parametrize(("edit", "ack", "reason"), [
     (lambda m: m.replace(b"RGV^O15", b"ADT^A01"), "AR", "only RGV^O15"),
     (lambda m: m.replace(b"|P|2.5", b"|P|2.3"), "AR", "is not 2.5"),
+    (lambda m: m.replace(b"|X|P|2.5", b"|  |P|2.5"), "AR", "MSH-10 (message control id) is required"),
     (lambda m: m.replace(b"MSH|^~\\&", b"MSH|^~#&"), "AR", "must start with MSH"),
     (lambda m: m.replace(b"ORC|NW|ORD-7", b"ORC|NW|"), "AE", "ORC-2 (placer order number) is required"),
     (lambda m: m.replace(b"U/h^^UCUM", b"U/h^^L"), "AE", "must be a UCUM code"),
@@ -131,7 +132,7 @@ def test_hl7_errors_have_reasons(pki, order_type, edit: Any, ack: str, reason: s
 
 def test_hl7_reply_escapes_hostile_text() -> None:
     err = hl7_orders.Hl7Error("bad |field^ with ~ and & and \\", where="RXG-15")
-    reply = hl7_orders.reply(None, ack="AR", text="x\ry", control_id="C", timestamp="T", error=err)
+    reply = hl7_writer.reply(None, ack="AR", text="x\ry", control_id="C", timestamp="T", error=err)
     msg = hl7_orders.parse(reply)
     assert len(msg.segments) == 3 and hl7_orders.component(msg.one("ERR")[8], 1) == "bad |field^ with ~ and & and \\"
     assert msg.one("ERR")[2] == "RXG^1^15"

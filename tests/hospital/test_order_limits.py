@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from septum_pump.hospital import answers, hl7_orders, httpio
+from septum_pump.hospital import answers, hl7_orders, hl7_writer, httpio
 from septum_pump.hospital.intake import OrderDesk
 from septum_pump.hospital.pki import HospitalPki
 from septum_pump.order_check import OrderVerdict, check_remote_order
@@ -147,7 +147,7 @@ def test_hl7_answer_carries_the_pumps_verdict(pki: HospitalPki, order_type: type
         err = segs["ERR"]
         assert err[3].startswith(hl7_orders.ERR_REJECTED[0] + "^") and err[4] == "E"
         assert err[5].startswith("DRUG-LIBRARY^")
-        assert err[8] == hl7_orders.escape(check_remote_order(library, PUMP_AREA, _command(**fields)).reason)
+        assert err[8] == hl7_writer.escape(check_remote_order(library, PUMP_AREA, _command(**fields)).reason)
         assert any(e == "order_rejected" and "drug library" in d for e, _, d in audit), audit
     elif verdict is OrderVerdict.NEEDS_OVERRIDE:
         assert msa[1] == "AA" and segs["ERR"][4] == "W" and segs["ERR"][5].startswith("SOFT-LIMIT^")

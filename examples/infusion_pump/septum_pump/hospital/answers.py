@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import time
 
-from . import fhir_orders, hl7_orders, httpio
+from . import fhir_orders, hl7_orders, hl7_writer, httpio
 from .hl7_orders import Hl7Error
 from .intake import OrderDesk, Outcome, Peer
 from .validate import OrderRejected
@@ -49,11 +49,11 @@ def _enhanced(msg: hl7_orders.Hl7Message, modes: tuple[str, str], accept: str, a
     out = []
     accept_type, application_type = modes
     if _wanted(accept_type, accept == "CA"):
-        out.append(hl7_orders.reply(msg, ack=accept, text=text if accept != "CA" else "order received",
+        out.append(hl7_writer.reply(msg, ack=accept, text=text if accept != "CA" else "order received",
                                     control_id=next_control_id(), timestamp=hl7_timestamp(),
                                     error=error if accept != "CA" else None, accept_ack=True))
     if application is not None and _wanted(application_type, application == "AA"):
-        out.append(hl7_orders.reply(msg, ack=application, text=text, control_id=next_control_id(),
+        out.append(hl7_writer.reply(msg, ack=application, text=text, control_id=next_control_id(),
                                     timestamp=hl7_timestamp(), error=error, order_reply=order_reply))
     return out
 
@@ -92,7 +92,7 @@ def answer_hl7_all(payload: bytes, peer: Peer, desk: OrderDesk) -> tuple[list[by
             if exc.ack == "AR":
                 return _enhanced(msg, modes, "CR", None, "order refused", exc, False), outcome
             return _enhanced(msg, modes, "CA", exc.ack, "order refused", exc, False), outcome
-        return [hl7_orders.reply(msg, ack=exc.ack, text="order refused", control_id=next_control_id(),
+        return [hl7_writer.reply(msg, ack=exc.ack, text="order refused", control_id=next_control_id(),
                                  timestamp=hl7_timestamp(), error=exc)], outcome
     outcome = desk.submit(fields, peer)
     error = None
@@ -113,14 +113,14 @@ def answer_hl7_all(payload: bytes, peer: Peer, desk: OrderDesk) -> tuple[list[by
         application = None if outcome.status == "pending" else HL7_ACKS[outcome.status]
         return _enhanced(msg, modes, "CA", application, outcome.reason, error, False), outcome
     # a rate-limited order was a usable RGV^O15, so it gets its RRG^O16 even though the ack is AR
-    return [hl7_orders.reply(msg, ack=HL7_ACKS[outcome.status], text=outcome.reason, control_id=next_control_id(),
+    return [hl7_writer.reply(msg, ack=HL7_ACKS[outcome.status], text=outcome.reason, control_id=next_control_id(),
                              timestamp=hl7_timestamp(), error=error,
                              order_reply=outcome.status == "rate_limited")], outcome
 
 
 def answer_framing_error(reason: str) -> bytes:
     err = Hl7Error(reason, hl7_code=hl7_orders.ERR_SEGMENT_SEQUENCE, ack="AR")
-    return hl7_orders.reply(None, ack="AR", text="frame refused", control_id=next_control_id(),
+    return hl7_writer.reply(None, ack="AR", text="frame refused", control_id=next_control_id(),
                             timestamp=hl7_timestamp(), error=err)
 
 

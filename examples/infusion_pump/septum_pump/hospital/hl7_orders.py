@@ -1,4 +1,5 @@
-"""HL7 v2.5 / v2.6 (IHE PCD PIV) infusion orders: ``RGV^O15`` in, ``RRG^O16`` (or a generic ``ACK``) out.
+"""HL7 v2.5 / v2.6 (IHE PCD PIV) infusion orders: ``RGV^O15`` in (the ``RRG^O16`` or ``ACK`` out is written
+by ``hl7_writer``).
 
 Fields are split by python-hl7 (the declared ``hl7`` package); around it the checks are ours and strict:
 the message must start with ``MSH|^~\\&``, be UTF-8 without control characters
@@ -81,13 +82,6 @@ def unescape(text: str) -> str:
         return _ESCAPES.get(m.group(1), m.group(0))
 
     return re.sub(r"\\([FSTRE])\\", sub, text)
-
-
-def escape(text: str) -> str:
-    """Escape the delimiters and drop control characters, so free text cannot break the message."""
-    text = _CONTROL.sub(" ", text.replace("\r", " "))
-    return (text.replace("\\", "\\E\\").replace("|", "\\F\\").replace("^", "\\S\\")
-            .replace("&", "\\T\\").replace("~", "\\R\\"))
 
 
 @dataclass
@@ -261,7 +255,7 @@ def check_header(msg: Hl7Message) -> None:
     if component(mtype, 1) != "RGV" or component(mtype, 2) != "O15":
         raise Hl7Error(f"message type {mtype[:20]!r} is not accepted here (only RGV^O15)", where="MSH-9",
                        hl7_code=ERR_UNSUPPORTED_TYPE, ack="AR")
-    if not msg.control_id:
+    if not msg.control_id.strip():  # blank is no id: the answer's MSA-2 could not name the message
         raise Hl7Error("MSH-10 (message control id) is required", where="MSH-10", hl7_code=ERR_REQUIRED, ack="AR")
     version = component(field(msh, 12, "MSH"), 1)
     if version not in VERSIONS:
@@ -354,67 +348,3 @@ def order_fields(msg: Hl7Message) -> dict[str, Any]:
         "sent_at_ms": int(sent),
         "signature": signature,
     }
-
-
-def _hd(value: str) -> str:
-    """An HD (namespace ^ universal id ^ id type) copied component by component, each re-escaped: the
-    sender's MSH-3/4 becomes our MSH-5/6 as the same identifier, not as one escaped text."""
-    parts = value.split("~", 1)[0].split("^")[:3]
-    return "^".join(escape(unescape(p)) for p in parts).rstrip("^")
-
-
-def _msh(msg_type: str, control_id: str, to: tuple[str, str], timestamp: str, version: str) -> str:
-    return "|".join(["MSH", ENCODING, "SEPTUM_PUMP", "SEPTUM", _hd(to[0]), _hd(to[1]), timestamp, "",
-                     msg_type, escape(control_id), "P", version])
-
-
-def _answer_version(request: Hl7Message | None) -> str:
-    """Answer in the request's version when it is one we speak (hl7apy validates against it), else 2.5."""
-    if request is None:
-        return "2.5"
-    version = component(field(request.segments[0][1], 12, "MSH"), 1)
-    return version if version in VERSIONS else "2.5"
-
-
-def _trigger(request: Hl7Message | None) -> str:
-    """The trigger event a generic ACK answers (MSH-9.2 of the request), O15 if it cannot be read."""
-    if request is None:
-        return "O15"
-    trigger = component(field(request.segments[0][1], 9, "MSH"), 2)
-    return trigger if re.fullmatch(r"[A-Z0-9]{3}", trigger) else "O15"
-
-
-def _error_location(where: str) -> str:
-    """ERR-2 (ERL): segment id ^ segment sequence ^ field position."""
-    seg, _, pos = where.partition("-")
-    if not SEGMENT_ID.fullmatch(seg):
-        return ""
-    pos = pos.split(".")[0]
-    return f"{seg}^1^{pos}" if pos.isdigit() else seg
-
-
-def reply(request: Hl7Message | None, *, ack: str, text: str, control_id: str, timestamp: str,
-          error: Hl7Error | None = None, order_reply: bool = False, accept_ack: bool = False) -> bytes:
-    """RRG^O16 for an RGV^O15 we could read (a generic ACK if not even the header was usable).
-
-    ``ack``: AA accepted, AE refused for its content, AR refused as a message, CA received and forwarded
-    but the authorisation answer is still pending (HL7 commit-accept). An AR is a generic ACK (the message
-    was not a usable RGV^O15) unless ``order_reply``: a valid order refused for the pump's load (rate
-    limit) still gets its RRG^O16. ``accept_ack``: an enhanced-mode accept acknowledgement (CA/CE/CR), always
-    a generic ACK."""
-    to = request.sender if request is not None else ("", "")
-    request_id = request.control_id if request is not None else ""
-    is_rgv = (request is not None and component(field(request.segments[0][1], 9, "MSH"), 1) == "RGV"
-              and (ack != "AR" or order_reply) and not accept_ack)
-    # v2.5/2.6 MSH-9 is message type ^ trigger event ^ message structure, also for the generic ACK
-    msg_type = "RRG^O16^RRG_O16" if is_rgv else f"ACK^{_trigger(request)}^ACK"
-    # MSA-2 is required: when the request's MSH-10 could not be read, say so rather than leave it empty
-    segs = [_msh(msg_type, control_id, to, timestamp, _answer_version(request)),
-            "|".join(["MSA", ack, escape(request_id) or UNKNOWN_CONTROL_ID, escape(text[:80])])]
-    if error is not None:
-        code, name = error.hl7_code
-        location = _error_location(error.field)
-        app = "^".join(escape(part) for part in error.app_code) if error.app_code else ""
-        segs.append("|".join(["ERR", "", location, f"{code}^{name}^HL70357", error.severity, app, "", "",
-                              escape(error.reason[:250])]))
-    return ("\r".join(segs) + "\r").encode("utf-8")

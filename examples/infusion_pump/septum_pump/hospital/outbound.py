@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Any
 
-from . import hl7_orders
+from . import hl7_orders, hl7_writer
 from .answers import hl7_timestamp, next_control_id
 from .intake import Audit
 from .mllp import FrameReader, MllpError, frame
@@ -37,23 +37,23 @@ def _iso(at_ms: int) -> str:
 
 
 def hl7_event(event: dict[str, Any], *, control_id: str, timestamp: str) -> bytes:
-    """ORU^R42 for an alarm, ORU^R01 for everything else (status, administration, order result, security)."""
-    e = hl7_orders.escape
-    alarm = event["kind"] == "alarm"
-    msg_type = "ORU^R42^ORU_R01" if alarm else "ORU^R01^ORU_R01"
+    """ORU^R42 for an alarm, ORU^R01 for everything else (status, administration, order result, security);
+    built with python-hl7 (``hl7_writer``), every value escaped."""
+    kind = str(event["kind"])
+    alarm = kind == "alarm"
+    msg_type = ("ORU", "R42" if alarm else "R01", "ORU_R01")
     when = _ts(int(event["at_ms"]))
-    service = "ALARM^Pump alarm^SEPTUM" if alarm else f"{e(event['kind']).upper()}^Pump {e(event['kind'])}^SEPTUM"
+    service = ("ALARM", "Pump alarm", "SEPTUM") if alarm else (kind.upper(), f"Pump {kind}", "SEPTUM")
     segs = [
-        "|".join(["MSH", hl7_orders.ENCODING, "SEPTUM_PUMP", "SEPTUM", "", "", timestamp, "", msg_type,
-                  e(control_id), "P", "2.5"]),
-        "|".join(["OBR", "1", e(event.get("order_id", "")), "", service, "", "", when]),
-        "|".join(["OBX", "1", "NM", f"{e(event['kind'])}^{e(event['kind'])} value^SEPTUM", "",
-                  repr(float(event.get("value", 0.0))), f"{e(event.get('unit', ''))}^^UCUM", "", "", "", "", "F",
-                  "", "", when]),
-        "|".join(["OBX", "2", "ST", "TEXT^Event text^SEPTUM", "", e(event.get("text", "")), "", "", "", "", "",
-                  "F", "", "", when]),
+        hl7_writer.header(msg_type, control_id, timestamp, "2.5"),
+        hl7_writer.segment("OBR", ["1", str(event.get("order_id", "")), "", service, "", "", when]),
+        hl7_writer.segment("OBX", ["1", "NM", (kind, f"{kind} value", "SEPTUM"), "",
+                                   repr(float(event.get("value", 0.0))), (str(event.get("unit", "")), "", "UCUM"),
+                                   "", "", "", "", "F", "", "", when]),
+        hl7_writer.segment("OBX", ["2", "ST", ("TEXT", "Event text", "SEPTUM"), "", str(event.get("text", "")),
+                                   "", "", "", "", "", "F", "", "", when]),
     ]
-    return ("\r".join(segs) + "\r").encode("utf-8")
+    return hl7_writer.message(segs)
 
 
 def fhir_event(event: dict[str, Any]) -> tuple[str, dict[str, Any]]:
