@@ -18,6 +18,9 @@ from pathlib import Path
 
 import pytest
 
+# the first test's setup builds and installs everything: on a cold pip cache that can outlast the suite's 300 s
+pytestmark = pytest.mark.timeout(1500)
+
 ROOT = Path(__file__).resolve().parents[2]
 PIP_TIMEOUT = 600  # generous: a cold pip cache downloads cryptography, pydantic, ...
 CMD_TIMEOUT = 120
