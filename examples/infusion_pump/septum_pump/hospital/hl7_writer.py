@@ -44,6 +44,7 @@ MAX_REASON = 250  # ERR-8 (user message, TX): room for a reason that names the f
 _FACTORY = hl7.Message(separators=SEPARATORS, esc=ENCODING[2])  # makes containers with our delimiters
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # \t is kept; \r, VT, FS and the rest become spaces
 _PRINTABLE_ASCII = re.compile(r"([\x20-\x7e]+)")
+_SPECIAL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f|^~&\\]")  # what escape() changes
 
 # A field as the builders take it: one text (a single component) or its components, unescaped
 FieldValue = str | Sequence[str]
@@ -51,6 +52,8 @@ FieldValue = str | Sequence[str]
 
 def escape(text: str) -> str:
     """One component's text as HL7: control characters dropped, delimiters escaped by python-hl7."""
+    if not _SPECIAL.search(text):
+        return text  # nothing to escape (most values): python-hl7 would return it unchanged, character by character
     parts = _PRINTABLE_ASCII.split(_CONTROL.sub(" ", text))
     # split() with a group alternates: even indexes are the text between printable-ASCII runs (tab, non-ASCII)
     return "".join(_hl7_escape(_FACTORY, part) if i % 2 else part for i, part in enumerate(parts))
@@ -72,14 +75,15 @@ def fit(text: str, limit: int) -> str:
 def segment(seg_id: str, fields: Sequence[FieldValue], first: int = 1) -> hl7.Segment:
     """A segment whose field ``first + i`` is ``fields[i]``; trailing empty components are left out."""
     seg = _FACTORY.create_segment([_FACTORY.create_field([seg_id])])
-    for n, value in enumerate(fields, start=first):
+    seg.extend(_FACTORY.create_field([""]) for _ in range(1, first))
+    for value in fields:
         parts = [value] if isinstance(value, str) else list(value)
         while parts and not parts[-1]:
             parts.pop()
-        if not parts:
-            seg.assign_field("", n)
-        for c, text in enumerate(parts, start=1):
-            seg.assign_field(escape(text), n, 1, c)
+        if len(parts) <= 1:  # one component: the field holds its text, as python-hl7 parses it
+            seg.append(_FACTORY.create_field([escape(parts[0]) if parts else ""]))
+        else:
+            seg.append(_FACTORY.create_field([_FACTORY.create_repetition([escape(p) for p in parts])]))
     return seg
 
 
