@@ -7,7 +7,6 @@ together, each with ``file:line:col``; nothing is silently accepted.
 
 from __future__ import annotations
 
-import difflib
 import gc
 import operator
 import os
@@ -25,7 +24,7 @@ from septum.errors import InvariantBroken
 from . import schema as s
 from .errors import Location, ModelError, ModelIssue
 from .source import PathItem, SourceMap
-from .xref import check_references
+from .xref import check_references, close_matches
 
 _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _STR_TAG = "tag:yaml.org,2002:str"
@@ -404,7 +403,7 @@ def _convert(
         if unknown:
             bad = unknown.group(1)
             allowed = _field_names(_resolve_struct(tp, rel))
-            hint = difflib.get_close_matches(bad, allowed, n=1)
+            hint = close_matches(bad, allowed, n=1)
             sugg = f" (did you mean '{hint[0]}'?)" if hint else ""
             keys = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
             col.add((*full, bad), f"{where}: unknown key '{bad}'{sugg}{keys}", key=True)
@@ -531,7 +530,7 @@ def model_from_data(data: Any, source: SourceMap, col: _Collector | None = None)
         raise ModelError([ModelIssue(source.locate(()), "the model must be a mapping of sections")])
     for key in data:
         if key not in _SECTIONS:
-            hint = difflib.get_close_matches(str(key), list(_SECTIONS), n=1)
+            hint = close_matches(str(key), list(_SECTIONS), n=1)
             sugg = f" (did you mean '{hint[0]}'?)" if hint else ""
             col.add((key,), f"unknown top-level section '{key}'{sugg}", key=True)
     version = data.get("septum")

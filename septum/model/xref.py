@@ -6,7 +6,6 @@ honestly (a channel to an unknown partition would otherwise just vanish from the
 
 from __future__ import annotations
 
-import difflib
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -14,11 +13,19 @@ from typing import Any
 from . import schema as s
 from .source import PathItem
 
+
+def close_matches(word: str, candidates: list[str], n: int) -> list[str]:
+    """``difflib.get_close_matches``, imported only for a mistake's hint (it cost every load that had none)."""
+    import difflib
+
+    return difflib.get_close_matches(word, candidates, n=n)
+
+
 Add = Callable[..., None]
 
 
 def _unknown(kind: str, name: str, known: Iterable[str]) -> str:
-    hint = difflib.get_close_matches(name, list(known), n=1)
+    hint = close_matches(name, list(known), n=1)
     sugg = f" (did you mean '{hint[0]}'?)" if hint else ""
     return f"unknown {kind} '{name}'{sugg}"
 
