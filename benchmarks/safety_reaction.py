@@ -61,6 +61,7 @@ ALARM_OF = {Fault.OCCLUSION: "occlusion", Fault.AIR: "air-in-line", Fault.DOOR_O
 MIN_FOR_P99 = 100  # nearest-rank p99 needs >= 100 samples to be more than the maximum
 GOAL_N = 200  # issue 16: n >= 200 per hazard kind
 RESET_MARGIN = 1.25  # times the fault_reset channel's minimum interval between two clinician resets
+SWITCH_INTERVAL_S = 0.0002
 MAX_DEVICE_FAILURES = 10  # fresh devices that may fail in a row before the run gives up (and says so)
 
 
@@ -126,6 +127,7 @@ class Kind:
     phase: list[float] = field(default_factory=list)  # injection phase / sensor period, in [0, 1)
     causes: Counter[str] = field(default_factory=Counter)
     no_stop: int = 0  # reaction failures (included in ms as +inf)
+    no_stop_detail: list[str] = field(default_factory=list)
     setup_failed: list[str] = field(default_factory=list)  # no sample: the trial never had a running motor
     reset_failed: list[str] = field(default_factory=list)  # sample kept; the device was then replaced
 
@@ -182,9 +184,15 @@ class Bench:
         if not stopped or stop is None:
             row.no_stop += 1
             row.ms.append(math.inf)
-            print(f"  {fault.value}: motor still running {self.stop_timeout:g} s after the hazard", file=sys.stderr)
-            # let it stop (or not) before the reset; a motor that never stops ends this device
-            if not rig.wait_until(lambda: not rig.motor_running(), timeout=5):
+            # let it stop (or not) before the reset, and say when and why it did; one that never stops ends the device
+            ended = rig.wait_until(lambda: not rig.motor_running(), timeout=5)
+            late = rig.sim.last_stop_after(at)
+            then = (f"it stopped {(late.at_real - at) * 1000:.0f} ms after the hazard ({late.why})" if late
+                    else "no stop recorded")
+            row.no_stop_detail.append(f"motor still running {self.stop_timeout:g} s after the hazard; {then}; "
+                                      f"injection -> next frame {((nxt - at) * 1000) if nxt else math.nan:.1f} ms")
+            print(f"  {fault.value}: {row.no_stop_detail[-1]}", file=sys.stderr)
+            if not ended:
                 raise RigError("the motor never stopped")
         else:
             ms = (stop.at_real - at) * 1000
@@ -320,6 +328,10 @@ def main() -> int:
     args = ap.parse_args()
     if args.seed is not None:
         random.seed(args.seed)
+    # the simulator's hardware thread shares this process's GIL and polls busily in the last millisecond before
+    # each frame; at the default 5 ms switch interval an injection due then waited for the frame to go out,
+    # which piled injections up just after frames (phase bin 0). A short interval keeps the phase uniform.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     model, _ = load(MODEL)
     monitor, mon_ms = monitor_period_ms(model)
     ctl_ms = control_period(1.0) * 1000
@@ -355,7 +367,7 @@ def main() -> int:
         print(f"  failed trials: {row.no_stop} motor not stopped within {args.stop_timeout:g} s (counted as inf), "
               f"{len(row.setup_failed)} set-up failed (no sample), {len(row.reset_failed)} reset failed after "
               f"the sample (device replaced)")
-        for why in row.setup_failed + row.reset_failed:
+        for why in row.no_stop_detail + row.setup_failed + row.reset_failed:
             print(f"      failed: {why}")
     for why in bench.device_failures:
         print(f"  device start failed: {why}")
