@@ -66,6 +66,9 @@ def _ucum(quantity: Any, where: str, table: dict[str, str]) -> tuple[float, str]
     if quantity.system != units.UCUM_SYSTEM:
         raise OrderRejected(f"{where}.system must be {units.UCUM_SYSTEM}", field=where, code="code-invalid")
     code = quantity.code or ""
+    if not code and quantity.unit:  # the spec's own examples do this: a display unit, no code to compare
+        raise OrderRejected(f"{where} has the unit {quantity.unit[:24]!r} as text but no code: the UCUM code is "
+                            f"required (one of {', '.join(table)})", field=where, code="required")
     if code not in table:
         raise OrderRejected(f"{where}.code {code[:24]!r} is not one of {', '.join(table)} (UCUM, case-sensitive)",
                             field=where, code="code-invalid")
@@ -102,7 +105,12 @@ def _drug(med: Any) -> str:
     """The drug's name in the library, from the Medication's coding in the library's own system."""
     codings = (med.code.coding if med.code else None) or []
     if not codings:
-        raise OrderRejected("the Medication's code.coding (the drug) is required", field="Medication.code",
+        # a Medication that names only its ingredients (an admixture): which one is "the drug" is the
+        # drug library's question, not one the pump guesses
+        items = [c for i in (med.ingredient or []) if getattr(i, "itemCodeableConcept", None)
+                 for c in (i.itemCodeableConcept.coding or [])]
+        named = f" (its ingredients are coded, {len(items)} codings, but are not read as the drug)" if items else ""
+        raise OrderRejected(f"the Medication's code.coding (the drug) is required{named}", field="Medication.code",
                             code="required")
     names = set()
     for coding in codings:
