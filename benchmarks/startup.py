@@ -148,14 +148,15 @@ class StepTimer:
     """Wraps supervisor-side steps by name (skipped, and said so, when a name is not there: the supervisor is
     being split into plan/execute) and sums their wall time per start."""
 
+    # (label, owner, attribute): the first of several names that exists is timed (before/after the refactor)
     TARGETS = (
         ("gate (analysis)", supmod, "gate"),
-        ("plan_device", supmod, "plan_device"),
+        ("plan", supmod, "build_plan|plan_device"),
         ("disk.attach (ext4 image + mount)", getattr(supmod, "disk", None), "attach"),
         ("copy provisioning", supmod, "_copy_provisioning"),
         ("cgroup create", getattr(getattr(supmod, "limits", None), "PartitionCgroup", None), "create"),
         ("unseal secrets", Supervisor, "_unsealed"),
-        ("spawn (Popen incl. preexec)", Supervisor, "_spawn"),
+        ("spawn (Popen incl. preexec)", Supervisor, "spawn|_spawn"),
         ("device key load", Supervisor, "_load_device_key"),
     )
 
@@ -166,8 +167,9 @@ class StepTimer:
         self._undo: list[Callable[[], None]] = []
 
     def __enter__(self) -> StepTimer:
-        for label, owner, name in self.TARGETS:
-            raw = owner.__dict__.get(name) if owner is not None else None
+        for label, owner, names in self.TARGETS:
+            name = next((x for x in names.split("|") if owner is not None and x in owner.__dict__), "")
+            raw = owner.__dict__.get(name) if owner is not None and name else None
             if raw is None:
                 self.missing.append(label)
                 continue
