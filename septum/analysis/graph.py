@@ -92,11 +92,14 @@ class FlowGraph:
         sources: Iterable[Node],
         *,
         blocked: Callable[[Node], bool] = lambda n: False,
+        stop_at: Collection[Node] = (),
     ) -> dict[Node, tuple[Node, str | None] | None]:
         """Multi-source BFS. Returns parent links for every node reached.
 
         A ``blocked`` node is reached (so it appears in the result) but not expanded: a path may end at a
-        guard, never pass through it.
+        guard, never pass through it. With ``stop_at``, the search ends once all of those nodes are reached:
+        the links of every node on their paths are final by then (a BFS never changes a link it has set), so
+        ``path_to`` gives each of them the same witness as the full search.
         """
         parent: dict[Node, tuple[Node, str | None] | None] = {}
         q: deque[Node] = deque()
@@ -104,6 +107,9 @@ class FlowGraph:
             if src not in parent:
                 parent[src] = None
                 q.append(src)
+        left = {t for t in stop_at if t not in parent}
+        if stop_at and not left:
+            return parent
         while q:
             n = q.popleft()
             if blocked(n) and parent[n] is not None:
@@ -112,6 +118,10 @@ class FlowGraph:
                 if e.dst not in parent:
                     parent[e.dst] = (n, e.channel)
                     q.append(e.dst)
+                    if left:
+                        left.discard(e.dst)
+                        if not left:
+                            return parent
         return parent
 
     def path_to(self, parent: dict[Node, tuple[Node, str | None] | None], target: Node) -> tuple[PathStep, ...]:

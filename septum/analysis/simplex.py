@@ -73,8 +73,9 @@ def actuator_bypasses(ctx: Context, monitor: str, watched: str) -> Iterator[Actu
     if not others:
         return
     mon = g.part(monitor)
+    targets = [g.part(p) for p, _ in ctx.actuator_owners if others & bit[p]]
     # a path may not pass through the monitor: what goes through it is what it gates
-    parent = g.bfs([g.part(watched)], blocked=lambda n: n == mon)
+    parent = g.bfs([g.part(watched)], blocked=lambda n: n == mon, stop_at=targets)
     for pname, acts in ctx.actuator_owners:
         if pname in (monitor, watched):
             continue
@@ -99,7 +100,8 @@ def reachable_resets(ctx: Context, monitor: str, watched: str) -> Iterator[tuple
     if not candidates:
         return
     mon_node = g.part(monitor)
-    parent = g.bfs([g.part(watched)], blocked=lambda n: n == mon_node or n in auth)
+    parent = g.bfs([g.part(watched)], blocked=lambda n: n == mon_node or n in auth,
+                   stop_at=[g.part(ch.src) for ch in candidates])
     for ch in candidates:
         src = g.part(ch.src)
         if src in parent:

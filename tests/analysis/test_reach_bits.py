@@ -71,3 +71,19 @@ def test_components_of_a_long_chain_need_no_recursion() -> None:
 def test_every_rules_module_is_registered() -> None:
     found = {m.name for m in pkgutil.iter_modules(rules.__path__)}
     assert found == {m.__name__.rsplit(".", 1)[1] for m in rules.MODULES}
+
+
+@settings(max_examples=300, deadline=None)
+@given(graphs, st.sets(st.integers(0, 13), min_size=1, max_size=4))
+def test_a_search_stopped_at_its_targets_gives_the_same_witnesses(
+    case: tuple[int, list[tuple[int, int]], list[int], set[int]], stops: set[int],
+) -> None:
+    n, edges, sources, blocked = case
+    g = _graph(n, edges)
+    targets = [t for t in stops if t < n]
+    full = g.bfs(sources, blocked=lambda x: x in blocked)
+    short = g.bfs(sources, blocked=lambda x: x in blocked, stop_at=targets)
+    for t in targets:
+        assert (t in short) == (t in full)
+        if t in full:
+            assert g.path_to(short, t) == g.path_to(full, t)

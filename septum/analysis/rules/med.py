@@ -74,16 +74,20 @@ def med002(ctx: Context) -> Iterator[Finding]:
     entry_names = sorted({e for *_, entries in todo for e in entries})
     entry_bit = {e: 1 << i for i, e in enumerate(entry_names)}
     reached_by = g.reach_bits([g.iface(e) for e in entry_names], blocked=ctx.auth_nodes)
-    cache: dict[tuple[str, ...], dict[Node, tuple[Node, str | None] | None]] = {}
+    found: list[tuple[str, s.Action, Node, tuple[str, ...]]] = []
+    wanted: dict[tuple[str, ...], set[Node]] = {}
     for aname, action, handler, entries in todo:
         mask = 0
         for e in entries:
             mask |= entry_bit[e]
-        if not reached_by[handler] & mask:
-            continue
+        if reached_by[handler] & mask:
+            found.append((aname, action, handler, entries))
+            wanted.setdefault(entries, set()).add(handler)
+    cache: dict[tuple[str, ...], dict[Node, tuple[Node, str | None] | None]] = {}
+    for aname, action, handler, entries in found:
         if entries not in cache:
             sources = [g.iface(e) for e in entries if g.succ[g.iface(e)]]
-            cache[entries] = g.bfs(sources, blocked=lambda n: n in ctx.auth_nodes)
+            cache[entries] = g.bfs(sources, blocked=lambda n: n in ctx.auth_nodes, stop_at=wanted[entries])
         parent = cache[entries]
         if handler in parent:
             path = g.path_to(parent, handler)
