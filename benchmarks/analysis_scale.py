@@ -119,7 +119,7 @@ def run_child(code: str) -> dict[str, Any] | str:
         lines = out.stderr.strip().splitlines()
         return f"exit {out.returncode}: {lines[-1] if lines else 'no output'}"
     try:
-        return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+        return json.loads(out.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
         return f"unreadable output: {out.stdout[-200:]!r}"
 
@@ -136,7 +136,7 @@ def pytm_version() -> str | None:
         from importlib.metadata import version
 
         return version("pytm")
-    except Exception:  # noqa: BLE001 - any failure to find it means it is not usable here
+    except Exception:
         return None
 
 
@@ -168,8 +168,8 @@ def main() -> None:
         paths[n] = tmp / f"model_{n}.yaml"
         paths[n].write_text(model_yaml(topo))
         c = topo.counts()
-        print(f"model {n:>6}: {paths[n].stat().st_size / 2**20:5.1f} MiB, " + ", ".join(f"{v} {k}" for k, v in c.items())
-              + f"; {element_count(topo)} elements both tools model")
+        print(f"model {n:>6}: {paths[n].stat().st_size / 2**20:5.1f} MiB, "
+              + ", ".join(f"{v} {k}" for k, v in c.items()) + f"; {element_count(topo)} elements both tools model")
 
     septum: dict[int, list[dict[str, Any]]] = {n: [] for n in paths}
     pytm: dict[int, list[dict[str, Any]]] = {n: [] for n in pytm_sizes}
@@ -200,7 +200,8 @@ def main() -> None:
         for key in ("load", "check", "whole"):
             print(f"    {key:<6} {spread([x[key] for x in rows])}")
         if rows:
-            print(f"    findings {rows[0]['findings']}, peak RSS {statistics.median(x['rss_mb'] for x in rows):.0f} MiB")
+            rss = statistics.median(x["rss_mb"] for x in rows)
+            print(f"    findings {rows[0]['findings']}, peak RSS {rss:.0f} MiB")
     for n in pytm:
         rows = pytm[n]
         print(f"\npytm {version} on the same topology, {n} partitions"
@@ -222,7 +223,7 @@ def main() -> None:
         return [b["whole"] / a["whole"] for a, b in zip(septum.get(small, []), septum.get(big, []), strict=False)]
 
     lines: list[str] = []
-    if 10000 in septum and septum[10000]:
+    if septum.get(10000):
         t = statistics.median(x["whole"] for x in septum[10000])
         lines.append(f"GOAL analysis_10k_load_check: {t:.2f} s vs <= {GOAL_10K_S} s — "
                      f"{verdict(t <= GOAL_10K_S, 'septum 10000')}")
