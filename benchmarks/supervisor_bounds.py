@@ -191,6 +191,8 @@ def main() -> int:
                 print(f"  trial failed ({kind}): {exc}")
             if took is None:
                 failed[kind] += 1
+                print(f"  trial failed ({kind}): the motor did not stop within {STOP_TIMEOUT_S:g} s "
+                      "(or no stop was recorded after the fault)")
             else:
                 times[kind].append(took)
     print("== supervisor fault -> motor stopped (real pump, time scale 1)")
