@@ -21,16 +21,19 @@ waited for, the floor for any design that starts seven Python processes. Failed 
 in the profile runs, which are not the measured ones), each partition's spawn -> Ready and Ready -> library
 from the events, and each entry's import cost (``python -X importtime`` of boot + the entry module, alone).
 
-Profile (2-core host, load ~1; see docs/benchmarks.md for the figures and the proposed fix):
-the children dominate. Each partition is a fresh ``python -I -m septum.runtime.boot``; seven of them
-importing msgspec, cryptography, the runtime and their entry on 2 cores take ~60-100 ms of CPU each, so
-they finish in a wave ~250-350 ms after the first spawn, and the library arrives after update's first tick.
-Supervisor-side, the per-partition ext4 images (``disk.attach``: ``mkfs.ext4 -d`` + loop mount) and the
-analysis gate are the big items. The fix that would close the goal lives in the supervisor (owned by the
-plan/execute refactor, not changed here): a pre-initialised template process (interpreter started, runtime,
-msgspec and cryptography imported, no sandbox, no secrets) forked per partition, which then applies exactly
-the same sandbox (Landlock, seccomp, uid, cgroup, netns) before it reads its Boot config; plus disk images
-made once from a template (or in parallel with the spawns) rather than one mkfs per partition per start.
+Profile (``--profile`` on the shared 2-core host at load 7-10, 2026-12-02; docs/benchmarks.md has the table):
+the per-partition ext4 data images (``disk.attach``: ``mkfs.ext4 -d`` + loop mount, 7 of them) were ~75 % of
+the supervisor's own set-up before the first spawn (736 of 973 ms); the analysis gate, planning, cgroups,
+provisioning copies and unsealing were a few ms to ~20 ms each. Then the children: each partition is a fresh
+``python -I -m septum.runtime.boot`` that imports msgspec, cryptography, yaml, the runtime and its entry
+(alone, 0.9-3 s of import at that load; the network partition's FHIR models, fhir.resources + pydantic,
+are the heaviest), seven at once on 2 cores, so spawn -> Ready took 0.6-2.5 s each; the baseline of seven
+bare interpreters alone was 1.5 s at that load. The fix that would close the goal lives in the supervisor
+(owned by the plan/execute refactor, not changed here): a pre-initialised template process (interpreter
+started, runtime, msgspec and cryptography imported, no sandbox, no secrets, no channels) forked per
+partition, the child then applying exactly the same confinement (uid, rlimits, cgroup, netns, Landlock,
+seccomp) before it reads its Boot config; and disk images made once from a template (or in parallel with
+the spawns) instead of one mkfs per partition per start.
 """
 
 from __future__ import annotations
