@@ -204,8 +204,9 @@ def typed_rtt(n: int, size: int, k: int, cpu: int | None) -> list[float]:
     return out
 
 
-def one_way(n: int, size: int, k: int, cpu: int | None) -> float:
-    """Messages per second into a partition with ``k`` rate-limited inputs, the flood on one of them."""
+def one_way(n: int, size: int, k: int, cpu: int | None) -> tuple[float, float]:
+    """Messages per second into a partition with ``k`` rate-limited inputs, the flood on one of them, and
+    the receiver's CPU time per message in us (how much of the time it was busy, not waiting for the sender)."""
     c = typed_codec()
     payload = _payload_for(size, c)
     clock = Clock.start()
@@ -243,16 +244,16 @@ def one_way(n: int, size: int, k: int, cpu: int | None) -> float:
 
     p.on("in0", on_msg)
     p.after(TRIAL_TIMEOUT_S, give_up)
-    t = time.perf_counter()
+    t, busy = time.perf_counter(), time.thread_time()
     p.run()
-    elapsed = time.perf_counter() - t
+    elapsed, busy = time.perf_counter() - t, time.thread_time() - busy
     _reap(pid)
     for s in (ctl, sup, *(e.sock for e in tx), *(r.sock for r in rx.values())):
         s.close()
     dropped = sum(r.dropped() for r in rx.values())
     if timed_out[0] or got[0] != n or dropped:
         raise TrialFailed(f"{got[0]} of {n} messages, {dropped} dropped")
-    return n / elapsed
+    return n / elapsed, busy / n * 1e6
 
 
 def _spread(xs: list[float], fmt: str = "{:.2f}") -> str:
@@ -279,6 +280,7 @@ def main() -> None:
         ratios: dict[int, list[float]] = {k: [] for k in SHAPES}
         typed_med: dict[int, list[float]] = {k: [] for k in SHAPES}
         rates: dict[int, list[float]] = {1: [], 8: []}
+        busy: dict[int, list[float]] = {1: [], 8: []}
         failed: dict[str, int] = {}
         for _ in range(args.runs):
             for k in SHAPES:  # A B A B: every typed trial next to its own raw baseline
@@ -297,7 +299,9 @@ def main() -> None:
             for k in rates:
                 os.sched_setaffinity(0, everything)
                 try:
-                    rates[k].append(one_way(args.flood, args.size, k, cpu))
+                    rate, cpu_us = one_way(args.flood, args.size, k, cpu)
+                    rates[k].append(rate)
+                    busy[k].append(cpu_us)
                 except TrialFailed as exc:
                     failed[f"one-way {k}"] = failed.get(f"one-way {k}", 0) + 1
                     print(f"  failed trial ({label}, one-way {k} inputs): {exc}")
@@ -316,7 +320,8 @@ def main() -> None:
                 worst_ratio[k] = None
         for k, xs in rates.items():
             print(f"  one-way typed, rate-limited, {k} input(s)  "
-                  f"{_spread([x / 1000 for x in xs], '{:.1f}')} k msg/s")
+                  f"{_spread([x / 1000 for x in xs], '{:.1f}')} k msg/s; receiver CPU per message "
+                  f"{_spread(busy[k])} us")
         r1 = statistics.median(rates[1]) if rates[1] else None
         worst_rate = r1 if worst_rate is None or r1 is None else min(worst_rate, r1)
         print(f"  failed trials: {sum(failed.values())} {failed if failed else ''}")
