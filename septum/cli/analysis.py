@@ -8,8 +8,6 @@ errors already exit 2, which keeps "misuse" and "bad model" on the same code.
 from __future__ import annotations
 
 import datetime as dt
-import difflib
-import json
 import os
 import sys
 from pathlib import Path
@@ -24,6 +22,13 @@ from septum.model.source import SourceMap
 from septum.report import FORMATS, render
 
 EXIT_LOAD = 2
+
+
+def _close(word: str, known: list[str], *, n: int, cutoff: float = 0.6) -> list[str]:
+    # difflib and json are imported where used: `septum check` on a good model needs neither
+    import difflib
+
+    return difflib.get_close_matches(word, known, n=n, cutoff=cutoff)
 
 
 def _fail(message: str) -> NoReturn:
@@ -59,7 +64,7 @@ def _parse_select(value: str | None) -> list[str] | None:
         raise click.BadParameter("give at least one rule id or family", param_hint="--select")
     for w in wanted:
         if w not in known:
-            close = difflib.get_close_matches(w, sorted(known), n=3)
+            close = _close(w, sorted(known), n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else "; `septum rules` lists them"
             raise click.BadParameter(f"unknown rule or family '{w}'{hint}", param_hint="--select")
     return wanted
@@ -147,6 +152,8 @@ def rules_cmd(fmt: str) -> None:
     if fmt == "json":
         data = [{"id": r.id, "family": r.family, "severity": r.severity, "title": r.title,
                  "rationale": r.rationale, "fix": r.fix} for r in rules]
+        import json
+
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
     click.echo(_rules_table(rules), nl=False)
@@ -166,7 +173,7 @@ def explain_cmd(rule_id: str) -> None:
                     click.echo(f"  {r.id}  {r.severity:<7}  {r.title}")
             return
         ids = [r.id for r in all_rules()]
-        close = difflib.get_close_matches(rule_id.upper(), ids, n=3, cutoff=0.5)
+        close = _close(rule_id.upper(), ids, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else "; `septum rules` lists every rule"
         _fail(f"unknown rule '{rule_id}'{hint}")
     click.echo(f"{rule.id}: {rule.title}")
@@ -222,6 +229,8 @@ def diff_cmd(old: str, new: str, fmt: str, output: Path | None, today: dt.date |
 @_output_opt
 def schema_cmd(output: Path | None) -> None:
     """Print the JSON Schema of the model file (for editors and validators)."""
+    import json
+
     _emit(json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n", output)
 
 
