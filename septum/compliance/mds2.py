@@ -130,6 +130,16 @@ def d_software_only(m: s.Model) -> Derived:
             "needs confirmation")
 
 
+@derives("samd_details")
+def d_samd_details(m: s.Model) -> Derived:
+    """DOC-11.1 to 11.4 ask how software-only products are hosted: they apply only to SaMD."""
+    ans, refs, note, basis = d_software_only(m)
+    if ans == "No":
+        return "N/A", refs, "not software only (" + note + ")", basis
+    return "See note", refs, "the model cannot tell whether the product is software only: " + note, \
+        "needs confirmation"
+
+
 # ---------------------------------------------------------------------------------------------- MPII
 
 
@@ -138,6 +148,42 @@ def d_handles_phi(m: s.Model) -> Derived:
     refs = _ifaces(m, lambda i: "phi" in i.carries)
     return _yn(bool(refs), refs or ["interfaces"], "interfaces carrying PHI: " + ", ".join(refs),
                "no interface carries phi", "derived" if refs else "needs confirmation")
+
+
+def _phi_holders(m: s.Model) -> dict[str, list[str]]:
+    """partition -> the PHI-carrying interfaces it owns: where patient data enters and is held."""
+    out: dict[str, list[str]] = {}
+    for n, i in m.interfaces.items():
+        owner = m.owner_of(n)
+        if i.enabled and "phi" in i.carries and owner is not None:
+            out.setdefault(owner, []).append(n)
+    return out
+
+
+@derives("phi_in_memory")
+def d_phi_in_memory(m: s.Model) -> Derived:
+    holders = _phi_holders(m)
+    if not holders:
+        return "No", ["interfaces"], "no enabled interface owned by a partition carries phi", "needs confirmation"
+    refs = [f"partition:{p}" for p in sorted(holders)]
+    # the model marks interfaces, not message fields, as carrying phi: what the holders pass on may carry it
+    onward = sorted(set(_reachable_from(m, sorted(holders), set())) - set(holders) - _audit_parts(m))
+    return ("Yes", refs, "held in the memory of the partitions that own a PHI-carrying interface: " + "; ".join(
+        f"{p} ({', '.join(holders[p])})" for p in sorted(holders))
+        + (f"; reached by channels from there, so possibly holding it too: {', '.join(onward)}" if onward else ""),
+        "derived")
+
+
+@derives("phi_persistent")
+def d_phi_persistent(m: s.Model) -> Derived:
+    holders = _phi_holders(m)
+    if not holders:
+        return "No", ["interfaces"], "no enabled interface owned by a partition carries phi", "needs confirmation"
+    # the model gives each partition a data folder, but not what the code writes into it
+    refs = [f"partition:{p}" for p in sorted(holders)]
+    return ("See note", refs, "partitions holding patient data, each with its own data folder: " + ", ".join(
+        f"{p} ({m.partitions[p].resources.disk_mb} MB)" for p in sorted(holders))
+        + "; the model does not say whether their code writes patient data there", "needs confirmation")
 
 
 @derives("transmits_phi")
@@ -280,6 +326,33 @@ def d_update_audited(m: s.Model) -> Derived:
     refs = [c for r in upd for c in _audited(m, r.split(":", 1)[1])]
     return _yn(not missing, refs or upd, "the update service audits every install outcome",
                "update service without an audit channel: " + ", ".join(missing))
+
+
+@derives("removable_media_audited")
+def d_removable_media_audited(m: s.Model) -> Derived:
+    media = [n for n, i in m.interfaces.items() if i.enabled and i.kind in ("storage", "usb")]
+    if not media:
+        return "N/A", ["interfaces"], "no enabled removable-media (storage or USB) interface", "derived"
+    owners = sorted({o for n in media if (o := m.owner_of(n)) is not None})
+    missing = [o for o in owners if not _audited(m, o)]
+    refs = [r for o in owners for r in _audited(m, o)] or [f"interface:{n}" for n in media]
+    return _yn(bool(owners) and not missing, refs, "the partitions owning removable media send audit events: "
+               + ", ".join(owners), "removable media owned by partitions without an audit channel: "
+               + ", ".join(missing or media))
+
+
+@derives("service_audited")
+def d_service_audited(m: s.Model) -> Derived:
+    ports = [n for n, i in m.interfaces.items() if i.enabled and i.kind == "debug"]
+    if not ports:
+        off = [f"interface:{n}" for n, i in m.interfaces.items() if i.kind == "debug"]
+        return "N/A", off or ["interfaces"], "no service or debug interface is enabled in this build", "derived"
+    handlers = sorted({a.handled_by for a in m.actions.values() if set(a.via) & set(ports)}
+                      | {o for n in ports if (o := m.owner_of(n)) is not None})
+    missing = [h for h in handlers if not _audited(m, h)]
+    refs = [r for h in handlers for r in _audited(m, h)] or [f"interface:{n}" for n in ports]
+    return _yn(bool(handlers) and not missing, refs, "service sessions are handled by partitions that audit: "
+               + ", ".join(handlers), "service handled without an audit channel: " + ", ".join(missing or ports))
 
 
 @derives("audit_timestamped")
@@ -554,6 +627,16 @@ def d_other_wired(m: s.Model) -> Derived:
                "none enabled" + (f"; disabled in this build: {', '.join(off)}" if off else ""))
 
 
+@derives("ruleset_documented")
+def d_ruleset_documented(m: s.Model) -> Derived:
+    """NAUT-2.1: the model's network interfaces (protocol, port) are the rule set the runtime enforces."""
+    ans, refs, note, basis = d_declared_ports(m)
+    if ans == "Yes":
+        return "Yes", refs, "the rule set is the model's network interfaces (protocol, port), listed by " \
+            "`septum report`; a partition may listen only on the ports of the interfaces it owns: " + note, basis
+    return ans, refs, note, basis
+
+
 @derives("ports_listed")
 def d_ports_listed(m: s.Model) -> Derived:
     net = [n for n, i in m.interfaces.items() if i.enabled and i.kind in s.NETWORK_KINDS]
@@ -789,6 +872,17 @@ def d_phi_encrypted(m: s.Model) -> Derived:
     weak = [n for n in phi if (m.interfaces[n].encryption or "").lower() in WEAK]
     return _yn(not weak, [f"interface:{n}" for n in phi], "all encrypted: " + ", ".join(
         f"{n} ({m.interfaces[n].encryption})" for n in phi), "unencrypted or weak: " + ", ".join(weak))
+
+
+@derives("encryption_by_default")
+def d_encryption_by_default(m: s.Model) -> Derived:
+    """TXCF-2.1 asks for configurable encryption where data is NOT encrypted by default."""
+    ans, refs, note, basis = d_phi_encrypted(m)
+    if ans == "Yes":
+        return "N/A", refs, "encrypted by default, not an option: " + note, basis
+    if ans == "N/A":
+        return ans, refs, note, basis
+    return "See note", refs, note + ": state whether the hospital can configure encryption", "needs confirmation"
 
 
 @derives("transit_integrity")

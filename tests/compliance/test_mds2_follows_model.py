@@ -133,3 +133,39 @@ def test_events_audited_is_not_a_derived_yes_while_a_partition_has_no_audit_chan
 def test_mldp1_asks_what_the_form_asks() -> None:
     a = _one(BASE, "MLDP-1")
     assert a.question == "Does the device host executable software?" and a.answer == "Yes"
+
+
+def _flipped(*names: str) -> dict[str, Any]:
+    data = copy.deepcopy(BASE)
+    for name in names:
+        FLIPS[name](data)
+    return data
+
+
+def test_sub_questions_say_where_patient_data_is_held() -> None:
+    a = _one(BASE, "MPII-2.1")
+    assert (a.answer, a.basis) == ("Yes", "derived") and a.derived_from == ("partition:network",)
+    assert "pump_control" in a.note  # passed on by channels: possibly held there too
+    usb = _one(_flipped("usb and storage"), "MPII-2.1")
+    assert "partition:ui" in usb.derived_from
+    assert _one(_flipped("no phi anywhere"), "MPII-2.1").answer == "No"
+    stored = _one(BASE, "MPII-2.2")
+    assert stored.basis == "needs confirmation" and "network (64 MB)" in stored.note
+
+
+def test_audit_event_sub_questions_follow_the_audit_channels() -> None:
+    assert _one(BASE, "AUDT-2.7").answer == "N/A"  # no removable media in the pump
+    media = _one(_flipped("usb and storage"), "AUDT-2.7")
+    assert (media.answer, media.basis) == ("Yes", "derived")
+    assert _one(_flipped("usb and storage", "ui loses its audit channel"), "AUDT-2.7").answer == "No"
+    assert _one(BASE, "AUDT-2.8.1").answer == "N/A"  # the service port is disabled in production
+    assert _one(_flipped("service port enabled"), "AUDT-2.8.1").answer == "Yes"  # auth serves it and audits
+    assert _one(_flipped("service port enabled", "auth loses its audit channel"), "AUDT-2.8.1").answer == "No"
+
+
+def test_sub_questions_that_apply_only_when_the_parent_says_so() -> None:
+    assert _one(BASE, "TXCF-2.1").answer == "N/A"  # encrypted by default: nothing to turn on
+    assert _one(_flipped("weak TLS"), "TXCF-2.1").basis == "needs confirmation"
+    assert all(_one(BASE, f"DOC-11.{n}").answer == "N/A" for n in (1, 4))  # hardware: not SaMD
+    assert _one(_flipped("no hardware"), "DOC-11.1").basis == "needs confirmation"
+    assert _one(_flipped("ui may use the network"), "NAUT-2.1").answer == "No"

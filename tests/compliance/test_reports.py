@@ -54,6 +54,13 @@ PUMP_MDS2 = {
     "TXCF-1": ("No", "derived"), "TXCF-2": ("Yes", "derived"), "TXCF-4": ("Yes", "derived"),
     "TXIG-1": ("Yes", "derived"),
     "RMOT-3": ("Yes", "derived"),
+    # sub-questions (issue 15 item 7)
+    "DOC-11.1": ("N/A", "derived"), "DOC-11.2": ("N/A", "derived"), "DOC-11.3": ("N/A", "derived"),
+    "DOC-11.4": ("N/A", "derived"), "MPII-2.1": ("Yes", "derived"), "MPII-2.6": ("Yes", "derived"),
+    "AUDT-2.7": ("N/A", "derived"), "AUDT-2.8.1": ("N/A", "derived"), "AUDT-2.8.2": ("Yes", "derived"),
+    "NAUT-2.1": ("Yes", "derived"), "TXCF-2.1": ("N/A", "derived"),
+    "MPII-2.2": ("See note", "needs confirmation"), "MPII-2.3": ("See note", "needs confirmation"),
+    "PAUT-1.1": ("See note", "needs confirmation"),
     # the model suggests, a person confirms
     "MPII-3.1": ("No", "needs confirmation"), "AUDT-1.1": ("See note", "needs confirmation"),
     "MLDP-1": ("Yes", "derived"), "MLDP-3": ("Yes", "derived"), "MLDP-4": ("Yes", "needs confirmation"),
