@@ -36,8 +36,14 @@ def check_references(model: s.Model, raw_channels: list[Any], add: Add) -> None:
 
     # channels ---------------------------------------------------------------
     seen: dict[str, int] = {}
+    at: tuple[PathItem, ...]
     for i, ch in enumerate(model.channels):
-        at: tuple[PathItem, ...] = ("channels", i)
+        # the common case (every name known, no duplicate) in one test: tens of thousands of channels
+        if ch.name not in seen and ch.src in parts and ch.dst in parts and ch.src != ch.dst \
+                and ch.message in messages:
+            seen[ch.name] = i
+            continue
+        at = ("channels", i)
         if ch.name in seen:
             add((*at, "name"), f"duplicate channel name '{ch.name}' (first defined as channel #{seen[ch.name] + 1})")
         else:
@@ -87,7 +93,7 @@ def check_references(model: s.Model, raw_channels: list[Any], add: Add) -> None:
                 "(septum.runtime.liveness); remove 'service: health'")
         if p.service and p.runs:
             add((*at, "runs"), f"partition '{pname}' is the Septum '{p.service}' service; it cannot also set 'runs'")
-        dup = [n for n, c in Counter(p.owns).items() if c > 1]
+        dup = [n for n, c in Counter(p.owns).items() if c > 1] if len(p.owns) > 1 else []
         for n in dup:
             add((*at, "owns"), f"partition '{pname}' lists interface '{n}' twice")
         for fname, fn in p.functions.items():
