@@ -5,15 +5,20 @@ checkout gets no build/ or egg-info folders), installs them into a new venv in a
 ordinary index (their dependencies come from the registry or pip's cache), and runs the ``septum`` commands a
 user would from a folder outside the checkout, the model found through the installed package
 (``septum-pump model``). Nothing from the checkout is on the path: the environment is cleared of PYTHONPATH
-and the commands run from the fresh venv's bin/. About a minute, most of it pip.
+and the commands run from the fresh venv's bin/. As root, one attack scenario then runs the installed pump
+under the real sandbox (its partitions import septum_pump from the venv's site-packages). About a minute and a
+half on a quiet machine, most of it pip.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,9 +48,18 @@ def _ok(res: subprocess.CompletedProcess) -> str:
 
 
 @pytest.fixture(scope="module")
-def fresh(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    base = tmp_path_factory.mktemp("wheel-install")
+def fresh() -> Iterator[dict]:
+    # not pytest's tmp_path (private to root): the partitions, under their own uids, read the installed code
+    base = Path(tempfile.mkdtemp(prefix="septum-wheel-install-"))
+    os.chmod(base, 0o755)  # the venv must be readable by the partitions' uids
     assert not base.resolve().is_relative_to(ROOT), "the check must run outside the checkout"
+    try:
+        yield _install(base)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _install(base: Path) -> dict:
     src = base / "src"
     for sub, names in SOURCES.items():
         for name in names:
@@ -105,6 +119,18 @@ def test_septum_commands_from_outside_the_checkout(fresh: dict) -> None:
 
     out = _ok(septum(fresh, "attack", "--list"))
     assert "net-channels" in out and "stopped by:" in out, out
+
+
+def test_an_attack_runs_against_the_installed_pump(fresh: dict) -> None:
+    """The partitions import septum_pump from the fresh venv's site-packages, inside the real sandbox."""
+    if os.geteuid() != 0:
+        pytest.skip("the attack suite runs partitions under their own uids and needs root")
+    res = septum(fresh, "attack", "--json", "credential-search")
+    assert res.returncode == 0, f"{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    result = json.loads(res.stdout.splitlines()[0])
+    assert result["id"] == "credential-search" and result["ok"] and result["audit_ok"], result
+    # the device that ran is the installed one: the attack searched the venv's copy of the model
+    assert any("site-packages/septum_pump/data/model.yaml" in t for t in result["tried"]), result["tried"]
 
 
 def test_attack_without_the_pump_says_how_to_install_it(fresh: dict) -> None:
