@@ -202,12 +202,11 @@ _CLASSIFIER_SPDX = {
 
 def _spdx(text: str) -> str | None:
     """``text`` as a normalised SPDX expression, or None (validated by the license-expression package)."""
-    from license_expression import ExpressionError
-
     text = text.strip()
     if not text or "\n" in text or len(text) > 200:  # a pasted licence text is not an expression
         return None
     licensing = _licensing()
+    from license_expression import ExpressionError  # importable: _licensing() checked it
     for candidate in (text, re.sub(r"\s+(?=\d)", "-", text)):  # "Apache 2.0" -> "Apache-2.0"
         try:
             info = licensing.validate(candidate)
@@ -220,8 +219,10 @@ def _spdx(text: str) -> str | None:
 
 @functools.cache
 def _licensing() -> Any:
-    from license_expression import get_spdx_licensing
-
+    try:
+        from license_expression import get_spdx_licensing
+    except ImportError as exc:  # a dependency of cyclonedx-python-lib: the compliance extra is not installed
+        raise SbomError("the SBOM needs cyclonedx-python-lib: pip install 'septum[compliance]'") from exc
     return get_spdx_licensing()
 
 
@@ -555,9 +556,19 @@ def claim_issues(model: s.Model, *, model_dir: Path | None = None) -> list[Claim
 # ----------------------------------------------------------------------------- CycloneDX
 
 
+def _require_cyclonedx() -> None:
+    """The SBOM is built and checked by cyclonedx-python-lib, an optional extra: say how to install it."""
+    try:
+        import cyclonedx  # noqa: F401
+        import license_expression  # noqa: F401
+    except ImportError as exc:
+        raise SbomError("the SBOM needs cyclonedx-python-lib: pip install 'septum[compliance]'") from exc
+
+
 def build_bom(model: s.Model, *, installed: bool = True, timestamp: dt.datetime | None = None,
               model_dir: Path | None = None, inv: Inventory | None = None) -> Any:
     """A ``cyclonedx.model.bom.Bom`` for the device."""
+    _require_cyclonedx()
     try:
         try:
             from cyclonedx.contrib.license.factories import LicenseFactory
@@ -654,6 +665,7 @@ def build_bom(model: s.Model, *, installed: bool = True, timestamp: dt.datetime 
 def sbom_json(model: s.Model, *, installed: bool = True, timestamp: dt.datetime | None = None,
               model_dir: Path | None = None, inv: Inventory | None = None) -> str:
     """CycloneDX 1.6 JSON text of the device SBOM."""
+    _require_cyclonedx()
     from cyclonedx.output.json import JsonV1Dot6
 
     bom = build_bom(model, installed=installed, timestamp=timestamp, model_dir=model_dir, inv=inv)
@@ -662,6 +674,7 @@ def sbom_json(model: s.Model, *, installed: bool = True, timestamp: dt.datetime 
 
 def validate_sbom(text: str) -> list[str]:
     """Errors from cyclonedx-python-lib's strict CycloneDX 1.6 JSON validator (empty when valid)."""
+    _require_cyclonedx()
     from cyclonedx.schema import SchemaVersion
     from cyclonedx.validation.json import JsonStrictValidator
 

@@ -164,3 +164,21 @@ def test_html_report_renders_in_headless_chromium_without_console_errors(tmp_pat
     console = [ln for ln in proc.stderr.splitlines() if "Uncaught" in ln or "CONSOLE" in ln or ":CONSOLE" in ln]
     assert console == [], console
     assert proc.returncode == 0 and shot.stat().st_size > 20_000  # a blank page is a few kB
+
+
+@pytest.mark.parametrize("missing", ["license_expression", "cyclonedx"])
+def test_report_without_the_compliance_extra_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, missing: str
+) -> None:
+    """`septum report` in an install without `septum[compliance]`: exit 2 and the pip line, no traceback."""
+    import sys
+
+    from septum.compliance import sbom
+
+    sbom._licensing.cache_clear()
+    monkeypatch.setitem(sys.modules, missing, None)  # a None entry makes `import missing` raise ImportError
+    try:
+        code, out = run("report", str(PUMP), "-o", str(tmp_path / "o"), "--osv", str(OSV_FIXTURES))
+    finally:
+        sbom._licensing.cache_clear()
+    assert code == 2 and "Traceback" not in out and "septum[compliance]" in out, out
