@@ -284,7 +284,9 @@ class Simulator:
                     if sock is not None and sock.fileno() not in registered:
                         registered[sock.fileno()] = name
                         poller.register(sock.fileno(), select.POLLIN)
-            timeout_ms = max(0, int((next_frame - time.monotonic()) * 1000))
+            # rounded up: poll() counts whole milliseconds, and a truncated timeout woke early and then spun on
+            # poll(0) under the lock for up to a millisecond before every frame (an injection waited it out)
+            timeout_ms = max(0, math.ceil((next_frame - time.monotonic()) * 1000))
             for fd, _ev in poller.poll(timeout_ms):
                 if fd == self._wake_r:
                     try:
@@ -307,7 +309,12 @@ class Simulator:
                 now_real = time.monotonic()
                 if now_real >= next_frame or self._push_now:
                     self._push_now = False
-                    next_frame = now_real + SENSOR_PERIOD_REAL_S
+                    if now_real >= next_frame:  # the board's own grid: a frame a poll tick late does not delay the next
+                        next_frame += SENSOR_PERIOD_REAL_S
+                        if next_frame <= now_real:  # a whole period behind (a busy host): the grid restarts here
+                            next_frame = now_real + SENSOR_PERIOD_REAL_S
+                    else:  # pushed at once by a fault change: the grid restarts from it, as before
+                        next_frame = now_real + SENSOR_PERIOD_REAL_S
                     if Fault.SENSOR_DROPOUT not in self.physics.faults:
                         frame = self._frame()
                         sock = self.links.get("sensors")
