@@ -328,9 +328,8 @@ def main() -> int:
     args = ap.parse_args()
     if args.seed is not None:
         random.seed(args.seed)
-    # the simulator's hardware thread shares this process's GIL and polls busily in the last millisecond before
-    # each frame; at the default 5 ms switch interval an injection due then waited for the frame to go out,
-    # which piled injections up just after frames (phase bin 0). A short interval keeps the phase uniform.
+    # the simulator's hardware thread, the supervisor and the rig share this process's GIL: a short switch
+    # interval lets the thread that places the injection run when it is due (its lateness is printed)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     model, _ = load(MODEL)
     monitor, mon_ms = monitor_period_ms(model)
