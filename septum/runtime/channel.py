@@ -8,7 +8,9 @@ backwards on one it receives from (EPIPE).
 
 The receiving end enforces the channel's contract, in this order, for every message:
 size (at most the schema's maximum encoded size), rate (``token_bucket.TokenBucket`` on device time), strict
-typed decoding, and the queue bound (tail drop). Every dropped message is counted by reason; the
+typed decoding, and (in ``drain``, which the audit service uses) the queue bound (tail drop). The partition
+loops hold nothing in-process, so for them a backlog waits in the kernel's socket buffer and the sender's
+``full`` count is the bound (docs/model.md, ``queue``). Every dropped message is counted by reason; the
 partition runtime reports the counters to the supervisor, which turns them into events.
 Sends never block: a full channel makes ``send`` return False and count a ``full`` drop, so a stuck
 receiver cannot stall its sender.
