@@ -21,7 +21,9 @@ waited for, the floor for any design that starts seven Python processes. Failed 
 in the profile runs, which are not the measured ones), each partition's spawn -> Ready and Ready -> library
 from the events, and each entry's import cost (``python -X importtime`` of boot + the entry module, alone).
 
-Profile (``--profile`` on the shared 2-core host at load 7-10, 2026-12-02; docs/benchmarks.md has the table):
+Measured 2026-12-02 at load 0-1.6: READY median 1267 ms (1191-1324, n=7) vs the baseline's 167 ms; the last
+partition Ready is network (spawn -> Ready 1206 ms, of which its imports alone are ~490 ms).
+Profile (``--profile`` on the shared 2-core host at load 7-10 the same day; docs/benchmarks.md has both):
 the per-partition ext4 data images (``disk.attach``: ``mkfs.ext4 -d`` + loop mount, 7 of them) were ~75 % of
 the supervisor's own set-up before the first spawn (736 of 973 ms); the analysis gate, planning, cgroups,
 provisioning copies and unsealing were a few ms to ~20 ms each. Then the children: each partition is a fresh
