@@ -10,6 +10,7 @@ volume; so after the library, our own checks read exactly one reading of every v
   medicationReference -> Medication: its coding in the drug library's system (``DRUG_SYSTEM``) is the drug;
       a coding in another system is refused (RxNorm is recognised, but this library has no RxNorm codes),
       ingredient[0].strength a Ratio (numerator UCUM mg/ug/U/[iU]/mL per denominator a volume in mL)
+      (a medicationCodeableConcept is refused with a reason: a code alone carries no strength)
   dosageInstruction[0].doseAndRate[0]: rateQuantity (UCUM rate code), doseQuantity (mL: volume to infuse)
   supportingInformation -> Observation LOINC 29463-7 (kg): weight, when given
   extension CARE_AREA_URL valueString          care area
@@ -196,6 +197,13 @@ def order_fields(body: bytes, headers: dict[str, str]) -> dict[str, Any]:
     m = _PATIENT_REF.fullmatch((req.subject.reference if req.subject else None) or "")
     if m is None:
         raise OrderRejected("subject.reference must be 'Patient/<id>'", field="subject", code="required")
+    if req.medicationReference is None and req.medicationCodeableConcept is not None:
+        # valid FHIR (the spec's own examples do it), but a code carries no strength: the pump cannot
+        # know the concentration, so it says which form it needs rather than "must reference a Medication"
+        raise OrderRejected("medicationCodeableConcept names the drug by a code alone, with no strength: send "
+                            "medicationReference to a Medication (contained '#id', or in the Bundle) coded in "
+                            f"{DRUG_SYSTEM} with ingredient[0].strength", field="medicationCodeableConcept",
+                            code="not-supported")
     med = _resolve(req, entries, req.medicationReference.reference if req.medicationReference else None,
                    "Medication", "medicationReference")
     drug = _drug(med)
