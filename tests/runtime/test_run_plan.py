@@ -171,13 +171,14 @@ def planner_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
             return fn(*a, **k)
         return wrapper
 
-    wrappers = {fn: counted(fn) for fn in PLANNER}
+    # keyed by identity: a module may hold callables that are not hashable (e.g. a msgspec Struct instance)
+    wrappers = {id(fn): counted(fn) for fn in PLANNER}
     for mod in list(sys.modules.values()):
         if not getattr(mod, "__name__", "").startswith("septum"):
             continue
         for attr, value in list(vars(mod).items()):
-            if callable(value) and value in wrappers:
-                monkeypatch.setattr(mod, attr, wrappers[value])
+            if callable(value) and id(value) in wrappers and any(value is fn for fn in PLANNER):
+                monkeypatch.setattr(mod, attr, wrappers[id(value)])
     yield calls
 
 
