@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,3 +54,16 @@ def running(model: str, tmp_path: Path, *, ready: bool = True, **kw: object) -> 
     finally:
         sup.stop()
         remove_state_dir(state)
+
+
+def control_messages(sup: socket.socket) -> list[Any]:
+    """Every control message a partition has sent on its supervisor socket so far (non-blocking)."""
+    from septum.runtime import protocol as proto
+
+    out = []
+    while True:
+        try:
+            data = sup.recv(proto.MAX_CONTROL_MESSAGE, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return out
+        out.append(proto.from_partition.decode(data))

@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from runtime_helpers import control_messages
 
 from septum.runtime import protocol as proto
 from septum.runtime.channel import ReceiveEnd, SendEnd, create_pair
@@ -65,13 +66,7 @@ class Rig:
 
     def control_messages(self) -> list[Any]:
         """What the partition sent the supervisor so far."""
-        out = []
-        while True:
-            try:
-                data = self.sup.recv(proto.MAX_CONTROL_MESSAGE, socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                return out
-            out.append(proto.from_partition.decode(data))
+        return control_messages(self.sup)
 
     def run(self, *, guard_s: float = 10.0) -> float:
         """Run the loop in this (the main) thread; a guard stops it should a test's own stop not come."""

@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from runtime_helpers import control_messages
 
 from septum.runtime import protocol as proto
 from septum.runtime.channel import ReceiveEnd, SendEnd, create_pair
@@ -60,13 +61,7 @@ class Rig:
         assert self.loops == ["polling"]
 
     def control_messages(self) -> list[Any]:
-        out = []
-        while True:
-            try:
-                data = self.sup.recv(proto.MAX_CONTROL_MESSAGE, socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                return out
-            out.append(proto.from_partition.decode(data))
+        return control_messages(self.sup)
 
 
 def _later(fn: Any, delay: float) -> None:
