@@ -684,9 +684,10 @@ def mermaid(v: View) -> str:
         return x.replace(":", "__").replace("-", "_")
 
     lines = ["flowchart LR"]
-    inside = [n for n in v.nodes if n.kind == "partition" or (n.kind == "interface" and "internal" in n.style)]
-    for n in v.nodes:
-        if n in inside:
+    inside: list[VNode] = []
+    for n in v.nodes:  # one pass: a membership test on the list would compare every node with every other
+        if n.kind == "partition" or (n.kind == "interface" and "internal" in n.style):
+            inside.append(n)
             continue
         shape = f'(["{n.label}"])' if n.kind == "role" else f'["{n.label}"]'
         lines.append(f"  {nid(n.id)}{shape}")
