@@ -16,6 +16,7 @@ Every wait is bounded and synchronised on device events or simulator state, neve
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import json
 import os
@@ -80,6 +81,28 @@ def real_services_available() -> bool:
         return False
 
 
+# The simulated hardware (and the supervisor) run as threads of the process that opens the rig. A full
+# garbage collection of that process holds the GIL for as long as its heap takes to scan: ~140 ms for the
+# ~260,000 objects a pytest session holds after collection, longer than the safety monitor's sensor
+# staleness limit, so a loaded test session saw false "sensor reading missing" faults that no sensor board
+# would cause. While a rig runs, the heap it found is frozen (gc.freeze): collections scan only what the run
+# creates. It is released when the last rig closes, so nothing is kept alive for longer than before.
+_heap_holds = 0
+
+
+def _hold_host_heap() -> None:
+    global _heap_holds
+    _heap_holds += 1
+    gc.freeze()
+
+
+def _release_host_heap() -> None:
+    global _heap_holds
+    _heap_holds -= 1
+    if _heap_holds == 0:
+        gc.unfreeze()
+
+
 class PumpRig:
     def __init__(self, *, time_scale: float = 60.0, services: str = "auto", ready_timeout: float = 30.0) -> None:
         if services == "auto":
@@ -101,6 +124,7 @@ class PumpRig:
         self.ports: dict[str, int] = {}  # network interface -> loopback TCP port of this run
         self._tmp: list[Path] = []
         self._last_press: tuple[tuple[str, str], float] | None = None
+        self._held_heap = False
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> PumpRig:
@@ -135,6 +159,8 @@ class PumpRig:
                               ready_timeout=self.ready_timeout, ports=self.ports,
                               device_key=self.device_key.path if self.device_key is not None else None)
         self.sim.clock = self.sup.clock
+        _hold_host_heap()
+        self._held_heap = True
         self.sim.start()
         self.sup.start()
         if not self.sup.wait_ready(self.ready_timeout):
@@ -149,6 +175,9 @@ class PumpRig:
         if self.sup is not None:
             self.sup.stop()
         self.sim.stop()
+        if self._held_heap:
+            self._held_heap = False
+            _release_host_heap()
         for d in self._tmp:
             remove_state_dir(d)
         self._tmp.clear()
