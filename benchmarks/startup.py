@@ -19,7 +19,8 @@ waited for, the floor for any design that starts seven Python processes. Failed 
 
 ``--profile`` adds where the time goes: supervisor-side steps timed by wrapping them in this process (only
 in the profile runs, which are not the measured ones), each partition's spawn -> Ready and Ready -> library
-from the events, and each entry's import cost (``python -X importtime`` of boot + the entry module, alone).
+from the events, the CPU time the partitions and this process have used by ready (is start-up CPU-bound on
+this many cores?), and each entry's import cost (``python -X importtime`` of boot + the entry module, alone).
 
 Measured 2026-12-02 at load 0-1.6: READY median 1267 ms (1191-1324, n=7) vs the baseline's 167 ms; the last
 partition Ready is network (spawn -> Ready 1206 ms, of which its imports alone are ~490 ms).
@@ -100,6 +101,27 @@ class Provisioned:
         self.rig.close()
 
 
+_TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def partitions_cpu_ms() -> float:
+    """CPU time (user + system) used so far by this process's partition children (``septum.runtime.boot``)."""
+    total = 0.0
+    me = os.getpid()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+            cmd = Path(entry.path, "cmdline").read_bytes()
+        except OSError:  # gone meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": state, ppid, ...
+        if int(fields[1]) == me and b"septum.runtime.boot" in cmd:
+            total += (int(fields[11]) + int(fields[12])) * _TICK_MS  # utime, stime
+    return total
+
+
 def one_start(dev: Provisioned) -> dict[str, Any]:
     """Start the device once; ms from before Supervisor() to each milestone (raises PartitionFailed/RuntimeError)."""
     state = Path(tempfile.mkdtemp(prefix="septum-bench-start-"))
@@ -109,6 +131,7 @@ def one_start(dev: Provisioned) -> dict[str, Any]:
     libs: set[str] = set()
     done = threading.Event()
     sup: Supervisor | None = None
+    own0 = os.times()
     t0 = time.perf_counter()
 
     def on_event(e: Any) -> None:
@@ -140,6 +163,11 @@ def one_start(dev: Provisioned) -> dict[str, Any]:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"not ready within {READY_TIMEOUT_S:g} s (marks: {sorted(marks)})")
         marks["ready"] = max(marks["device_ready"], *(marks[f"library:{p}"] for p in LIBRARY_PARTITIONS))
+        # CPU spent until ready: the partitions' (read from /proc while they run) and this process's own
+        # (the supervisor and the simulator's threads); against two cores it says how CPU-bound start-up is
+        own = os.times()
+        marks["cpu_partitions"] = partitions_cpu_ms()
+        marks["cpu_supervisor"] = (own.user - own0.user + own.system - own0.system) * 1000
         return marks
     finally:
         if sup is not None:
@@ -232,7 +260,9 @@ def profile(dev: Provisioned, runs: int) -> None:
                 print(f"  profile run failed: {exc}")
                 continue
         missing = st.missing
-        per_run.append(dict(st.ms) | {"start() returned": marks["start_returned"], "ready": marks["ready"]})
+        per_run.append(dict(st.ms) | {"start() returned": marks["start_returned"], "ready": marks["ready"],
+                                      "cpu_partitions": marks["cpu_partitions"],
+                                      "cpu_supervisor": marks["cpu_supervisor"]})
         for name in dev.model.partitions:
             s, r = marks.get(f"started:{name}"), marks.get(f"ready:{name}")
             if s is not None and r is not None:
@@ -247,6 +277,12 @@ def profile(dev: Provisioned, runs: int) -> None:
             print(f"    {label:<36} {statistics.median(xs):7.1f}")
     if missing:
         print(f"    (not found in this supervisor, not timed: {', '.join(missing)})")
+    cpu_p = statistics.median(r["cpu_partitions"] for r in per_run)
+    cpu_s = statistics.median(r["cpu_supervisor"] for r in per_run)
+    cores = os.cpu_count() or 1
+    print(f"  CPU until ready (median ms): partitions {cpu_p:.0f} (7 summed), this process {cpu_s:.0f} "
+          f"(supervisor + simulator); on {cores} cores the CPU alone needs >= {(cpu_p + cpu_s) / cores:.0f} ms "
+          f"of the {statistics.median(r['ready'] for r in per_run):.0f} ms to ready")
     print("  partition side: spawn -> Ready, Ready -> drug library verified (median ms), and the import cost of")
     print("  boot + the entry module in a fresh interpreter alone (python -X importtime; heaviest packages):")
     for name, part in dev.model.partitions.items():
