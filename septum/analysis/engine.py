@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from septum.gc_pause import cyclic_gc_paused
 from septum.model import schema as s
 from septum.model.source import SourceMap
 
@@ -116,11 +117,12 @@ def check(
         rules = [r for r in rules if r.id in wanted or r.family in wanted]
     findings: list[Finding] = []
     ran: set[str] = set()
-    for r in rules:
-        if r.family == "WAIVER" or (r.needs is not None and r.needs not in ctx.options):
-            continue
-        ran.add(r.id)
-        findings.extend(r.check(ctx))
+    with cyclic_gc_paused():  # the rules build large indexes over the model: no rescans of the heap meanwhile
+        for r in rules:
+            if r.family == "WAIVER" or (r.needs is not None and r.needs not in ctx.options):
+                continue
+            ran.add(r.id)
+            findings.extend(r.check(ctx))
     findings = apply_waivers(ctx, findings, ran, full_run=select is None)
     findings.sort(key=_sort_key)
     return Report(model=model, source=source, findings=findings, rules=rules)

@@ -7,7 +7,6 @@ together, each with ``file:line:col``; nothing is silently accepted.
 
 from __future__ import annotations
 
-import gc
 import operator
 import os
 import re
@@ -20,6 +19,7 @@ import msgspec
 import yaml
 
 from septum.errors import InvariantBroken
+from septum.gc_pause import cyclic_gc_paused
 
 from . import schema as s
 from .errors import Location, ModelError, ModelIssue
@@ -600,9 +600,7 @@ def loads(text: str, file: str = "<model>") -> tuple[s.Model, SourceMap]:
     """Parse model text. Returns the model and its source map, or raises ``ModelError``."""
     # Building hundreds of thousands of nodes and elements triggers the cyclic GC again and again over a
     # growing heap, which makes loading a large model quadratic. Loading creates no garbage cycles.
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with cyclic_gc_paused():
         data, source, col = _parse_yaml(text, file)
         if col.issues:
             raise ModelError(col.issues)
@@ -610,9 +608,6 @@ def loads(text: str, file: str = "<model>") -> tuple[s.Model, SourceMap]:
         # positions are found again from the text when something must be located (most checks never do)
         source.freeze(text)
         return model, source
-    finally:
-        if gc_was_enabled:
-            gc.enable()
 
 
 def _read_regular_file(p: Path) -> bytes:
