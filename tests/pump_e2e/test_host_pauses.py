@@ -26,7 +26,8 @@ def _full_collection_s() -> float:
 
 
 def _heap_that_pauses() -> list[list[int]]:
-    """Container objects (the kind a collection scans) until one full collection takes PAUSE_WANTED_S."""
+    """Container objects (the kind a collection scans) until one full collection takes PAUSE_WANTED_S:
+    the evidence that the collections forced below are a real threat to the rig."""
     heap: list[list[int]] = []
     step = 200_000
     while len(heap) < 8_000_000:
@@ -53,6 +54,6 @@ def test_full_collections_of_the_host_heap_raise_no_sensor_fault() -> None:
         raised = [e for e in rig.events(partition="safety_monitor") if e.seq > before and "sensor" in str(e.fields)]
         assert rig.motor_running(), (rig.alarms(), pauses, [(e.kind, e.fields) for e in raised])
         assert "sensor-fault" not in rig.alarms(), (pauses, [(e.kind, e.fields) for e in raised])
-    # the heap still pauses the process once no rig holds it: the collections above were a real threat
-    assert _full_collection_s() >= PAUSE_WANTED_S / 2, "the heap no longer pauses the process"
+    # No check that the heap pauses the process again after close: in a whole-suite run another test's rig
+    # may still be open, and the heap stays frozen while any rig runs (that is the design).
     del heap
