@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -39,6 +39,7 @@ from .channel import ReceiveEnd, SendEnd
 from .clock import Clock
 from .codec import DecodeErrors
 
+T = TypeVar("T")
 Handler = Callable[[Any], None]
 DeviceHandler = Callable[[bytes], None]
 MAX_DEVICE_PACKET = 64 * 1024  # same bound as septum.runtime.devices (not imported: keep boot lean)
@@ -255,6 +256,41 @@ class Partition:
         """Prove liveness now (the loop also does this by itself every half heartbeat period)."""
         self._beat_seq += 1
         self._control_send(proto.Beat(self._beat_seq))
+
+    def beating(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` (a long but bounded computation in a handler: a memory-hard credential check, a large
+        signature check) in a helper thread and keep proving liveness until it returns; its result or its
+        exception is this call's.
+
+        The handler still waits, so requests stay one at a time. Without this a computation longer than two
+        heartbeat periods looks like a hung loop and the supervisor kills the partition mid-request, and
+        the request is lost: an argon2id check takes ~0.3 s on an idle host and more on a loaded one or with
+        stronger provisioned parameters, and auth's heartbeat is 500 ms. Only for work that ends by itself
+        (no I/O wait): a wedged ``fn`` keeps the partition looking alive. ``fn`` must release the GIL (C code
+        that does) for the beats to be sent on time. Runs ``fn`` inline when the partition has no heartbeat
+        or no thread can be started (a full ``pids`` limit)."""
+        beat = self._heartbeat_s
+        if beat is None:
+            return fn()
+        box: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                box["result"] = fn()
+            except BaseException as exc:  # re-raised in the handler's thread below
+                box["error"] = exc
+
+        worker = threading.Thread(target=work, name="septum-beating", daemon=True)
+        try:
+            worker.start()
+        except RuntimeError:
+            return fn()
+        while worker.is_alive():
+            self.heartbeat()
+            worker.join(beat)
+        if "error" in box:
+            raise box["error"]
+        return box["result"]
 
     def event(self, kind: str, severity: str = "info", **fields: Any) -> None:
         """Record an event in the device's event stream (the supervisor stamps it with this partition).

@@ -23,9 +23,13 @@ something the model does not have) is a ``SetupError`` here, all problems in one
 from __future__ import annotations
 
 import importlib.machinery
+import importlib.metadata
 import importlib.util
+import json
 import os
 import sys
+import urllib.parse
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,10 +138,49 @@ def code_paths(model_dir: Path) -> list[str]:
     paths.append(str(Path(septum.__file__).resolve().parent))
     paths += [p for p in sys.path if p and os.path.isdir(p)]
     paths += [sys.prefix, sys.base_prefix]
+    paths += editable_sources()
     seen: dict[str, None] = {}
     for p in paths:
         seen.setdefault(os.path.realpath(p), None)
     return list(seen)
+
+
+def editable_sources() -> list[str]:
+    """Where the packages of editable installs (``pip install -e``) live.
+
+    A partition runs the same interpreter with the same site-packages, so the import hooks an editable install
+    leaves there (setuptools' finder, a .pth mapping) are active inside its sandbox too, and they import from
+    the project's source folder, which is on no ``sys.path``. Without this a device package installed editable
+    imports in the supervisor but not in its partitions (EACCES under Landlock). Only the folders the
+    installed top-level packages resolve to are added, not the whole project (its .git, tests, build output).
+    """
+    found: list[str] = []
+    for dist in importlib.metadata.distributions():
+        try:
+            info = json.loads(dist.read_text("direct_url.json") or "{}")
+        except ValueError:  # a broken record of someone else's install: not ours to judge
+            continue
+        if not isinstance(info, dict) or not (info.get("dir_info") or {}).get("editable"):
+            continue
+        tops = (dist.read_text("top_level.txt") or "").split()
+        located = False
+        for top in tops:
+            try:
+                spec = importlib.util.find_spec(top)
+            except (ImportError, ValueError):
+                spec = None
+            if spec is None:
+                continue
+            if spec.submodule_search_locations:
+                found += [str(p) for p in spec.submodule_search_locations]
+                located = True
+            elif spec.origin and os.path.isfile(spec.origin):
+                found.append(os.path.dirname(spec.origin))
+                located = True
+        url = str(info.get("url", ""))
+        if not located and url.startswith("file://"):  # no top_level.txt: the project folder itself
+            found.append(urllib.request.url2pathname(urllib.parse.urlparse(url).path))
+    return [p for p in found if os.path.isdir(p)]
 
 
 def _entry_of(name: str, part: Any) -> str:

@@ -249,7 +249,8 @@ class AuthService:
         factor = "pin" if fields.get("pin") else ("badge" if fields.get("badge") else "pin")
         secret = str(fields.get(factor) or "")
         now = self.p.now()
-        res = self.creds.authenticate(user, factor, secret, now)
+        # argon2id: seconds of CPU on a loaded host, during which this loop must keep beating
+        res = self.p.beating(lambda: self.creds.authenticate(user, factor, secret, now))
         self._save_lockout(now)
         who = Principal(user, res.role or "", factor)
         if not res.ok:

@@ -11,6 +11,7 @@ Time is an input (``now``, monotonic seconds) so the event loop and the tests ow
 
 from __future__ import annotations
 
+import base64
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,15 @@ class Argon2Params(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         # A floor so that a provisioning mistake cannot quietly make PINs cheap to brute-force offline.
         if self.memory_kib < 8192 or self.time_cost < 1 or self.salt_len < 16 or self.hash_len < 16:
             raise CredentialError("argon2 parameters below the floor (memory >= 8 MiB, salt >= 16 bytes)")
+
+    def phc_stand_in(self) -> str:
+        """An argon2id PHC string with these parameters whose salt and digest are random: verifying a secret
+        against it costs exactly one argon2 run with these parameters and matches nothing (2^-256)."""
+        def b64(n: int) -> str:
+            return base64.b64encode(secrets.token_bytes(n)).rstrip(b"=").decode()
+
+        return (f"$argon2id$v=19$m={self.memory_kib},t={self.time_cost},p={self.parallelism}"
+                f"${b64(self.salt_len)}${b64(self.hash_len)}")
 
     def hasher(self) -> PasswordHasher:
         return PasswordHasher(time_cost=self.time_cost, memory_cost=self.memory_kib,
@@ -240,9 +250,12 @@ class CredentialStore:
 
     def _dummy_verify(self, secret: str) -> None:
         # Spend the same argon2 cost for unknown principals so timing does not reveal who exists.
+        # The stand-in is a PHC string with random salt and digest, not a hash computed here: computing one
+        # on first use made the first unknown principal after every start cost two argon2 runs against a
+        # known one's one (a timing oracle for who exists, and twice the time auth's loop is busy).
         params = self.file.params if self.file else Argon2Params()
         if self._dummy is None:
-            self._dummy = params.hasher().hash(secrets.token_hex(16))
+            self._dummy = params.phc_stand_in()
         try:
             params.hasher().verify(self._dummy, secret)
         except VerificationError:

@@ -140,3 +140,42 @@ def test_lockout_survives_a_restart(creds: Path, device_model: Model) -> None:
 def test_malformed_requests(creds: Path, device_model: Model, factor: str, secret: str) -> None:
     r = CredentialStore.load(creds, device_model).authenticate("nurse1", factor, secret, 0.0)
     assert not r.ok and r.reason
+
+
+def test_an_unknown_principal_costs_one_argon2_run_like_a_known_one(
+        creds: Path, device_model: Model, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Timing must not tell who exists, on the first try after a start too. The stand-in compared for an
+    unknown principal used to be hashed on first use: that try cost two argon2 runs (hash, then verify)
+    against a known principal's one."""
+    from argon2 import PasswordHasher
+
+    runs: list[str] = []
+    real_hash, real_verify = PasswordHasher.hash, PasswordHasher.verify
+
+    def hash_(self: PasswordHasher, *a: object, **kw: object) -> str:
+        runs.append("hash")
+        return real_hash(self, *a, **kw)  # type: ignore[arg-type]
+
+    def verify(self: PasswordHasher, stored: str, secret: str) -> bool:
+        runs.append(f"verify m={self.memory_cost},t={self.time_cost}")
+        return real_verify(self, stored, secret)
+
+    monkeypatch.setattr(PasswordHasher, "hash", hash_)
+    monkeypatch.setattr(PasswordHasher, "verify", verify)
+    store = CredentialStore.load(creds, device_model)  # a fresh start: nothing computed yet
+    first_unknown = store.authenticate("admin", "pin", "000000", now=0.0)
+    unknown_runs, runs[:] = list(runs), []
+    known_wrong = store.authenticate("nurse1", "pin", "000001", now=0.0)
+    known_runs, runs[:] = list(runs), []
+    assert not first_unknown.ok and not known_wrong.ok and first_unknown.reason == known_wrong.reason
+    assert unknown_runs == known_runs == [f"verify m={FAST.memory_kib},t={FAST.time_cost}"], (unknown_runs,
+                                                                                               known_runs)
+
+
+def test_the_stand_in_is_a_valid_phc_string_that_matches_nothing() -> None:
+    from argon2.exceptions import VerifyMismatchError
+
+    stand_in = FAST.phc_stand_in()
+    assert stand_in.startswith("$argon2id$v=19$m=8192,t=1,p=1$") and stand_in != FAST.phc_stand_in()
+    with pytest.raises(VerifyMismatchError):  # not InvalidHashError: a real argon2 run was done
+        FAST.hasher().verify(stand_in, "000000")

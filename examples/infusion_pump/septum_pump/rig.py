@@ -268,8 +268,9 @@ class PumpRig:
     def _act(self, action: str, keys: list[tuple[str, str]], timeout: float = 5.0) -> tuple[bool, str]:
         """Press keys; the outcome is auth's refusal, or what the handling partition did with it."""
         after = self.seq()
+        lost: list[str] = []
         for k, v in keys:
-            self.press(k, v)
+            lost += self.press(k, v)
 
         def done(e: Event) -> bool:
             f = e.fields
@@ -283,7 +284,7 @@ class PumpRig:
 
         ev = self.wait_event(done, timeout, after=after)
         if ev is None:
-            return False, f"{action}: no outcome within {timeout}s"
+            return False, f"{action}: no outcome within {timeout}s ({self._trace(after, lost)})"
         f = ev.fields
         if ev.kind == "auth_reply":
             return bool(f.get("ok")), str(f.get("reason", ""))
@@ -291,21 +292,31 @@ class PumpRig:
             return True, str(f.get("restart", ""))
         return bool(f.get("ok")), str(f.get("result", ""))
 
-    def press(self, key: str, value: str = "") -> None:
+    def _trace(self, after: int, lost: list[str]) -> str:
+        """What the device did after an action's keys, for a timeout's message: a bench tester (or the next
+        person reading a CI log) sees whether the keys arrived, the ui asked auth, or a partition restarted."""
+        seen = [f"{e.partition or 'supervisor'}:{e.kind}" for e in self.supervisor.events.history if e.seq > after]
+        states = {n: p.state.name.lower() for n, p in self.supervisor.table.procs.items() if n in ("ui", "auth")}
+        parts = [f"keys not delivered: {' '.join(lost)}" if lost else "every key delivered",
+                 f"events after the keys: {', '.join(seen[-12:]) or 'none'}",
+                 ", ".join(f"{n} {s}" for n, s in states.items())]
+        return "; ".join(p for p in parts if p)
+
+    def press(self, key: str, value: str = "") -> list[str]:
         """Press keys as a person does: a numeric field (pin, rate, ...) is selected, its value typed on the
         digit keys and entered; the same key twice is pressed no faster than a finger (the ui partition takes
-        a repeat within its debounce interval for contact bounce)."""
+        a repeat within its debounce interval for contact bounce). Returns the keys the keypad could not
+        deliver (not connected, or the ui's input full), which a real finger would not notice either."""
         if key in NUMERIC_FIELDS and value:
             text = value if key == "pin" else f"{float(value):f}".rstrip("0").rstrip(".")
             seq = [key, *("decimal" if ch == "." else ch for ch in text), "enter"]
-            for k in seq:
-                self.press(k)
-            return
+            return [lost for k in seq for lost in self.press(k)]
         last = self._last_press
         if last is not None and last[0] == (key, value):
             time.sleep(max(0.0, last[1] + 1.5 * DEBOUNCE_S - time.monotonic()))
-        self.sim.press_key(key, value)
+        delivered = self.sim.press_key(key, value)
         self._last_press = ((key, value), time.monotonic())
+        return [] if delivered else [key]
 
     def login(self, pin: str | None = None, user: str = CLINICIAN) -> bool:
         pin = self.pins.get(user, "") if pin is None else pin
