@@ -1,17 +1,14 @@
 """Human-readable findings: grouped by severity, each with its rule, location, message and path witness.
 
-Built from rich ``Text`` objects rather than markup, because finding messages contain brackets
-(``--[channel]-->``) that rich would otherwise read as style tags. Without colour (no TTY, NO_COLOR, or a
-file) the output is plain text with no escape codes, so it can be grepped and diffed.
+Built from styled segments (``septum.report.styled.Line``) rather than rich markup, because finding messages
+contain brackets (``--[channel]-->``) that rich would otherwise read as style tags. Without colour (no TTY,
+NO_COLOR, or a file) the output is plain text with no escape codes, so it can be grepped and diffed, and rich
+is not imported at all; with colour the lines go through rich.
 """
 
 from __future__ import annotations
 
-import io
 from typing import TYPE_CHECKING
-
-from rich.console import Console
-from rich.text import Text
 
 from septum.analysis import Finding, Report, get_rule
 from septum.analysis.causes import Cause, cause_of, group_by_cause
@@ -19,6 +16,7 @@ from septum.model import Model
 from septum.model.source import SourceMap
 
 from . import element_location, path_chain
+from .styled import Line, Output
 
 if TYPE_CHECKING:
     # types only: `septum check` renders no diff, and importing the diff engine cost it ~8 ms of start-up
@@ -28,61 +26,44 @@ SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "note": "cyan", "wai
 SECTION_TITLE = {"error": "Errors", "warning": "Warnings", "note": "Notes", "waived": "Waived"}
 
 
-def make_console(*, color: bool, width: int | None) -> tuple[Console, io.StringIO]:
-    buf = io.StringIO()
-    console = Console(
-        file=buf,
-        force_terminal=color,
-        no_color=not color,
-        color_system="standard" if color else None,
-        width=width or 100,
-        highlight=False,
-        emoji=False,
-        # never ask the real terminal anything: the output goes to a string
-        force_jupyter=False,
-        force_interactive=False,
-    )
-    return console, buf
-
-
 def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def _finding_lines(report: Report, f: Finding, group: str, cause: Cause | None = None) -> list[Text]:
+def _finding_lines(report: Report, f: Finding, group: str, cause: Cause | None = None) -> list[Line]:
     rule = get_rule(f.rule)
     title = rule.title if rule else ""
-    head = Text("  ")
+    head = Line("  ")
     head.append(f.rule, style=SEVERITY_STYLE[group])
     head.append(f" [{f.severity}] " if group == "waived" else "  ")
     head.append(title, style="bold")
     lines = [head]
     if f.elements:
         loc = element_location(report.source, report.model, f.elements[0])
-        where = Text("    ")
+        where = Line("    ")
         if loc is not None:
             where.append(str(loc), style="blue")
             where.append("  ")
         where.append(str(f.elements[0]))
         lines.append(where)
-    lines.append(Text("    " + f.message))
+    lines.append(Line("    " + f.message))
     if f.path:
-        lines.append(Text("    path: " + path_chain(f.path), style="magenta"))
+        lines.append(Line("    path: " + path_chain(f.path), style="magenta"))
     if cause is not None:
-        lines.append(Text(f"    cause: {cause.element.kind} {cause.element.name} "
+        lines.append(Line(f"    cause: {cause.element.kind} {cause.element.name} "
                           f"(shared by {len(cause.findings)} findings)", style="bold"))
     if f.waived:
-        lines.append(Text(
+        lines.append(Line(
             f"    waived by {f.waiver_by or '?'} until {f.waiver_expires or '?'}: {f.waiver_reason or ''}",
             style="dim",
         ))
     return lines
 
 
-def summary_line(report: Report) -> Text:
+def summary_line(report: Report) -> Line:
     c = report.counts()
     verdict = "FAIL" if report.exit_code else "PASS"
-    text = Text()
+    text = Line()
     text.append(verdict, style="bold red" if report.exit_code else "bold green")
     text.append(
         f": {plural(c['error'], 'error')}, {plural(c['warning'], 'warning')}, {plural(c['note'], 'note')}, "
@@ -92,42 +73,41 @@ def summary_line(report: Report) -> Text:
 
 
 def render_text(report: Report, *, color: bool = False, width: int | None = None) -> str:
-    console, buf = make_console(color=color, width=width)
+    console = Output(color=color, width=width)
     dev = report.model.device
-    header = Text()
+    header = Line()
     if report.source is not None:
         header.append(report.source.file, style="bold")
         header.append(": ")
     header.append(f"{dev.name} {dev.version} ({dev.profile} profile)")
-    console.print(header, soft_wrap=True)
+    console.print(header)
 
     groups: dict[str, list[tuple[int, Finding]]] = {"error": [], "warning": [], "note": [], "waived": []}
     for n, f in enumerate(report.findings):
         groups["waived" if f.waived else f.severity].append((n, f))
     if not report.findings:
-        console.print(Text("\nNo findings."), soft_wrap=True)
+        console.print(Line("\nNo findings."))
     causes = group_by_cause(report.findings)
     by_finding = cause_of(causes)
     if causes:
         console.print()
-        console.print(Text(f"Causes ({len(causes)})", style="bold"), soft_wrap=True)
+        console.print(Line(f"Causes ({len(causes)})", style="bold"))
         for c in causes:
             rules = ", ".join(report.findings[i].rule for i in c.findings)
-            console.print(Text(f"  {c.headline()} ({rules})"), soft_wrap=True)
+            console.print(Line(f"  {c.headline()} ({rules})"))
     for group, findings in groups.items():
         if not findings:
             continue
         console.print()
-        console.print(Text(f"{SECTION_TITLE[group]} ({len(findings)})", style=SEVERITY_STYLE[group]),
-                      soft_wrap=True)
+        console.print(Line(f"{SECTION_TITLE[group]} ({len(findings)})", style=SEVERITY_STYLE[group]))
         for i, (n, f) in enumerate(findings):
             if i:
                 console.print()
             for line in _finding_lines(report, f, group, by_finding.get(n)):
-                console.print(line, soft_wrap=True)
+                console.print(line)
     console.print()
-    console.print(summary_line(report), soft_wrap=True)
-    return buf.getvalue()
+    console.print(summary_line(report))
+    return console.text()
 
 
 # --------------------------------------------------------------------------- septum diff
@@ -151,10 +131,10 @@ def render_diff_text(
     d: ModelDiff, old: Model, old_source: SourceMap | None, new: Model, new_source: SourceMap | None,
     *, color: bool = False, width: int | None = None,
 ) -> str:
-    console, buf = make_console(color=color, width=width)
+    console = Output(color=color, width=width)
     old_name = old_source.file if old_source else "old"
     new_name = new_source.file if new_source else "new"
-    console.print(Text(f"{old_name} -> {new_name}", style="bold"), soft_wrap=True)
+    console.print(Line(f"{old_name} -> {new_name}", style="bold"))
 
     by_cat: dict[str, list[Change]] = {}
     for c in d.changes:
@@ -164,20 +144,20 @@ def render_diff_text(
         if not changes:
             continue
         console.print()
-        console.print(Text(title, style="bold"), soft_wrap=True)
+        console.print(Line(title, style="bold"))
         for c in changes:
             removed = c.change.startswith("removed")
             src, model = (old_source, old) if removed else (new_source, new)
-            line = Text("  ")
+            line = Line("  ")
             line.append("-" if not c.adds_surface else "+", style=RISK_STYLE[c.risk])
             line.append(f" [{c.risk}] " if c.adds_surface else " ", style=RISK_STYLE[c.risk])
             line.append(c.message)
             loc = element_location(src, model, c.element)
             if loc is not None:
                 line.append(f"  ({loc})", style="blue")
-            console.print(line, soft_wrap=True)
+            console.print(line)
             if c.path:
-                console.print(Text("      path: " + path_chain(c.path), style="magenta"), soft_wrap=True)
+                console.print(Line("      path: " + path_chain(c.path), style="magenta"))
 
     for title, findings, src, model in (
         ("New findings", d.new_findings, new_source, new),
@@ -186,19 +166,19 @@ def render_diff_text(
         if not findings:
             continue
         console.print()
-        console.print(Text(f"{title} ({len(findings)})", style="bold"), soft_wrap=True)
+        console.print(Line(f"{title} ({len(findings)})", style="bold"))
         rep = Report(model=model, source=src, findings=list(findings))
         for i, f in enumerate(findings):
             if i:
                 console.print()
             group = "waived" if f.waived else f.severity
             for line in _finding_lines(rep, f, group):
-                console.print(line, soft_wrap=True)
+                console.print(line)
 
     if not d.changes and not d.new_findings and not d.resolved_findings:
-        console.print(Text("\nNo security-relevant changes."), soft_wrap=True)
+        console.print(Line("\nNo security-relevant changes."))
     console.print()
-    verdict = Text()
+    verdict = Line()
     if d.adds_attack_surface:
         verdict.append(f"Risk: {d.verdict.upper()}", style=RISK_STYLE[d.verdict])
         verdict.append(f": the change adds to the attack surface ({plural(len(d.additions), 'addition')}, "
@@ -206,5 +186,5 @@ def render_diff_text(
     else:
         verdict.append("Risk: NONE", style="bold green")
         verdict.append(": the change adds nothing to the attack surface")
-    console.print(verdict, soft_wrap=True)
-    return buf.getvalue()
+    console.print(verdict)
+    return console.text()
