@@ -158,11 +158,12 @@ def editable_sources() -> list[str]:
     for dist in importlib.metadata.distributions():
         try:
             info = json.loads(dist.read_text("direct_url.json") or "{}")
-        except ValueError:  # a broken record of someone else's install: not ours to judge
+            tops = (dist.read_text("top_level.txt") or "").split()
+        except (ValueError, OSError):  # a broken record of someone else's install: not ours to judge
             continue
-        if not isinstance(info, dict) or not (info.get("dir_info") or {}).get("editable"):
+        dir_info = info.get("dir_info") if isinstance(info, dict) else None
+        if not isinstance(dir_info, dict) or dir_info.get("editable") is not True:
             continue
-        tops = (dist.read_text("top_level.txt") or "").split()
         located = False
         for top in tops:
             try:

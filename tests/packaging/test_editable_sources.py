@@ -47,8 +47,12 @@ def test_broken_or_foreign_install_records_are_skipped(tmp_path: Path, monkeypat
     _dist(tmp_path / "site", "broken_json", "{not json", "x")
     _dist(tmp_path / "site", "not_editable", json.dumps({"url": project.as_uri(), "dir_info": {}}), "x")
     _dist(tmp_path / "site", "list_json", "[1, 2]", None)
+    _dist(tmp_path / "site", "odd_dir_info", json.dumps({"url": project.as_uri(), "dir_info": "editable"}), None)
     _dist(tmp_path / "site", "no_top_level", json.dumps({"url": project.as_uri(), "dir_info": {"editable": True}}),
           None)
+    _dist(tmp_path / "site", "binary_top_level", json.dumps({"url": project.as_uri(), "dir_info": {"editable": True}}),
+          None)
+    (tmp_path / "site" / "binary_top_level-0.1.dist-info" / "top_level.txt").write_bytes(b"\xff\xfe\x00junk")
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     found = editable_sources()
     assert found.count(str(project)) == 1, found  # only the editable one without top_level.txt, by its folder
