@@ -69,11 +69,8 @@ class Output:
     """Where a report is printed: a string, in plain text or (``color``) with rich's ANSI styles."""
 
     def __init__(self, *, color: bool, width: int | None) -> None:
-        self.color = color
         self._buf = io.StringIO()
-        self._console: Any = None
-        if color:
-            self._console = _console(self._buf, width)
+        self._console: Any = _console(self._buf, width) if color else None
 
     def print(self, line: Line | None = None) -> None:
         if self._console is not None:
